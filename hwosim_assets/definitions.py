@@ -1,0 +1,11 @@
+"""The code location: every definition under ``defs/``, with resources chosen
+from the environment when Dagster loads this module (see ``defs/resources.py``)."""
+
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

@@ -1,0 +1,34 @@
+"""Where each stage's objects live in the lake: one function per kind of key,
+so a reader finds the layout here and nowhere else."""
+
+from __future__ import annotations
+
+CATALOG_KEY = "catalog/jwst_catalog.parquet"
+
+
+def raw_prefix(program: str, obs_id: str) -> str:
+    return f"raw/jwst/{program}/{obs_id}/"
+
+
+def raw_key(program: str, obs_id: str, filename: str) -> str:
+    return raw_prefix(program, obs_id) + filename
+
+
+def bronze_key(family: str, obs_id: str) -> str:
+    return f"bronze/{family}/{obs_id}.parquet"
+
+
+def perturbed_key(family: str, profile: str, obs_id: str) -> str:
+    return f"perturbed/{family}/{profile}/{obs_id}.parquet"
+
+
+def truth_key(family: str, profile: str, obs_id: str, part: str = "mask") -> str:
+    """Ground truth lives under truth/, apart from what consumers read."""
+    return f"truth/{family}/{profile}/{obs_id}.{part}.parquet"
+
+
+def plot_key(stage: str, name: str) -> str:
+    return f"plots/{stage}/{name}.png"
+
+
+PROFILES_KEY = "config/profiles.yaml"
