@@ -1,0 +1,413 @@
+"""JWST FITS products -> bronze tidy tables (records.SPECTRA_SCHEMA, IMAGE_TILE_SCHEMA).
+
+The values in the tables are astropy's, bit for bit: floats are only
+byte-swapped to native order (float32 columns widened to float64, which is
+exact), and DQ keeps its bits (see ``_dq_int32`` and ``_image_decoder``). The
+bronze checks and the perturbation truth masks rely on that: any later change
+to a value must be one we made on purpose.
+
+Anything wrong with a file raises ``FitsProductError`` naming the file and
+the problem, so a failed asset run says which download to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import polars as pl
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
+
+from hwosim_assets.records import (
+    IMAGE_PRODUCT_TYPES,
+    IMAGE_TILE_SCHEMA,
+    PIXEL_DTYPES,
+    SPECTRA_PRODUCT_TYPES,
+    SPECTRA_SCHEMA,
+    SUPPORTED_PRODUCT_TYPES,
+    empty,
+)
+
+# bronze column -> EXTRACT1D column
+SPECTRA_COLUMNS = {"wavelength": "WAVELENGTH", "flux": "FLUX", "flux_error": "FLUX_ERROR", "dq": "DQ"}
+
+
+class FitsProductError(ValueError):
+    """A FITS product that cannot be read; the message names the file and what is wrong."""
+
+
+def product_type_of(path: str | os.PathLike) -> str:
+    """The product type from the file name's last ``_`` suffix (``..._nis_x1dints.fits`` -> ``x1dints``).
+
+    MAST names every JWST product this way; the suffix decides which reader
+    applies, so an unsupported one is an error rather than a guess.
+    """
+    name = Path(path).name
+    if not name.endswith(".fits"):
+        raise FitsProductError(f"{path}: not a .fits file name")
+    suffix = name[: -len(".fits")].rsplit("_", 1)[-1]
+    if "_" not in name or suffix not in SUPPORTED_PRODUCT_TYPES:
+        raise FitsProductError(
+            f"{path}: product type {suffix!r} is not supported (supported: {', '.join(SUPPORTED_PRODUCT_TYPES)})"
+        )
+    return suffix
+
+
+def _checked_paths(paths: Iterable[str | os.PathLike], allowed: tuple[str, ...]) -> list[Path]:
+    """Paths sorted by file name (the order of segments and exposures), each of an allowed type, none twice."""
+    paths = [Path(p) for p in paths]
+    for name, count in Counter(p.name for p in paths).items():
+        if count > 1:
+            raise FitsProductError(f"{name}: given {count} times")
+    for path in paths:
+        kind = product_type_of(path)
+        if kind not in allowed:
+            raise FitsProductError(f"{path}: a {kind} product, expected one of {', '.join(allowed)}")
+    return sorted(paths, key=lambda p: p.name)
+
+
+@contextmanager
+def _open(path: Path, **kwargs) -> Iterator[fits.HDUList]:
+    """Open a product memory-mapped; every failure becomes a FitsProductError naming the file.
+
+    astropy reads a truncated file with only a warning (zero-filling the tail,
+    or silently dropping a half-written HDU), so we also require the last HDU
+    to end exactly where the file ends, as FITS's 2880-byte blocks guarantee.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)  # truncation warnings become the error below
+        try:
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=False, **kwargs)
+        except Exception as exc:  # astropy raises OSError, ValueError, TypeError... for garbage
+            raise FitsProductError(f"{path}: not a readable FITS file ({type(exc).__name__}: {exc})") from exc
+        try:
+            size = os.path.getsize(path)
+            last = hdul.fileinfo(len(hdul) - 1)
+            end = last["datLoc"] + last["datSpan"]
+            if end > size:
+                raise FitsProductError(f"{path}: truncated: its HDUs need {end} bytes, the file has {size}")
+            if end < size:
+                raise FitsProductError(
+                    f"{path}: {size - end} bytes after the last complete HDU (truncated or corrupt header)"
+                )
+            yield hdul
+        except FitsProductError:
+            raise
+        except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise FitsProductError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+        finally:
+            hdul.close()
+
+
+def _has(hdul: fits.HDUList, name: str) -> bool:
+    return any(hdu.name == name for hdu in hdul)
+
+
+def _header_float(header: fits.Header, key: str, path: Path) -> float:
+    if key not in header:
+        raise FitsProductError(f"{path}: primary header has no {key}")
+    return float(header[key])
+
+
+def _mid_times(hdul: fits.HDUList, path: Path) -> Callable[[int], float]:
+    """MJD (UTC) at mid-integration, by 1-based integration number.
+
+    From the INT_TIMES table (``int_mid_MJD_UTC`` matched on
+    ``integration_number``). Only when a file has no INT_TIMES at all (older
+    pipeline versions) are the times interpolated from the primary header:
+    integration n of NINTS is centred at EXPSTART + (n - 0.5)(EXPEND - EXPSTART)/NINTS,
+    which ignores the short resets between integrations.
+    """
+    if _has(hdul, "INT_TIMES"):
+        table = hdul["INT_TIMES"].data
+        for column in ("integration_number", "int_mid_MJD_UTC"):
+            if table is None or column not in table.names:
+                raise FitsProductError(f"{path}: INT_TIMES has no column {column!r}")
+        mids = dict(zip(table["integration_number"].tolist(), table["int_mid_MJD_UTC"].tolist()))
+
+        def from_table(n: int) -> float:
+            if n not in mids:
+                raise FitsProductError(f"{path}: INT_TIMES has no row for integration {n}")
+            return mids[n]
+
+        return from_table
+
+    header = hdul[0].header
+    start, end = _header_float(header, "EXPSTART", path), _header_float(header, "EXPEND", path)
+    nints = int(_header_float(header, "NINTS", path))
+    return lambda n: start + (n - 0.5) * (end - start) / nints
+
+
+# --- spectra -----------------------------------------------------------------
+
+
+@dataclass
+class _Spectrum:
+    """One integration's spectrum in one spectral order, from one table HDU (or row)."""
+
+    integration: int
+    order: int
+    position: tuple[int, int, int]  # (file, HDU, row): keeps the files' own order for ties
+    event_time: float
+    values: dict[str, np.ndarray]  # bronze column -> 1-D array
+
+
+def _float64(values: np.ndarray, where: str) -> np.ndarray:
+    """A float column in native float64 (exact for float32 and float64 input)."""
+    if values.dtype.kind not in "fiu":
+        raise FitsProductError(f"{where} is {values.dtype}, not numeric")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _dq_int32(values: np.ndarray, where: str) -> np.ndarray:
+    """DQ as int32 with the same 32 bits: JWST stores uint32 flags, bronze keeps Int32.
+
+    Flags are bits, so a uint32 is reinterpreted, not converted: bit 31
+    (REFERENCE_PIXEL) becomes the sign bit, and ``.view(np.uint32)`` gives the
+    original flags back.
+    """
+    if values.dtype.kind not in "iu":
+        raise FitsProductError(f"{where} is {values.dtype}, not an integer DQ column")
+    if values.dtype.itemsize == 4:
+        return np.asarray(values).astype(np.uint32 if values.dtype.kind == "u" else np.int32).view(np.int32)
+    if values.dtype.itemsize < 4 or (values.min(initial=0) >= -(2**31) and values.max(initial=0) < 2**31):
+        return np.asarray(values, dtype=np.int32)
+    raise FitsProductError(f"{where} has values outside 32 bits")
+
+
+def _spectra_in_file(hdul: fits.HDUList, path: Path, file_index: int) -> list[_Spectrum]:
+    """Every spectrum in one x1dints file, in either layout.
+
+    Classic layout: one EXTRACT1D table per integration and spectral order,
+    integration number from the INT_NUM keyword (else counted from INTSTART
+    per order, as EXTVER runs). jwst >= 1.18 layout: one EXTRACT1D table per
+    order with one row per integration, array columns and an INT_NUM column;
+    rows are padded to a common length and NELEMENTS says how much is data.
+    """
+    tables = [(i, hdu) for i, hdu in enumerate(hdul) if hdu.name == "EXTRACT1D"]
+    if not tables:
+        raise FitsProductError(f"{path}: no EXTRACT1D extension")
+    time_of = _mid_times(hdul, path)
+    first = int(hdul[0].header.get("INTSTART", 1))
+    seen_per_order: Counter[int] = Counter()
+    spectra = []
+    for index, hdu in tables:
+        where = f"{path}: EXTRACT1D (HDU {index})"
+        if not isinstance(hdu, fits.BinTableHDU):
+            raise FitsProductError(f"{where} is not a binary table")
+        names = {name.upper() for name in hdu.columns.names}
+        for column in SPECTRA_COLUMNS.values():
+            if column not in names:
+                raise FitsProductError(f"{where} has no column {column!r}")
+        order = int(hdu.header.get("SPORDER", 1))
+        data = hdu.data
+        if data is None or len(data) == 0:
+            continue
+        columns = {
+            bronze: (_dq_int32 if bronze == "dq" else _float64)(data[fits_name], f"{where} column {fits_name}")
+            for bronze, fits_name in SPECTRA_COLUMNS.items()
+        }
+        if columns["wavelength"].ndim == 2 and "INT_NUM" in names:  # one row per integration
+            widths = data["NELEMENTS"] if "NELEMENTS" in names else np.full(len(data), columns["wavelength"].shape[1])
+            for row, (integration, width) in enumerate(zip(data["INT_NUM"].tolist(), np.asarray(widths).tolist())):
+                values = {name: column[row, :width] for name, column in columns.items()}
+                position = (file_index, index, row)
+                spectra.append(_Spectrum(integration, order, position, time_of(integration), values))
+        elif columns["wavelength"].ndim == 1:
+            seen_per_order[order] += 1
+            integration = int(hdu.header.get("INT_NUM", first - 1 + seen_per_order[order]))
+            spectra.append(_Spectrum(integration, order, (file_index, index, 0), time_of(integration), columns))
+        else:
+            shape = columns["wavelength"].shape
+            raise FitsProductError(f"{where}: WAVELENGTH has shape {shape} and there is no INT_NUM column")
+    return spectra
+
+
+def read_spectra(paths: Iterable[str | os.PathLike]) -> pl.DataFrame:
+    """All x1dints files of one observation -> one table in SPECTRA_SCHEMA.
+
+    Rows are sorted by integration; ``seq`` is the 0-based index of the
+    integration among those present, and ``channel`` runs across everything
+    of that integration: spectral orders in order, then files (e.g. NIRSpec
+    NRS1 before NRS2) by name. ``event_time`` comes from INT_TIMES; see
+    ``_mid_times`` for the header fallback.
+    """
+    spectra: list[_Spectrum] = []
+    for file_index, path in enumerate(_checked_paths(paths, SPECTRA_PRODUCT_TYPES)):
+        with _open(path) as hdul:
+            spectra += _spectra_in_file(hdul, path, file_index)
+    if not spectra:
+        return empty(SPECTRA_SCHEMA)
+    spectra.sort(key=lambda s: (s.integration, s.order, s.position))
+
+    integrations = np.array([s.integration for s in spectra], dtype=np.int64)
+    lengths = np.array([len(s.values["wavelength"]) for s in spectra], dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    first_of_integration = starts[np.searchsorted(integrations, integrations, side="left")]
+    seq = np.unique(integrations, return_inverse=True)[1]
+    table = {
+        "seq": np.repeat(seq, lengths).astype(np.int64),
+        "integration": np.repeat(integrations, lengths).astype(np.int32),
+        "channel": (np.arange(lengths.sum()) - np.repeat(first_of_integration, lengths)).astype(np.int32),
+        "event_time": np.repeat([s.event_time for s in spectra], lengths).astype(np.float64),
+    }
+    for name in SPECTRA_COLUMNS:
+        table[name] = np.concatenate([s.values[name] for s in spectra])
+    return pl.DataFrame(table, schema=SPECTRA_SCHEMA)
+
+
+# --- images ------------------------------------------------------------------
+
+
+def _image_decoder(hdu: fits.ImageHDU, plane: str, where: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Turn raw (unscaled, memory-mapped) frames of a plane into PIXEL_DTYPES[plane].
+
+    Files are opened with ``do_not_scale_image_data`` because astropy refuses
+    to memory-map scaled data, and JWST stores its uint32 DQ as int32 with
+    BZERO = 2**31. Adding 2**31 modulo 2**32 is flipping the top bit, so we
+    do that per frame, lazily, with exactly the result of astropy's scaled read.
+    Any other scaling is not something JWST writes, and is refused.
+    """
+    header = hdu.header
+    raw = hdu.data.dtype
+    if header.get("BSCALE", 1) != 1:
+        raise FitsProductError(f"{where}: scaled data (BSCALE={header['BSCALE']}) is not supported")
+    bzero = header.get("BZERO", 0)
+    unsigned = raw.kind == "i" and bzero == 2 ** (8 * raw.itemsize - 1)
+    if bzero and not unsigned:
+        raise FitsProductError(f"{where}: BZERO={bzero} on {raw} data is not supported")
+    target = np.dtype(PIXEL_DTYPES[plane])
+    stored = np.dtype(raw.str.replace("i", "u")) if unsigned else raw
+    if target.kind == "f" and (stored.kind != "f" or stored.itemsize != 4):
+        raise FitsProductError(f"{where} holds {stored}, expected float32")
+    if target.kind == "u" and stored.kind not in "iu":
+        raise FitsProductError(f"{where} holds {stored}, expected integer data-quality flags")
+    top_bit = np.array(1 << (8 * raw.itemsize - 1), dtype=stored) if unsigned else None
+
+    def decode(frame: np.ndarray) -> np.ndarray:
+        if unsigned:
+            frame = frame.view(stored) ^ top_bit
+        return np.ascontiguousarray(frame, dtype=target)
+
+    return decode
+
+
+def _frames(hdul: fits.HDUList, path: Path) -> Iterator[tuple[float, dict[str, np.ndarray]]]:
+    """(event time, {plane: 2-D array}) for each frame of an image product.
+
+    SCI and ERR are required; a missing DQ (i2d products have WHT and CON
+    instead) gives all-zero flags. A 2-D product is one frame at EXPMID; a 3-D
+    one (calints) gives one frame per integration, timed by ``_mid_times``.
+    Frames are decoded one at a time from the memory map.
+    """
+    hdus = {}
+    for plane in ("sci", "err", "dq"):
+        name = plane.upper()
+        if not _has(hdul, name) or hdul[name].data is None:
+            if plane == "dq":
+                continue
+            raise FitsProductError(f"{path}: no {name} image extension")
+        hdus[plane] = hdul[name]
+    shapes = {plane: hdu.data.shape for plane, hdu in hdus.items()}
+    shape = shapes["sci"]
+    if any(s != shape for s in shapes.values()):
+        raise FitsProductError(f"{path}: planes differ in shape: {shapes}")
+    if len(shape) not in (2, 3):
+        raise FitsProductError(f"{path}: SCI has {len(shape)} dimensions, expected 2 or 3")
+    decoders = {plane: _image_decoder(hdu, plane, f"{path}: {plane.upper()}") for plane, hdu in hdus.items()}
+    zeros = np.zeros(shape[-2:], dtype=PIXEL_DTYPES["dq"])
+
+    def frame(index: tuple) -> dict[str, np.ndarray]:
+        planes = {plane: decoders[plane](hdus[plane].data[index]) for plane in hdus}
+        planes.setdefault("dq", zeros)
+        return planes
+
+    header = hdul[0].header
+    if len(shape) == 2:
+        if "EXPMID" in header:
+            mid = float(header["EXPMID"])
+        else:
+            mid = (_header_float(header, "EXPSTART", path) + _header_float(header, "EXPEND", path)) / 2
+        yield mid, frame(())
+        return
+    time_of = _mid_times(hdul, path)
+    first = int(header.get("INTSTART", 1))
+    for i in range(shape[0]):
+        yield time_of(first + i), frame((i,))
+
+
+def _tiles(planes: dict[str, np.ndarray], tile_size: int) -> dict[str, list]:
+    """One frame cut into tiles in row-major order: origins, shapes and pixel bytes."""
+    ny, nx = planes["sci"].shape
+    tiles: dict[str, list] = {name: [] for name in ("y0", "x0", "ny", "nx", *PIXEL_DTYPES)}
+    for y0 in range(0, ny, tile_size):
+        for x0 in range(0, nx, tile_size):
+            tile = np.s_[y0 : y0 + tile_size, x0 : x0 + tile_size]
+            th, tw = planes["sci"][tile].shape
+            for name, value in (("y0", y0), ("x0", x0), ("ny", th), ("nx", tw)):
+                tiles[name].append(value)
+            for plane in PIXEL_DTYPES:
+                tiles[plane].append(planes[plane][tile].tobytes())
+    return tiles
+
+
+def read_images(paths: Iterable[str | os.PathLike], tile_size: int = 128) -> pl.DataFrame:
+    """Image products (cal, calints, i2d) of one observation -> tiles in IMAGE_TILE_SCHEMA.
+
+    Files are taken in name order, frames in file order, and each frame is cut
+    into ``tile_size`` squares in row-major order (edge tiles are smaller);
+    ``seq`` and ``frame`` count across all of them from 0. Payloads are the
+    raw little-endian pixel bytes (``tile_pixels`` decodes them).
+
+    Each frame becomes its own polars chunk as soon as it is cut, so the peak
+    memory is the table plus one frame, not twice the table.
+    """
+    if tile_size < 1:
+        raise ValueError(f"tile_size must be positive, got {tile_size}")
+    chunks = [empty(IMAGE_TILE_SCHEMA)]
+    seq = frame = 0
+    for path in _checked_paths(paths, IMAGE_PRODUCT_TYPES):
+        with _open(path, do_not_scale_image_data=True) as hdul:
+            for event_time, planes in _frames(hdul, path):
+                tiles = _tiles(planes, tile_size)
+                n = len(tiles["y0"])
+                keys = {"seq": range(seq, seq + n), "frame": [frame] * n, "source": [path.name] * n}
+                chunks.append(pl.DataFrame({**keys, **tiles, "event_time": [event_time] * n}, schema=IMAGE_TILE_SCHEMA))
+                seq, frame = seq + n, frame + 1
+    return pl.concat(chunks, rechunk=False)
+
+
+def tile_pixels(tile: Mapping | pl.DataFrame, plane: str) -> np.ndarray:
+    """A tile's payload for ``plane`` ("sci", "err", "dq") as a (ny, nx) array.
+
+    ``tile`` is a row as a mapping (``iter_rows(named=True)``) or a one-row frame.
+    """
+    if isinstance(tile, pl.DataFrame):
+        if len(tile) != 1:
+            raise ValueError(f"expected one tile, got {len(tile)} rows")
+        tile = tile.row(0, named=True)
+    return np.frombuffer(tile[plane], dtype=PIXEL_DTYPES[plane]).reshape(tile["ny"], tile["nx"])
+
+
+def assemble_frame(table: pl.DataFrame, frame: int, plane: str) -> np.ndarray:
+    """Put one frame of a tile table back together; every pixel must come from exactly one tile."""
+    tiles = table.filter(pl.col("frame") == frame)
+    if tiles.is_empty():
+        raise ValueError(f"no tiles for frame {frame}")
+    ny, nx = int((tiles["y0"] + tiles["ny"]).max()), int((tiles["x0"] + tiles["nx"]).max())
+    out = np.zeros((ny, nx), dtype=PIXEL_DTYPES[plane])
+    covered = np.zeros((ny, nx), dtype=np.int32)
+    for tile in tiles.iter_rows(named=True):
+        where = np.s_[tile["y0"] : tile["y0"] + tile["ny"], tile["x0"] : tile["x0"] + tile["nx"]]
+        out[where] = tile_pixels(tile, plane)
+        covered[where] += 1
+    if not (covered == 1).all():
+        raise ValueError(f"tiles of frame {frame} overlap or leave gaps")
+    return out

@@ -1,0 +1,326 @@
+"""FITS -> bronze: values equal astropy's read bit for bit, tiles reassemble,
+both x1dints layouts agree, and every bad file fails naming itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from astropy.io import fits
+
+from hwosim_assets.ingest import sample
+from hwosim_assets.ingest.fits_reader import (
+    FitsProductError,
+    assemble_frame,
+    product_type_of,
+    read_images,
+    read_spectra,
+    tile_pixels,
+)
+from hwosim_assets.records import IMAGE_TILE_SCHEMA, SPECTRA_SCHEMA
+
+X1D = "jw09999001001_04101_00001-seg001_nis_x1dints.fits"
+CAL = "jw09999002001_02101_{:05d}_nrcb1_cal.fits"
+CALINTS = "jw09999003001_02101_00001_nrcb1_calints.fits"
+N_INT, N_WL = 12, 40
+
+
+def _write(hdul: fits.HDUList, path: Path) -> Path:
+    hdul.writeto(path)
+    return path
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """The raw bits of floats in native order: equality here is bit-for-bit, NaN payloads included."""
+    values = np.asarray(values)
+    return values.astype(values.dtype.newbyteorder("=")).view(f"u{values.dtype.itemsize}")
+
+
+def _x1dints(n_int: int = N_INT, n_wl: int = N_WL) -> fits.HDUList:
+    return sample.make_x1dints(n_int, n_wl)
+
+
+def _astropy_spectra(path: Path) -> list[fits.FITS_rec]:
+    with fits.open(path) as hdul:
+        return [hdu.data.copy() for hdu in hdul if hdu.name == "EXTRACT1D"]
+
+
+# --- spectra -----------------------------------------------------------------
+
+
+def test_spectra_equal_astropy_bit_for_bit_with_injected_nans(tmp_path):
+    hdul = _x1dints()
+    rng = np.random.default_rng(3)
+    for hdu in hdul[1:4]:
+        rows = rng.choice(np.arange(2, N_WL - 2), size=5, replace=False)  # the ends are NaN already
+        hdu.data["FLUX"][rows] = np.nan
+        hdu.data["FLUX_ERROR"][rows[:2]] = np.nan
+    odd_nan = np.array([0x7FF8000000000123], dtype=np.uint64).view(np.float64)[0]  # a NaN with a payload
+    hdul[5].data["FLUX"][7] = odd_nan
+    hdul[6].data["DQ"][3] = 2**31 + 4  # the top DQ bit
+    path = _write(hdul, tmp_path / X1D)
+
+    table = read_spectra([path])
+    assert table.schema == pl.Schema(SPECTRA_SCHEMA)
+    tables = _astropy_spectra(path)
+    assert len(table) == N_INT * N_WL
+    for column, fits_name in (("wavelength", "WAVELENGTH"), ("flux", "FLUX"), ("flux_error", "FLUX_ERROR")):
+        expected = np.concatenate([t[fits_name] for t in tables])
+        assert np.array_equal(_bits(table[column].to_numpy()), _bits(expected)), column
+    assert np.isnan(table["flux"].to_numpy()).sum() == 3 * 5 + 2 * 2 * N_INT + 1
+    dq = np.concatenate([t["DQ"] for t in tables])
+    assert dq.dtype == np.uint32 and np.array_equal(table["dq"].to_numpy().view(np.uint32), dq)
+    assert table["dq"].min() < 0  # bit 31 kept as the sign bit of Int32
+
+
+def test_spectra_keys_times_and_channels(tmp_path):
+    path = _write(_x1dints(), tmp_path / X1D)
+    table = read_spectra([path])
+    with fits.open(path) as hdul:
+        mids = hdul["INT_TIMES"].data["int_mid_MJD_UTC"]
+    per_int = table.group_by("seq", maintain_order=True).agg(
+        pl.col("integration").first(), pl.col("event_time").unique(), pl.col("channel")
+    )
+    assert per_int["seq"].to_list() == list(range(N_INT))
+    assert per_int["integration"].to_list() == list(range(1, N_INT + 1))
+    assert [t[0] for t in per_int["event_time"].to_list()] == mids.tolist()
+    assert all(c == list(range(N_WL)) for c in per_int["channel"].to_list())
+
+
+def test_spectra_fall_back_to_header_times_without_int_times(tmp_path):
+    hdul = _x1dints()
+    with_times = read_spectra([_write(hdul, tmp_path / X1D)])
+    del hdul["INT_TIMES"]
+    other = tmp_path / "other"
+    other.mkdir()
+    without = read_spectra([_write(hdul, other / X1D)])
+    h = hdul[0].header
+    step = (h["EXPEND"] - h["EXPSTART"]) / h["NINTS"]
+    expected = h["EXPSTART"] + (without["integration"].to_numpy() - 0.5) * step
+    assert np.array_equal(without["event_time"].to_numpy(), expected)
+    assert np.allclose(without["event_time"].to_numpy(), with_times["event_time"].to_numpy(), rtol=0, atol=1e-9)
+    assert without.drop("event_time").equals(with_times.drop("event_time"))
+
+
+def test_segments_in_any_order_make_one_observation(tmp_path):
+    hdul = _x1dints()
+    whole = read_spectra([_write(hdul, tmp_path / X1D)])
+    segments = []
+    for k, ints in enumerate((range(1, 7), range(7, N_INT + 1)), start=1):
+        primary = fits.PrimaryHDU(header=hdul[0].header.copy())
+        primary.header["INTSTART"], primary.header["INTEND"] = ints[0], ints[-1]
+        tables = [hdul[i].copy() for i in ints]
+        seg = tmp_path / "segs" / X1D.replace("seg001", f"seg{k:03d}")
+        seg.parent.mkdir(exist_ok=True)
+        segments.append(_write(fits.HDUList([primary, *tables, hdul["INT_TIMES"].copy()]), seg))
+    assert read_spectra(segments[::-1]).equals(whole)
+
+
+def test_spectral_orders_share_the_integration_channels(tmp_path):
+    hdul = _x1dints()
+    order2 = []
+    for i in range(1, N_INT + 1):
+        table = hdul[i].copy()
+        table.header["SPORDER"] = 2
+        table.header["EXTVER"] = N_INT + i
+        table.data["WAVELENGTH"] = table.data["WAVELENGTH"] / 2
+        order2.append(table)
+    # Orders in blocks, order 2 first: channels still follow the order number, not the file.
+    path = _write(fits.HDUList([hdul[0], *order2, *hdul[1:-1], hdul[-1]]), tmp_path / X1D)
+    table = read_spectra([path])
+    assert len(table) == 2 * N_INT * N_WL
+    first = table.filter(pl.col("seq") == 0)
+    assert first["channel"].to_list() == list(range(2 * N_WL))
+    wavelength = hdul[1].data["WAVELENGTH"]
+    assert np.array_equal(first["wavelength"].to_numpy(), np.concatenate([wavelength, wavelength / 2]))
+    assert table["integration"].is_sorted()
+
+
+def _new_layout(hdul: fits.HDUList, short_row: int, short_by: int) -> fits.HDUList:
+    """The same spectra in the jwst >= 1.18 layout: one table, one row per
+    integration, array columns padded with NaN beyond NELEMENTS."""
+    tables = [hdu.data for hdu in hdul if hdu.name == "EXTRACT1D"]
+    n = len(tables[0])
+    stack = {name: np.array([t[name] for t in tables]) for name in ("WAVELENGTH", "FLUX", "FLUX_ERROR", "DQ")}
+    nelements = np.full(len(tables), n)
+    nelements[short_row] = n - short_by
+    for name in ("WAVELENGTH", "FLUX", "FLUX_ERROR"):
+        stack[name][short_row, n - short_by :] = np.nan
+    stack["DQ"][short_row, n - short_by :] = 0
+    columns = [fits.Column(name="INT_NUM", format="J", array=np.arange(1, len(tables) + 1))]
+    columns += [fits.Column(name=k, format=f"{n}D", array=stack[k]) for k in ("WAVELENGTH", "FLUX", "FLUX_ERROR")]
+    columns += [fits.Column(name="DQ", format=f"{n}J", bzero=2**31, array=stack["DQ"])]
+    columns += [fits.Column(name="NELEMENTS", format="J", array=nelements)]
+    table = fits.BinTableHDU.from_columns(columns, name="EXTRACT1D")
+    table.header["SPORDER"] = 1
+    return fits.HDUList([hdul[0].copy(), table, hdul["INT_TIMES"].copy()])
+
+
+def test_new_layout_reads_like_the_classic_one(tmp_path):
+    hdul = _x1dints()
+    classic = read_spectra([_write(hdul, tmp_path / X1D)])
+    (tmp_path / "new").mkdir()
+    new = read_spectra([_write(_new_layout(hdul, short_row=4, short_by=3), tmp_path / "new" / X1D)])
+    trimmed = classic.filter(~((pl.col("integration") == 5) & (pl.col("channel") >= N_WL - 3)))
+    assert new.equals(trimmed)
+
+
+def test_empty_input_gives_empty_tables():
+    assert read_spectra([]).schema == pl.Schema(SPECTRA_SCHEMA) and read_spectra([]).is_empty()
+    assert read_images([]).schema == pl.Schema(IMAGE_TILE_SCHEMA) and read_images([]).is_empty()
+
+
+# --- images ------------------------------------------------------------------
+
+
+def test_tiles_reassemble_to_astropy_frames_bit_for_bit(tmp_path):
+    paths = [
+        _write(sample.make_image(70, 90, seed=k, dither=(k, -k)), tmp_path / CAL.format(k)) for k in (1, 2)
+    ]
+    table = read_images(paths[::-1], tile_size=32)
+    assert table.schema == pl.Schema(IMAGE_TILE_SCHEMA)
+    assert table["seq"].to_list() == list(range(2 * 3 * 3))
+    assert table["source"].to_list() == [p.name for p in paths for _ in range(9)]
+    first = table.filter(pl.col("frame") == 0)
+    assert list(zip(first["y0"], first["x0"], first["ny"], first["nx"])) == [
+        (y, x, 32 if y < 64 else 6, 32 if x < 64 else 26) for y in (0, 32, 64) for x in (0, 32, 64)
+    ]
+    for frame, path in enumerate(paths):
+        with fits.open(path) as hdul:
+            assert set(table.filter(pl.col("frame") == frame)["event_time"]) == {hdul[0].header["EXPMID"]}
+            for plane in ("sci", "err"):
+                ours, theirs = assemble_frame(table, frame, plane), hdul[plane.upper()].data
+                assert np.isnan(theirs).any() and np.array_equal(_bits(ours), _bits(theirs)), plane
+            dq = hdul["DQ"].data
+            assert dq.dtype == np.uint32 and (dq >= 2**31).any()
+            assert np.array_equal(assemble_frame(table, frame, "dq"), dq)
+    corner = table.row(by_predicate=pl.col("seq") == 8, named=True)
+    assert tile_pixels(corner, "sci").shape == (6, 26) and tile_pixels(table[8], "dq").dtype == np.uint32
+
+
+def test_calints_give_one_frame_per_integration(tmp_path):
+    hdul = sample.make_image(40, 50, nints=3)
+    path = _write(hdul, tmp_path / CALINTS)
+    table = read_images([path], tile_size=64)
+    assert table["frame"].to_list() == [0, 1, 2] and table["seq"].to_list() == [0, 1, 2]
+    assert table["event_time"].to_list() == hdul["INT_TIMES"].data["int_mid_MJD_UTC"].tolist()
+    with fits.open(path) as astropy_read:
+        for i in range(3):
+            for plane in ("sci", "err", "dq"):
+                expected = astropy_read[plane.upper()].data[i]
+                assert np.array_equal(_bits(tile_pixels(table[i], plane)), _bits(expected))
+
+
+def test_i2d_without_dq_gets_zero_flags(tmp_path):
+    hdul = sample.make_image(30, 30, extra_planes=False)
+    del hdul["DQ"]
+    hdul.append(fits.ImageHDU(np.ones((30, 30), np.float32), name="WHT"))
+    hdul.append(fits.ImageHDU(np.ones((1, 30, 30), np.int32), name="CON"))
+    path = _write(hdul, tmp_path / "jw09999-o002_t002_nircam_clear-f200w_i2d.fits")
+    table = read_images([path], tile_size=30)
+    assert len(table) == 1
+    assert not tile_pixels(table, "dq").any()
+    assert np.array_equal(_bits(tile_pixels(table, "sci")), _bits(hdul["SCI"].data))
+
+
+def test_assemble_frame_refuses_missing_tiles(tmp_path):
+    table = read_images([_write(sample.make_image(40, 40), tmp_path / CAL.format(1))], tile_size=16)
+    with pytest.raises(ValueError, match="gaps"):
+        assemble_frame(table.filter(pl.col("seq") != 4), 0, "sci")
+
+
+# --- bad input ---------------------------------------------------------------
+
+
+def test_product_type_of():
+    assert product_type_of("a/jw01_nis_x1dints.fits") == "x1dints"
+    assert product_type_of(Path("jw02_nrcb1_calints.fits")) == "calints"
+    assert product_type_of("jw02-o001_t001_nircam_clear-f200w_i2d.fits") == "i2d"
+    for bad in ("jw01_nis_rateints.fits", "jw01_nrcb1_cal.fits.gz", "cal.fits", "notes.txt"):
+        with pytest.raises(FitsProductError, match=re.escape(bad)):
+            product_type_of(bad)
+
+
+def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
+    """Each bad case: (path, words the error must contain besides the file name)."""
+    cases = {}
+
+    def case(key: str, hdul_or_bytes, name: str, words: str) -> None:
+        path = tmp / key / name
+        path.parent.mkdir()
+        if isinstance(hdul_or_bytes, bytes):
+            path.write_bytes(hdul_or_bytes)
+        else:
+            hdul_or_bytes.writeto(path)
+        cases[key] = (path, words)
+
+    x1d_bytes = sample.x1dints_bytes(4, 10)
+    cal_bytes = sample.hdul_bytes(sample.make_image(30, 30))
+    case("truncated_data", cal_bytes[:-1000], CAL.format(1), "truncated")
+    case("truncated_header", cal_bytes[: 2880 * 2 + 400], CAL.format(1), "after the last complete HDU")
+    case("garbage", b"this is not FITS at all " * 200, CAL.format(1), "not a readable FITS")
+
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    case("no_extract1d", fits.HDUList([hdul[0], hdul["INT_TIMES"]]), X1D, "no EXTRACT1D")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul[2] = fits.BinTableHDU.from_columns([c for c in hdul[2].columns if c.name != "FLUX"], name="EXTRACT1D")
+    case("no_flux", hdul, X1D, "no column 'FLUX'")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul["INT_TIMES"] = fits.BinTableHDU(hdul["INT_TIMES"].data[:2], name="INT_TIMES")
+    case("short_int_times", hdul, X1D, "no row for integration 3")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    del hdul["INT_TIMES"]
+    del hdul[0].header["EXPEND"]
+    case("no_times", hdul, X1D, "no EXPEND")
+
+    def image(**planes) -> fits.HDUList:
+        """The cal product with planes replaced (an array) or removed (None)."""
+        hdul = fits.HDUList.fromstring(cal_bytes)
+        for name, data in planes.items():
+            if data is None:
+                del hdul[name]
+            else:
+                hdul[name].data = data
+        return hdul
+
+    sci = fits.HDUList.fromstring(cal_bytes)["SCI"].data
+    case("no_sci", image(SCI=None), CAL.format(1), "no SCI")
+    case("no_err", image(ERR=None), CAL.format(1), "no ERR")
+    case("shape", image(ERR=sci[:20].copy()), CAL.format(1), "differ in shape")
+    case("float64", image(SCI=sci.astype(np.float64)), CAL.format(1), "expected float32")
+    case("x1d_named_cal", fits.HDUList.fromstring(x1d_bytes), "jw09999001001_04101_00001_nis_cal.fits", "no SCI")
+    case("unsupported", image(), "jw09999002001_02101_00001_nrcb1_rate.fits", "not supported")
+    return cases
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    return _broken_products(tmp_path_factory.mktemp("broken"))
+
+
+SPECTRA_CASES = ("no_extract1d", "no_flux", "short_int_times", "no_times")
+IMAGE_CASES = ("truncated_data", "truncated_header", "garbage", "no_sci", "no_err", "shape", "float64",
+               "x1d_named_cal", "unsupported")  # fmt: skip
+
+
+@pytest.mark.parametrize("key", SPECTRA_CASES + IMAGE_CASES)
+def test_bad_input_raises_naming_the_file(broken, key):
+    path, words = broken[key]
+    read = read_spectra if key in SPECTRA_CASES else read_images
+    with pytest.raises(FitsProductError, match=re.escape(path.name)) as error:
+        read([path])
+    assert words in str(error.value)
+
+
+def test_wrong_family_missing_file_and_duplicates_are_refused(tmp_path):
+    cal = _write(sample.make_image(20, 20), tmp_path / CAL.format(1))
+    with pytest.raises(FitsProductError, match=re.escape(f"{cal.name}: a cal product, expected one of x1dints")):
+        read_spectra([cal])
+    with pytest.raises(FitsProductError, match="given 2 times"):
+        read_images([cal, tmp_path / ".." / tmp_path.name / cal.name])
+    missing = tmp_path / CAL.format(9)
+    with pytest.raises(FitsProductError, match=re.escape(missing.name)):
+        read_images([missing])
