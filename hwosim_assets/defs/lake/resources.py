@@ -1,0 +1,474 @@
+"""The lake: one object store for every stage, a local folder or any S3 API.
+
+Both backends offer the same small set of methods, so assets never know
+where the lake is. Three promises hold on both:
+
+* objects are written whole or not at all: a local write goes to a temporary
+  file in the destination folder, is fsynced, then renamed over the key; an S3
+  write is a single PUT or a multipart upload that boto3 aborts on failure;
+* large files stream: nothing reads a whole file into memory (multipart parts
+  of ``part_size_mb``, 1 MiB copy buffers locally);
+* every object written here carries its SHA-256 (S3 metadata
+  ``x-amz-meta-sha256``; a ``user.hwosim.sha256`` extended attribute locally),
+  so ``info()`` answers size and checksum without reading the data.
+
+Credentials for S3 come only from boto3's standard chain (AWS_ACCESS_KEY_ID /
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role): they are never fields
+of a resource, so they never appear in Dagster config, the UI or logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import tempfile
+from abc import abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+from urllib.parse import unquote, urlparse
+
+import dagster as dg
+import polars as pl
+from pydantic import PrivateAttr
+
+CHUNK = 1 << 20  # copy and hash buffer: big enough to be fast, small enough to never matter
+TMP_PREFIX = ".hwosim-tmp-"  # partial local writes; never listed as keys
+SHA_XATTR = "user.hwosim.sha256"
+Progress = Callable[[int], None]
+"""Called with the number of bytes just sent; raising from it aborts the write."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    sha256: str | None  # None only for objects put in the lake by other tools
+
+
+class LakeKeyError(KeyError):
+    """A key that is not in the lake; the message names its full URI."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return str(self.args[0])
+
+
+class LakeConfigError(RuntimeError):
+    """The lake cannot be used as configured (credentials, bucket, URL)."""
+
+
+def check_key(key: str, prefix: bool = False) -> str:
+    """Refuse keys that could escape the lake root or mean different objects
+    on the two backends: absolute, ``..``/``.`` parts, empty parts, backslashes.
+    With ``prefix=True`` an empty string or a trailing ``/`` is allowed."""
+    if not isinstance(key, str) or "\0" in key or "\\" in key:
+        raise ValueError(f"invalid lake key {key!r}")
+    if prefix and key == "":
+        return key
+    body = key[:-1] if prefix and key.endswith("/") else key
+    parts = body.split("/")
+    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid lake key {key!r}: no leading '/', no empty, '.' or '..' parts")
+    if any(p.startswith(TMP_PREFIX) for p in parts):
+        raise ValueError(f"invalid lake key {key!r}: {TMP_PREFIX!r} is reserved")
+    return key
+
+
+def _copy_hashing(src: IO[bytes], dst: IO[bytes] | None, progress: Progress | None) -> tuple[str, int]:
+    """Stream src into dst (if any) in CHUNK pieces; return (sha256 hex, size)."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := src.read(CHUNK):
+        digest.update(chunk)
+        if dst is not None:
+            dst.write(chunk)
+        size += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return digest.hexdigest(), size
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return _copy_hashing(f, None, None)[0]
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where HWOsim keeps raw files and tables; see the module docstring."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: str | os.PathLike, progress: Progress | None = None) -> ObjectInfo:
+        """Store the file at ``path`` under ``key``, streaming."""
+
+    @abstractmethod
+    def put_fileobj(self, key: str, fileobj: IO[bytes], progress: Progress | None = None) -> ObjectInfo:
+        """Store everything read from ``fileobj`` under ``key``, streaming."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def get_file(self, key: str, dest_path: str | os.PathLike) -> Path:
+        """Copy the object to ``dest_path`` (created or replaced whole)."""
+
+    @abstractmethod
+    def info(self, key: str) -> ObjectInfo | None:
+        """Size and SHA-256 of the object, or None when there is none."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Sorted keys starting with ``prefix`` (a plain string prefix, as on S3)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing key is not an error."""
+
+    @abstractmethod
+    def uri(self, key: str = "") -> str:
+        """Where a key or prefix lives, for logs and metadata (file:// or s3://)."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Fail now, with a clear message, if the lake cannot be used."""
+
+    def exists(self, key: str) -> bool:
+        return self.info(key) is not None
+
+    def write_parquet(self, key: str, df: pl.DataFrame) -> ObjectInfo:
+        """Write through a temporary file, so the object appears whole."""
+        with tempfile.TemporaryDirectory(prefix="hwosim-parquet-") as tmp:
+            path = Path(tmp) / "table.parquet"
+            df.write_parquet(path)
+            return self.put_file(key, path)
+
+    def read_parquet(self, key: str) -> pl.DataFrame:
+        with tempfile.TemporaryDirectory(prefix="hwosim-parquet-") as tmp:
+            path = self.get_file(key, Path(tmp) / "table.parquet")
+            return pl.read_parquet(path, memory_map=False)
+
+
+class LocalLake(LakeResource):
+    """The lake in a local folder: the embedded default, and what tests use."""
+
+    root: str
+
+    def _path(self, key: str) -> Path:
+        return Path(self.root).absolute() / check_key(key)
+
+    def _missing(self, key: str) -> LakeKeyError:
+        return LakeKeyError(f"no object {self.uri(key)} in the lake")
+
+    def put_file(self, key, path, progress=None) -> ObjectInfo:
+        with open(path, "rb") as src:
+            return self.put_fileobj(key, src, progress)
+
+    def put_fileobj(self, key, fileobj, progress=None) -> ObjectInfo:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                sha, size = _copy_hashing(fileobj, out, progress)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; lake files are plain data
+            try:
+                os.setxattr(tmp, SHA_XATTR, sha.encode())
+            except OSError:
+                pass  # no xattrs on this filesystem: info() will hash the file instead
+            os.replace(tmp, dest)  # atomic: readers see the old object or the new one
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(dest.parent)
+        return ObjectInfo(key, size, sha)
+
+    def put_bytes(self, key, data) -> ObjectInfo:
+        return self.put_fileobj(key, io.BytesIO(data))
+
+    def read_bytes(self, key) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise self._missing(key) from None
+
+    def get_file(self, key, dest_path) -> Path:
+        dest = Path(dest_path)
+        try:
+            src = open(self._path(key), "rb")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except (FileNotFoundError, IsADirectoryError):
+            raise self._missing(key) from None
+        with src, tempfile.NamedTemporaryFile(dir=dest.parent, prefix=TMP_PREFIX, delete=False) as out:
+            try:
+                shutil.copyfileobj(src, out, CHUNK)
+            except BaseException:
+                Path(out.name).unlink(missing_ok=True)
+                raise
+        os.replace(out.name, dest)
+        return dest
+
+    def read_parquet(self, key) -> pl.DataFrame:
+        try:
+            return pl.read_parquet(self._path(key), memory_map=False)
+        except FileNotFoundError:
+            raise self._missing(key) from None
+
+    def info(self, key) -> ObjectInfo | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            sha = os.getxattr(path, SHA_XATTR).decode()
+        except OSError:
+            sha = file_sha256(path)  # written by another tool, or no xattr support
+        return ObjectInfo(key, path.stat().st_size, sha)
+
+    def list_keys(self, prefix="") -> list[str]:
+        check_key(prefix, prefix=True)
+        root = Path(self.root).absolute()
+        # walk only the deepest folder the prefix names, then filter by string prefix
+        start = root / prefix.rsplit("/", 1)[0] if "/" in prefix else root
+        if not start.is_dir():
+            return []
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
+            rel = Path(dirpath).relative_to(root).as_posix()
+            for name in filenames:
+                key = name if rel == "." else f"{rel}/{name}"
+                if not name.startswith(TMP_PREFIX) and key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, key) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def uri(self, key="") -> str:
+        check_key(key, prefix=True)
+        base = Path(self.root).absolute().as_uri()
+        return f"{base}/{key}" if key else base
+
+    def check(self) -> None:
+        root = Path(self.root).absolute()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LakeConfigError(f"cannot create the lake folder {root} (HWOSIM_LAKE_URL): {e}") from e
+        if not os.access(root, os.W_OK):
+            raise LakeConfigError(f"the lake folder {root} is not writable (HWOSIM_LAKE_URL)")
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable: fsync the folder that holds the new name."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_NO_CREDENTIALS = (
+    "no AWS credentials for {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+    "(or AWS_PROFILE, or run with an instance role)"
+)
+
+
+class S3Lake(LakeResource):
+    """The lake in an S3 bucket, on AWS or any S3 API (SeaweedFS, MinIO).
+
+    The boto3 client comes from dagster-aws's ``construct_s3_client`` (its
+    retry policy included) and is built once per resource instance.
+    """
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    part_size_mb: int = 16
+    max_concurrency: int = 4
+    max_attempts: int = 5
+
+    _s3: Any = PrivateAttr(default=None)
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _client(self) -> Any:
+        if self._s3 is None:
+            from dagster_aws.s3.utils import construct_s3_client
+
+            self._s3 = construct_s3_client(
+                max_attempts=self.max_attempts, region_name=self.region_name, endpoint_url=self.endpoint_url
+            )
+        return self._s3
+
+    def _full(self, key: str) -> str:
+        prefix = self.prefix.strip("/")
+        return f"{prefix}/{key}" if prefix else key
+
+    def _transfer_config(self):
+        from boto3.s3.transfer import TransferConfig
+
+        part = self.part_size_mb << 20
+        return TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=self.max_concurrency)
+
+    def _translate(self, error: Exception, key: str | None = None) -> Exception:
+        """Turn botocore's errors into ones that say what to fix, or return it unchanged."""
+        from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
+        if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+            return LakeConfigError(_NO_CREDENTIALS.format(uri=self.uri()))
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return LakeConfigError(
+                    f"S3 at {self.endpoint_url or 'AWS'} rejected the credentials ({code}) for {self.uri()}: "
+                    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                )
+            if code == "NoSuchBucket":
+                return LakeConfigError(f"bucket {self.bucket!r} does not exist (HWOSIM_LAKE_URL={self.uri()})")
+            if key is not None and code in ("404", "NoSuchKey", "NotFound"):
+                return LakeKeyError(f"no object {self.uri(key)} in the lake")
+        return error
+
+    @contextmanager
+    def _errors(self, key: str | None = None) -> Iterator[None]:
+        try:
+            yield
+        except Exception as e:
+            translated = self._translate(e, key)
+            if translated is e:
+                raise
+            raise translated from None
+
+    def _call(self, method: str, key: str | None = None, **kwargs) -> Any:
+        with self._errors(key):
+            return getattr(self._client(), method)(Bucket=self.bucket, **kwargs)
+
+    # -- the lake API ---------------------------------------------------------------
+
+    def put_file(self, key, path, progress=None) -> ObjectInfo:
+        check_key(key)
+        size, sha = os.stat(path).st_size, file_sha256(path)  # metadata must be known before the upload starts
+        with self._errors():
+            # upload_file streams from disk in parts and aborts the multipart upload on failure
+            self._client().upload_file(
+                str(path),
+                self.bucket,
+                self._full(key),
+                ExtraArgs={"Metadata": {"sha256": sha}},
+                Config=self._transfer_config(),
+                Callback=progress,
+            )
+        return ObjectInfo(key, size, sha)
+
+    def put_fileobj(self, key, fileobj, progress=None) -> ObjectInfo:
+        """Spool to a temporary file first: S3 metadata (the SHA-256) has to be
+        sent before the data, and a stream can be read only once."""
+        check_key(key)
+        with tempfile.TemporaryDirectory(prefix="hwosim-spool-") as tmp:
+            path = Path(tmp) / "object"
+            with open(path, "wb") as out:
+                shutil.copyfileobj(fileobj, out, CHUNK)
+            return self.put_file(key, path, progress)
+
+    def put_bytes(self, key, data) -> ObjectInfo:
+        check_key(key)
+        sha = hashlib.sha256(data).hexdigest()
+        self._call("put_object", Key=self._full(key), Body=data, Metadata={"sha256": sha})
+        return ObjectInfo(key, len(data), sha)
+
+    def read_bytes(self, key) -> bytes:
+        check_key(key)
+        return self._call("get_object", key, Key=self._full(key))["Body"].read()
+
+    def get_file(self, key, dest_path) -> Path:
+        check_key(key)
+        dest = Path(dest_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self._errors(key):
+            # s3transfer downloads to a temporary name and renames it when complete
+            self._client().download_file(self.bucket, self._full(key), str(dest), Config=self._transfer_config())
+        return dest
+
+    def info(self, key) -> ObjectInfo | None:
+        check_key(key)
+        try:
+            head = self._call("head_object", key, Key=self._full(key))
+        except LakeKeyError:
+            return None
+        return ObjectInfo(key, int(head["ContentLength"]), head.get("Metadata", {}).get("sha256"))
+
+    def list_keys(self, prefix="") -> list[str]:
+        check_key(prefix, prefix=True)
+        base = self._full("")
+        keys: list[str] = []
+        with self._errors():
+            pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._full(prefix))
+            for page in pages:
+                keys.extend(obj["Key"][len(base) :] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def delete(self, key) -> None:
+        check_key(key)
+        self._call("delete_object", Key=self._full(key))
+
+    def uri(self, key="") -> str:
+        check_key(key, prefix=True)
+        return "s3://" + "/".join(p for p in (self.bucket, self.prefix.strip("/"), key) if p)
+
+    def check(self) -> None:
+        """Credentials present and accepted, bucket reachable."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("head_bucket")
+        except ClientError as e:  # HEAD answers carry no error code, only the status
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                raise LakeConfigError(f"bucket {self.bucket!r} does not exist (HWOSIM_LAKE_URL={self.uri()})") from None
+            if status == 403:
+                raise LakeConfigError(
+                    f"access to {self.uri()} denied: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+                    "and the bucket policy"
+                ) from None
+            raise
+
+
+def lake_from_url(url: str) -> LakeResource:
+    """The lake named by HWOSIM_LAKE_URL: "" or a path or file:// = a local
+    folder; s3://bucket/prefix = S3, at AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL
+    when set (SeaweedFS, MinIO), else AWS itself."""
+    if not url:
+        return LocalLake(root=str(Path(".hwosim/lake").absolute()))
+    parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
+    if scheme == "" or re.fullmatch(r"[a-z]", scheme):  # a path (or a Windows drive letter)
+        return LocalLake(root=str(Path(url).expanduser().absolute()))
+    if scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"HWOSIM_LAKE_URL={url!r}: file:// URLs must name a local path")
+        return LocalLake(root=unquote(parsed.path))
+    if scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"HWOSIM_LAKE_URL={url!r}: expected s3://bucket/prefix")
+        return S3Lake(
+            bucket=parsed.netloc,
+            prefix=parsed.path.strip("/"),
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
+            region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        )
+    raise ValueError(
+        f"HWOSIM_LAKE_URL={url!r}: unsupported scheme {scheme!r}; expected a path, file://path or s3://bucket/prefix"
+    )

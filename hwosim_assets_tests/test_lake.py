@@ -1,0 +1,281 @@
+"""The same lake tests, run on a local folder and on S3 (SeaweedFS)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tracemalloc
+
+import polars as pl
+import pytest
+
+from hwosim_assets.defs.lake.resources import (
+    TMP_PREFIX,
+    LakeConfigError,
+    LakeKeyError,
+    LocalLake,
+    S3Lake,
+    lake_from_url,
+)
+
+
+@pytest.fixture(scope="module")
+def shared_bucket(seaweedfs):
+    """One bucket for this module: SeaweedFS grows volumes on a bucket's first
+    write (about a second), so tests share a bucket and differ by prefix."""
+    return seaweedfs.new_bucket()  # left for the server's folder to take at session end
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request, tmp_path):
+    if request.param == "local":
+        return LocalLake(root=str(tmp_path / "lake"))
+    request.getfixturevalue("s3_env")
+    bucket = request.getfixturevalue("shared_bucket")
+    prefix = f"{tmp_path.name}/some/prefix"  # unique per test
+    return lake_from_url(f"s3://{bucket}/{prefix}")  # endpoint and keys from the environment, as in production
+
+
+def _write_random(path, size: int) -> str:
+    """A file of ``size`` random-ish bytes, written in 1 MiB pieces; returns its sha256."""
+    digest, block = hashlib.sha256(), os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(0, size, len(block)):
+            piece = block[: size - i]
+            f.write(piece)
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _small_parts(lake, part_size_mb: int, max_concurrency: int, max_attempts: int = 5):
+    """The same lake with small multipart parts, so a test file spans several."""
+    if isinstance(lake, LocalLake):
+        return lake
+    return S3Lake(bucket=lake.bucket, prefix=lake.prefix, endpoint_url=lake.endpoint_url,
+                  part_size_mb=part_size_mb, max_concurrency=max_concurrency, max_attempts=max_attempts)
+
+
+def _leftovers(lake, tmp_path) -> list[str]:
+    """Partial objects or temp files a failed write may have left behind."""
+    if isinstance(lake, LocalLake):
+        return [str(p) for p in (tmp_path / "lake").rglob(f"{TMP_PREFIX}*")]
+    uploads = lake._client().list_multipart_uploads(Bucket=lake.bucket, Prefix=lake.prefix)
+    return [u["Key"] for u in uploads.get("Uploads", [])]
+
+
+def test_put_get_round_trip_is_byte_exact(lake, tmp_path):
+    data = bytes(range(256)) * 4099 + b"\x00tail"
+    src = tmp_path / "src.fits"
+    src.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+
+    info = lake.put_file("raw/jwst/01366/obs1/a.fits", src)
+    assert (info.key, info.size, info.sha256) == ("raw/jwst/01366/obs1/a.fits", len(data), sha)
+    assert lake.info("raw/jwst/01366/obs1/a.fits") == info
+    assert lake.exists("raw/jwst/01366/obs1/a.fits")
+    assert lake.read_bytes("raw/jwst/01366/obs1/a.fits") == data
+    back = lake.get_file("raw/jwst/01366/obs1/a.fits", tmp_path / "out" / "a.fits")
+    assert back.read_bytes() == data
+
+    assert lake.put_bytes("raw/jwst/01366/obs1/b.txt", b"bee").sha256 == hashlib.sha256(b"bee").hexdigest()
+    assert lake.put_fileobj("raw/jwst/01366/obs2/c.bin", io.BytesIO(b"sea")).size == 3
+    assert lake.list_keys("raw/jwst/01366/obs1/") == ["raw/jwst/01366/obs1/a.fits", "raw/jwst/01366/obs1/b.txt"]
+    assert lake.list_keys("raw/jwst/01366/obs") == [
+        "raw/jwst/01366/obs1/a.fits", "raw/jwst/01366/obs1/b.txt", "raw/jwst/01366/obs2/c.bin",
+    ]
+    assert lake.list_keys("raw/nothing/") == []
+
+    lake.put_bytes("raw/jwst/01366/obs1/b.txt", b"replaced")
+    assert lake.read_bytes("raw/jwst/01366/obs1/b.txt") == b"replaced"
+    lake.delete("raw/jwst/01366/obs1/b.txt")
+    lake.delete("raw/jwst/01366/obs1/b.txt")  # deleting twice is fine
+    assert lake.info("raw/jwst/01366/obs1/b.txt") is None
+    assert not lake.exists("raw/jwst/01366/obs1/b.txt")
+
+
+def test_parquet_round_trip(lake):
+    df = pl.DataFrame({"t": [0.5, 1.5], "flux": [1.0, float("nan")], "obs": ["a", "b"]})
+    info = lake.write_parquet("bronze/spectra/obs1.parquet", df)
+    assert info.size > 0 and len(info.sha256) == 64
+    back = lake.read_parquet("bronze/spectra/obs1.parquet")
+    assert back.equals(df)
+
+
+def test_missing_key_names_the_uri(lake, tmp_path):
+    uri = lake.uri("bronze/none.parquet")
+    assert uri.endswith("/bronze/none.parquet")
+    for read in (
+        lambda: lake.read_parquet("bronze/none.parquet"),
+        lambda: lake.read_bytes("bronze/none.parquet"),
+        lambda: lake.get_file("bronze/none.parquet", tmp_path / "x"),
+    ):
+        with pytest.raises(LakeKeyError) as missing:
+            read()
+        assert uri in str(missing.value)
+        assert isinstance(missing.value, KeyError)
+    assert lake.info("bronze/none.parquet") is None
+
+
+def test_uri_names_backend_and_location(lake, tmp_path):
+    if isinstance(lake, LocalLake):
+        assert lake.uri("a/b") == (tmp_path / "lake").as_uri() + "/a/b"
+    else:
+        assert lake.uri("a/b") == f"s3://{lake.bucket}/{tmp_path.name}/some/prefix/a/b"
+        # the prefix really is applied to stored keys
+        lake.put_bytes("a/b", b"1")
+        listed = lake._client().list_objects_v2(Bucket=lake.bucket, Prefix=tmp_path.name)["Contents"]
+        assert [o["Key"] for o in listed] == [f"{tmp_path.name}/some/prefix/a/b"]
+
+
+@pytest.mark.parametrize("key", ["/abs", "a/../b", "../up", "a//b", "./a", "", "a\\b", f"a/{TMP_PREFIX}x"])
+def test_bad_keys_are_refused(lake, key):
+    with pytest.raises(ValueError, match="invalid lake key"):
+        lake.put_bytes(key, b"x")
+
+
+@pytest.mark.slow
+def test_multipart_upload_streams_in_bounded_memory(lake, tmp_path):
+    size = 40 << 20
+    src = tmp_path / "big.fits"
+    sha = _write_random(src, size)
+    lake = _small_parts(lake, part_size_mb=8, max_concurrency=2)
+    parts = []
+    tracemalloc.start()
+    try:
+        info = lake.put_file("raw/big.fits", src, progress=parts.append)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"{type(lake).__name__}: peak traced memory {peak / 2**20:.1f} MiB for a {size >> 20} MiB upload")
+    assert (info.size, info.sha256) == (size, sha)
+    assert sum(parts) == size and len(parts) > 1
+    assert peak < size / 2, f"peak memory {peak} bytes is not well below the file size {size}"
+    assert lake.info("raw/big.fits").sha256 == sha
+    if isinstance(lake, S3Lake):
+        head = lake._client().head_object(Bucket=lake.bucket, Key=f"{lake.prefix}/raw/big.fits")
+        assert head["Metadata"]["sha256"] == sha  # sent as x-amz-meta-sha256
+        assert head["ETag"].strip('"').endswith("-5")  # 40 MiB in 8 MiB parts: a 5-part multipart upload
+    assert hashlib.sha256(lake.read_bytes("raw/big.fits")).hexdigest() == sha
+
+
+class _Breaks(io.RawIOBase):
+    """A stream that fails after ``limit`` bytes, like a dropped download."""
+
+    def __init__(self, limit: int):
+        self.limit, self.sent = limit, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.sent >= self.limit:
+            raise OSError("connection reset while reading the source")
+        n = min(len(buffer), self.limit - self.sent)
+        buffer[:n] = b"x" * n
+        self.sent += n
+        return n
+
+
+def test_failed_stream_leaves_no_object(lake, tmp_path):
+    lake.put_bytes("raw/keep.bin", b"old")
+    with pytest.raises(OSError, match="connection reset"):
+        lake.put_fileobj("raw/partial.bin", io.BufferedReader(_Breaks(3 << 20)))
+    with pytest.raises(OSError, match="connection reset"):
+        lake.put_fileobj("raw/keep.bin", io.BufferedReader(_Breaks(1 << 20)))
+    assert lake.list_keys("raw/") == ["raw/keep.bin"]
+    assert lake.read_bytes("raw/keep.bin") == b"old"  # a failed overwrite keeps the old object
+    assert _leftovers(lake, tmp_path) == []
+
+
+class LinkLost(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_failure_mid_multipart_upload_is_aborted(lake, tmp_path):
+    src = tmp_path / "big.bin"
+    _write_random(src, 24 << 20)
+    # max_attempts=1: botocore would otherwise retry the part (as it should for a
+    # real network error) with backoff, which only makes the test slow
+    lake = _small_parts(lake, part_size_mb=8, max_concurrency=1, max_attempts=1)
+    sent = []
+
+    def cut_after_10_mib(n):
+        sent.append(n)
+        if sum(sent) > 10 << 20:
+            raise LinkLost("link lost mid-upload")  # not an error botocore would retry
+
+    with pytest.raises(LinkLost):
+        lake.put_file("raw/cut.bin", src, progress=cut_after_10_mib)
+    assert sum(sent) > 10 << 20  # it failed after parts had been sent, not before
+    assert lake.list_keys("") == []
+    assert lake.info("raw/cut.bin") is None
+    assert _leftovers(lake, tmp_path) == []
+
+
+def test_local_info_hashes_files_written_by_other_tools(tmp_path):
+    lake = LocalLake(root=str(tmp_path))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "copied.fits").write_bytes(b"SIMPLE")
+    info = lake.info("raw/copied.fits")
+    assert (info.size, info.sha256) == (6, hashlib.sha256(b"SIMPLE").hexdigest())
+
+
+@pytest.mark.parametrize(
+    "url, kind, where",
+    [
+        ("", LocalLake, ".hwosim/lake"),
+        ("/data/lake", LocalLake, "/data/lake"),
+        ("file:///data/lake", LocalLake, "/data/lake"),
+        ("s3://bucket/pre/fix/", S3Lake, "s3://bucket/pre/fix"),
+        ("s3://bucket", S3Lake, "s3://bucket"),
+    ],
+)
+def test_lake_from_url(url, kind, where, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    lake = lake_from_url(url)
+    assert isinstance(lake, kind)
+    assert lake.uri().rstrip("/").endswith(where) if kind is LocalLake else lake.uri() == where
+    if kind is S3Lake:
+        assert lake.endpoint_url == "http://127.0.0.1:9"
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:10")
+        assert lake_from_url(url).endpoint_url == "http://127.0.0.1:10"  # the S3-specific variable wins
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/x", "http://host/lake", "s3:///nobucket"])
+def test_lake_from_url_refuses_other_schemes(url):
+    with pytest.raises(ValueError, match="HWOSIM_LAKE_URL") as bad:
+        lake_from_url(url)
+    assert url in str(bad.value)
+    if url.startswith(("gs", "http")):
+        assert repr(url.split(":")[0]) in str(bad.value)  # names the bad scheme
+
+
+def test_s3_without_credentials_names_the_variables(seaweedfs, shared_bucket, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role probe off this machine
+    monkeypatch.setenv("AWS_ENDPOINT_URL", seaweedfs.endpoint_url)
+    lake = lake_from_url(f"s3://{shared_bucket}/p")
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    for use in (lake.check, lambda: lake.put_bytes("k", b"x"), lambda: lake.put_file("k", src),
+                lambda: lake.list_keys(), lambda: lake.read_parquet("k")):
+        with pytest.raises(LakeConfigError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+            use()
+
+
+def test_s3_wrong_secret_and_missing_bucket_are_explained(seaweedfs, shared_bucket, s3_env, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(LakeConfigError, match="rejected the credentials") as rejected:
+        lake_from_url(f"s3://{shared_bucket}").put_bytes("k", b"x")
+    assert seaweedfs.secret_key not in str(rejected.value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
+    with pytest.raises(LakeConfigError, match="does not exist"):
+        lake_from_url("s3://no-such-bucket-here").check()
+    lake_from_url(f"s3://{shared_bucket}").check()
