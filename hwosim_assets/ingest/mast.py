@@ -1,0 +1,388 @@
+"""JWST products from the MAST archive, through astroquery.
+
+``query_catalog`` turns a :class:`Selection` into a catalog manifest
+(records.CATALOG_SCHEMA, one row per product file) and ``download_product``
+lands one of those files byte-exact. Both go through astroquery's real
+``Observations`` client, so what runs in tests against the local replay server
+(hwosim_assets_tests/mast_server.py) is what runs against mast.stsci.edu.
+
+Products are grouped by the MAST observation that owns them (the parent
+observation's ``obs_id``, lower-cased): that id becomes a Dagster partition key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Mapping, TypeVar
+
+import numpy as np
+import polars as pl
+import requests
+from astroquery.exceptions import InvalidQueryError, RemoteServiceError
+from astroquery.mast import ObservationsClass
+
+from hwosim_assets.records import CATALOG_SCHEMA, SUPPORTED_PRODUCT_TYPES
+
+# astroquery 0.4.11 endpoints, relative to the server URL.
+INVOKE_PATH = "/api/v0/invoke"
+COLUMNS_CONFIG_PATH = "/portal/Mashup/Mashup.asmx/columnsconfig"
+DOWNLOAD_PATH = "/api/v0.1/Download/file"
+BUNDLE_PATH = "/api/v0.1/Download/bundle"
+
+BACKOFF_SECONDS = 0.5  # first wait between retries; doubles each time
+DEFAULT_CALIB_LEVELS = (2, 3)  # calibrated exposures and combined science products
+
+
+class MastError(RuntimeError):
+    """Anything that went wrong talking to MAST."""
+
+
+class MastQueryError(MastError):
+    """A catalogue query failed or found nothing."""
+
+
+class MastDownloadError(MastError):
+    """A product could not be downloaded intact."""
+
+
+def _as_tuple(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def normalize_program(program: str) -> str:
+    """JWST program ids as the catalog keeps them: 5 digits, zero-padded."""
+    return program.zfill(5) if program.isdigit() else program
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which JWST products to take. Empty tuples mean "any".
+
+    ``instruments`` are MAST instrument names ("NIRISS/SOSS") or bare
+    instruments ("NIRISS", matching all its modes). ``calib_level`` None means
+    levels 2 and 3. Lists are accepted and stored as tuples so that a
+    Selection stays hashable and immutable.
+    """
+
+    programs: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    instruments: tuple[str, ...] = ()
+    product_types: tuple[str, ...] = ("x1dints", "cal")
+    calib_level: int | None = None
+    max_products: int = 50
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("programs", tuple(normalize_program(p) for p in _as_tuple(self.programs)))
+        set_("targets", _as_tuple(self.targets))
+        set_("instruments", tuple(i.upper() for i in _as_tuple(self.instruments)))
+        types = tuple(t.lower() for t in _as_tuple(self.product_types))
+        unsupported = [t for t in types if t not in SUPPORTED_PRODUCT_TYPES]
+        if unsupported or not types:
+            raise ValueError(
+                f"unsupported product type(s) {unsupported or '(none given)'}: "
+                f"supported are {', '.join(SUPPORTED_PRODUCT_TYPES)}"
+            )
+        set_("product_types", types)
+        if self.calib_level is not None and self.calib_level not in (0, 1, 2, 3, 4):
+            raise ValueError(f"calib_level {self.calib_level} is not a MAST calibration level (0-4)")
+        if self.max_products < 1:
+            raise ValueError(f"max_products must be at least 1, got {self.max_products}")
+
+    @property
+    def calib_levels(self) -> tuple[int, ...]:
+        return DEFAULT_CALIB_LEVELS if self.calib_level is None else (self.calib_level,)
+
+    def __str__(self) -> str:
+        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) not in ((), None)]
+        return f"Selection({', '.join(parts)})"
+
+
+def instrument_matches(instrument: str | None, wanted: tuple[str, ...]) -> bool:
+    """A bare instrument ("NIRISS") matches all its modes ("NIRISS/SOSS"); a mode only itself."""
+    if not wanted:
+        return True
+    name = (instrument or "").upper()
+    return any(name == w or name.startswith(w + "/") for w in wanted)
+
+
+def select_products(catalog: pl.DataFrame, selection: Selection) -> pl.DataFrame:
+    """The rows of a catalog (CATALOG_SCHEMA) that a selection asks for, capped.
+
+    One rule for every source: sorted by observation and file name before the
+    cap, so the same selection always keeps the same products.
+    """
+    rows = catalog.filter(
+        pl.col("product_type").is_in(list(selection.product_types))
+        & pl.col("calib_level").is_in(list(selection.calib_levels))
+    )
+    if selection.programs:
+        rows = rows.filter(pl.col("program").is_in(list(selection.programs)))
+    if selection.targets:
+        wanted = [t.upper() for t in selection.targets]
+        rows = rows.filter(pl.col("target").str.to_uppercase().is_in(wanted))
+    if selection.instruments:
+        keep = [instrument_matches(i, selection.instruments) for i in rows["instrument"].to_list()]
+        rows = rows.filter(pl.Series(keep, dtype=pl.Boolean))
+    return rows.sort("obs_id", "filename").head(selection.max_products)
+
+
+# --------------------------------------------------------------------- ids
+
+
+def partition_safe(text: str) -> str:
+    """Lower case, and anything but [a-z0-9._+-] replaced by "-": Dagster
+    partition keys may not hold commas or slashes, and object keys in the lake
+    are built from them."""
+    return re.sub(r"[^a-z0-9._+-]+", "-", text.strip().lower()).strip("-")
+
+
+def observation_id_from_header(header: Mapping) -> str:
+    """A MAST-like observation id for a JWST product, from its primary header.
+
+    MAST names the stage-3 observation that owns a set of exposures
+    ``jw<program>-o<observation>_t<target>_<instrument>_<optical elements>``;
+    the target number is not in the headers, so it is left out:
+    ``jw02734-o002_niriss_clear-gr700xd-substrip256``. Files of one
+    observation taken with other filters get other ids, as in MAST.
+    """
+    program = str(header.get("PROGRAM", "")).strip()
+    if not program:
+        raise ValueError("header has no PROGRAM keyword: not a JWST product")
+    observation = str(header.get("OBSERVTN", "") or "").strip()
+    if not observation:  # OBS_ID looks like V02734002001P0000000004101
+        observation = str(header.get("OBS_ID", ""))[6:9]
+    value = lambda key: str(header.get(key, "") or "").strip().lower()  # noqa: E731
+    unset = ("", "n/a", "none", "any", "full")
+    # The pipeline joins the optical elements in alphabetical order (clear-gr700xd,
+    # f444w-grismr) and appends the subarray of subarray exposures.
+    elements = sorted(v for v in map(value, ("FILTER", "PUPIL", "GRATING")) if v not in unset)
+    if value("SUBARRAY") not in unset:
+        elements.append(value("SUBARRAY"))
+    parts = [f"jw{program.zfill(5)}-o{observation.zfill(3)}", value("INSTRUME"), "-".join(elements)]
+    return partition_safe("_".join(p for p in parts if p))
+
+
+def product_type_of(filename: str) -> str:
+    """The JWST file suffix: ``..._nis_x1dints.fits`` -> ``x1dints``."""
+    stem = filename.rsplit(".", 1)[0]
+    return stem.rsplit("_", 1)[-1].lower()
+
+
+# ------------------------------------------------------------ astroquery glue
+
+
+class _TimeoutAdapter(requests.adapters.HTTPAdapter):
+    """Gives every request a timeout: astroquery 0.4.11 sends MAST queries and
+    downloads with ``timeout=None`` (wait forever), and its own ``TIMEOUT`` is
+    only checked after a response has arrived."""
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self.timeout = timeout
+
+    def send(self, request, **kwargs):
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().send(request, **kwargs)
+
+
+def observations_client(server_url: str, timeout: float) -> ObservationsClass:
+    """A fresh astroquery ``Observations`` client that talks to ``server_url``.
+
+    astroquery 0.4.11 reads ``astroquery.mast.conf.server`` once, at import,
+    into class attributes of its portal connection (``MAST_REQUEST_URL`` and
+    friends), so changing ``conf.server`` later has no effect. The instance's
+    portal connection is pointed at the server instead - as STScI's own tools
+    (jwql) do - which changes no global state, so sources for different servers
+    can live side by side. Each client also gets its own column-config cache
+    (astroquery shares one per process) and a per-request timeout.
+    """
+    base = server_url.rstrip("/")
+    client = ObservationsClass()
+    portal = client._portal_api_connection
+    portal.MAST_REQUEST_URL = base + INVOKE_PATH
+    portal.COLUMNS_CONFIG_URL = base + COLUMNS_CONFIG_PATH
+    portal.MAST_DOWNLOAD_URL = base + DOWNLOAD_PATH
+    portal.MAST_BUNDLE_URL = base + BUNDLE_PATH
+    portal._column_configs = {}
+    adapter = _TimeoutAdapter(timeout)
+    client._session.mount("http://", adapter)
+    client._session.mount("https://", adapter)
+    return client
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Timeouts, dropped connections and 5xx are worth another try; 4xx and
+    malformed answers are not."""
+    if isinstance(exc, requests.HTTPError):
+        return exc.response is not None and exc.response.status_code >= 500
+    return isinstance(
+        exc, (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError, TimeoutError)
+    )
+
+
+T = TypeVar("T")
+
+
+def _with_retries(call: Callable[[], T], retries: int, describe: Callable[[BaseException], str], error: type) -> T:
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except (requests.RequestException, RemoteServiceError, InvalidQueryError, TimeoutError) as exc:
+            if attempt < retries and _retryable(exc):
+                time.sleep(BACKOFF_SECONDS * 2**attempt)
+                continue
+            tries = f" after {attempt + 1} attempts" if attempt else ""
+            raise error(f"{describe(exc)}{tries}: {type(exc).__name__}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def _cell(row, name: str):
+    """A value of an astropy table row, None when masked or absent."""
+    if name not in row.colnames:
+        return None
+    value = row[name]
+    if value is np.ma.masked or isinstance(value, np.ma.core.MaskedConstant):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ------------------------------------------------------------------- query
+
+
+def query_catalog(
+    selection: Selection, *, server_url: str, timeout: float = 60, retries: int = 3
+) -> pl.DataFrame:
+    """The JWST products MAST has for a selection, as a catalog manifest.
+
+    Observations are queried with ``Observations.query_criteria`` (JWST only,
+    by program, target and - when given in full - instrument mode), their
+    products listed with ``get_product_list``, then filtered and capped with
+    :func:`select_products`. A product listed under several observations
+    (a level-2 exposure is also a member of its stage-3 observation) is kept
+    once, under the observation with the highest calibration level.
+    """
+    if not (selection.programs or selection.targets):
+        raise ValueError(f"{selection}: give at least one program or target, not all of JWST")
+    client = observations_client(server_url, timeout)
+
+    def describe(service: str):
+        return lambda exc: f"MAST {service} at {server_url} failed for {selection}"
+
+    criteria: dict = {"obs_collection": "JWST"}
+    if selection.programs:  # MAST writes JWST proposal ids unpadded ("2734")
+        criteria["proposal_id"] = sorted({str(int(p)) if p.isdigit() else p for p in selection.programs})
+    if selection.targets:
+        criteria["target_name"] = list(selection.targets)
+    if selection.instruments and all("/" in i for i in selection.instruments):
+        criteria["instrument_name"] = list(selection.instruments)
+
+    observations = _with_retries(
+        lambda: client.query_criteria(**criteria), retries, describe("Mast.Caom.Filtered"), MastQueryError
+    )
+    if len(observations) == 0:
+        raise MastQueryError(f"MAST at {server_url} has no JWST observations for {selection}")
+    products = _with_retries(
+        lambda: client.get_product_list(observations), retries, describe("Mast.Caom.Products"), MastQueryError
+    )
+
+    parents = {str(_cell(o, "obsid")): o for o in observations}
+    best: dict[str, tuple[int, dict]] = {}
+    for p in products:
+        parent = parents.get(str(_cell(p, "parent_obsid") or _cell(p, "obsID")))
+        filename = _cell(p, "productFilename") or ""
+        if parent is None or not filename.endswith(".fits"):
+            continue
+        checksum = _cell(p, "checksum")
+        row = {
+            "obs_id": partition_safe(_cell(parent, "obs_id") or ""),
+            "program": normalize_program(str(_cell(parent, "proposal_id") or "")),
+            "instrument": _cell(parent, "instrument_name"),
+            "target": _cell(parent, "target_name"),
+            "product_type": (_cell(p, "productSubGroupDescription") or product_type_of(filename)).lower(),
+            "calib_level": _cell(p, "calib_level"),
+            "filename": filename,
+            "data_uri": _cell(p, "dataURI"),
+            "size": _cell(p, "size"),
+            "checksum": checksum if isinstance(checksum, str) and re.fullmatch(r"[0-9a-f]{64}", checksum) else None,
+            "source": "mast",
+            "simulated": False,
+        }
+        rank = _cell(parent, "calib_level") or 0
+        if row["data_uri"] not in best or rank > best[row["data_uri"]][0]:
+            best[row["data_uri"]] = (rank, row)
+
+    catalog = pl.DataFrame([row for _, row in best.values()], schema=CATALOG_SCHEMA, orient="row")
+    chosen = select_products(catalog, selection)
+    if chosen.is_empty():
+        raise MastQueryError(
+            f"MAST at {server_url} lists {len(catalog)} FITS products in {len(observations)} observations, "
+            f"none of them matching {selection}"
+        )
+    return chosen
+
+
+# ---------------------------------------------------------------- download
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_product(
+    row: Mapping, dest_dir: Path, *, server_url: str, timeout: float = 60, retries: int = 3
+) -> Path:
+    """Download one catalog row's file to ``dest_dir/<filename>``, checked.
+
+    The file goes to a temporary name in ``dest_dir`` first and is renamed
+    only once its size (and SHA-256, when the catalog has one) match, so
+    ``dest_dir`` never holds a partial or corrupt product under its real name.
+    """
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    filename, uri = row["filename"], row["data_uri"]
+    client = observations_client(server_url, timeout)
+    base_url = server_url.rstrip("/") + DOWNLOAD_PATH
+    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{filename}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+
+    def attempt() -> None:
+        status, msg, url = client.download_file(uri, local_path=str(tmp), base_url=base_url, cache=False, verbose=False)
+        if status != "COMPLETE":  # astroquery reports HTTP errors as a status, not an exception
+            code = re.search(r"\b(\d{3}) (?:Server|Client) Error", msg or "")
+            response = requests.Response()
+            response.status_code = int(code.group(1)) if code else 0
+            raise requests.HTTPError(f"astroquery reported {status}: {msg}", response=response)
+
+    try:
+        _with_retries(
+            attempt, retries, lambda exc: f"download of {filename} ({uri}) from {server_url}", MastDownloadError
+        )
+        actual = tmp.stat().st_size
+        if actual != row["size"]:
+            raise MastDownloadError(f"{filename}: expected {row['size']} bytes, got {actual} from {server_url}")
+        if row.get("checksum"):
+            digest = sha256_of(tmp)
+            if digest != row["checksum"]:
+                raise MastDownloadError(f"{filename}: expected sha256 {row['checksum']}, got {digest}")
+        target = dest_dir / filename
+        os.replace(tmp, target)
+        return target
+    finally:
+        tmp.unlink(missing_ok=True)
