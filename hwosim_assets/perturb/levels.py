@@ -1,0 +1,56 @@
+"""Severity levels 0-5 of every kind, as a markdown table for the README.
+
+Level 0 leaves the data bit-identical; levels 1-5 raise the physical
+parameters monotonically. ``python -m hwosim_assets.perturb.levels`` prints
+the table.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hwosim_assets.perturb.kinds import KINDS
+from hwosim_assets.perturb.spec import LEVELS, KindSpec
+
+
+def level_params(kind: str, level: int) -> dict[str, float]:
+    """Parameters of ``kind`` at ``level`` (0-5)."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be 0-5, got {level}")
+    return KINDS[kind].at_level(level)
+
+
+def _fmt(value: float) -> str:
+    if math.isinf(value):
+        return "∞"
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:g}"
+
+
+def _rows(spec: KindSpec) -> list[str]:
+    rows = []
+    for i, param in enumerate(spec.params):
+        values = [_fmt(spec.at_level(level)[param.name]) for level in LEVELS]
+        name = f"`{spec.name}`" if i == 0 else ""
+        unit = param.unit or "-"
+        rows.append(f"| {name} | `{param.name}` | {unit} | " + " | ".join(values) + f" | {param.meaning} |")
+    return rows
+
+
+def levels_markdown() -> str:
+    """Every kind's parameters at levels 0-5, then what each is grounded on."""
+    head = "| kind | parameter | unit | " + " | ".join(str(level) for level in LEVELS) + " | meaning |"
+    lines = [head, "|" + " --- |" * (len(LEVELS) + 4)]
+    specs = [s for s in KINDS.values() if s.alias_of is None]
+    for spec in specs:
+        lines.extend(_rows(spec))
+    lines += ["", "Aliases: " + ", ".join(f"`{s.name}` = `{s.alias_of}`" for s in KINDS.values() if s.alias_of), ""]
+    for spec in specs:
+        where = "stream replay" if spec.stream_level else "/".join(sorted(spec.families))
+        lines.append(f"- `{spec.name}` ({where}): {spec.summary}. {spec.grounding}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(levels_markdown())

@@ -1,0 +1,187 @@
+"""Engine API: schemas and summaries, clear errors, and the streamed Parquet
+path giving the same bytes as the in-memory one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hwosim_assets.perturb import (
+    PerturbError,
+    load_profiles,
+    parse_profiles,
+    perturb_images,
+    perturb_parquet,
+    perturb_spectra,
+)
+from hwosim_assets.perturb.engine import SUMMARY_SCHEMA
+from hwosim_assets.perturb.synthetic import image_table, spectra_table
+from hwosim_assets.perturb.truth import tile_truth
+from hwosim_assets.records import IMAGE_TILE_SCHEMA, SPECTRA_SCHEMA
+
+OBS = "jw01366-o004"
+
+
+def test_outputs_keep_schema_rows_and_order_and_truth_is_separate():
+    profile = load_profiles()["degraded"]
+    spectra = spectra_table(10, 50).sample(fraction=1.0, shuffle=True, seed=1)  # any row order
+    result = perturb_spectra(spectra, profile, observation=OBS, seed=1)
+    assert result.data.schema == pl.Schema(SPECTRA_SCHEMA)
+    assert result.data.select("seq", "channel").equals(spectra.select("seq", "channel"))
+    assert result.truth.columns == ["seq", "channel", "truth"] and result.truth["truth"].dtype == pl.UInt32
+    assert result.truth.select("seq", "channel").equals(spectra.select("seq", "channel"))
+
+    images = image_table(2, (100, 100), 32)
+    result = perturb_images(images, profile, observation=OBS, seed=1)
+    assert result.data.schema == pl.Schema(IMAGE_TILE_SCHEMA)
+    assert result.data["seq"].equals(images["seq"])
+    assert result.truth.columns == ["seq", "truth"] and result.truth["truth"].dtype == pl.Binary
+    for row in result.data.head(5).iter_rows(named=True):
+        mask = tile_truth(result.truth.filter(pl.col("seq") == row["seq"])["truth"][0], row["ny"], row["nx"])
+        assert mask.shape == (row["ny"], row["nx"]) and mask.any()
+
+
+def test_summary_has_one_row_per_packet_and_kind():
+    profile = load_profiles()["nominal"]
+    table = spectra_table(12, 40)
+    result = perturb_spectra(table, profile, observation=OBS, seed=2)
+    applied = [s.kind for s in profile.element_kinds]  # nominal's kinds all apply to spectra
+    assert result.summary.schema == pl.Schema(SUMMARY_SCHEMA)
+    assert len(result.summary) == 12 * len(applied)
+    assert set(result.summary["kind"]) == set(applied) == set(result.fractions)
+    assert (result.summary["elements"] == 40).all()
+    cr = result.summary.filter(pl.col("kind") == "cosmic_rays")
+    assert (cr["magnitude"] >= 0).all() and cr["params"][0].startswith('{"aperture_px"')
+    for kind, fraction in result.fractions.items():
+        assert fraction == result.summary.filter(pl.col("kind") == kind)["affected"].sum() / len(table)
+
+
+def test_kinds_of_the_other_family_are_skipped():
+    profile = parse_profiles("profiles:\n  p: {kinds: {pointing_jitter: 3, spectral_shift: 3}}\n")["p"]
+    spectra = perturb_spectra(spectra_table(5, 20), profile, observation=OBS, seed=1)
+    images = perturb_images(image_table(1, (64, 64), 32), profile, observation=OBS, seed=1)
+    assert set(spectra.fractions) == {"spectral_shift"}
+    assert set(images.fractions) == {"pointing_jitter"}
+
+
+def test_expected_fractions_cover_applied_kinds():
+    result = perturb_images(image_table(2, (128, 128), 64), load_profiles()["degraded"], observation=OBS, seed=3)
+    assert set(result.expected_fractions) == set(result.fractions)
+    assert result.expected_fractions["saturation"] is None  # depends on the scene
+    assert result.expected_fractions["missing_values"].accepts(result.fractions["missing_values"])
+
+
+@pytest.mark.parametrize("family", ["spectra", "images"])
+def test_empty_table_and_missing_column_are_named(family):
+    fn = perturb_spectra if family == "spectra" else perturb_images
+    schema = SPECTRA_SCHEMA if family == "spectra" else IMAGE_TILE_SCHEMA
+    profile = load_profiles()["nominal"]
+    with pytest.raises(PerturbError, match=f"observation '{OBS}'.*empty"):
+        fn(pl.DataFrame(schema=schema), profile, observation=OBS, seed=1)
+    table = spectra_table(2, 5) if family == "spectra" else image_table(1, (32, 32), 32)
+    with pytest.raises(PerturbError, match=f"observation '{OBS}'.*missing column 'event_time'"):
+        fn(table.drop("event_time"), profile, observation=OBS, seed=1)
+
+
+def test_bad_values_are_named():
+    profile = load_profiles()["nominal"]
+    bad = spectra_table(2, 5).with_columns(pl.lit("x").alias("flux"))
+    with pytest.raises(PerturbError, match="column 'flux'"):
+        perturb_spectra(bad, profile, observation=OBS, seed=1)
+    short = image_table(1, (32, 32), 32).with_columns(pl.lit(b"\x00" * 8).alias("sci"))
+    with pytest.raises(PerturbError, match="column 'sci' row 0 holds 8 bytes"):
+        perturb_images(short, profile, observation=OBS, seed=1)
+    with pytest.raises(PerturbError, match="seed"):
+        perturb_spectra(spectra_table(2, 5), profile, observation=OBS, seed=-1)
+
+
+def _same(result, data: pl.DataFrame, truth: pl.DataFrame, streamed) -> None:
+    assert data.equals(result.data)
+    assert truth.equals(result.truth)
+    assert streamed.summary.equals(result.summary)
+    assert streamed.fractions == result.fractions
+    assert streamed.expected_fractions == result.expected_fractions
+    assert streamed.data is None and streamed.rows == len(result.data)
+
+
+@pytest.mark.parametrize("batch_rows", [37, 4096])
+def test_streamed_parquet_equals_in_memory_spectra(tmp_path: Path, batch_rows: int):
+    profile = load_profiles()["level-4"]
+    table = spectra_table(40, 50)  # 2000 rows: 37-row batches cut packets in two
+    src = tmp_path / "bronze.parquet"
+    table.write_parquet(src, row_group_size=300)
+    streamed = perturb_parquet(src, tmp_path / "p.parquet", tmp_path / "t.parquet", "spectra", profile, OBS, 5, batch_rows=batch_rows)
+    result = perturb_spectra(table, profile, observation=OBS, seed=5)
+    _same(result, pl.read_parquet(tmp_path / "p.parquet"), pl.read_parquet(tmp_path / "t.parquet"), streamed)
+
+
+def test_streamed_parquet_equals_in_memory_images(tmp_path: Path):
+    profile = load_profiles()["level-4"]
+    table = image_table(3, (100, 100), 32)
+    src = tmp_path / "bronze.parquet"
+    table.write_parquet(src)
+    streamed = perturb_parquet(src, tmp_path / "p.parquet", tmp_path / "t.parquet", "images", profile, OBS, 5, batch_rows=7)
+    result = perturb_images(table, profile, observation=OBS, seed=5)
+    _same(result, pl.read_parquet(tmp_path / "p.parquet"), pl.read_parquet(tmp_path / "t.parquet"), streamed)
+
+
+def test_streamed_spectra_must_be_grouped_by_seq(tmp_path: Path):
+    table = spectra_table(10, 20)
+    src = tmp_path / "bronze.parquet"
+    pl.concat([table.filter(pl.col("seq") >= 5), table.filter(pl.col("seq") < 5)]).write_parquet(src)
+    with pytest.raises(PerturbError, match="grouped by 'seq'"):
+        perturb_parquet(src, tmp_path / "p.parquet", tmp_path / "t.parquet", "spectra", load_profiles()["nominal"], OBS, 1, batch_rows=50)
+
+
+def test_streamed_errors_are_named(tmp_path: Path):
+    src = tmp_path / "bronze.parquet"
+    spectra_table(2, 5).drop("flux").write_parquet(src)
+    with pytest.raises(PerturbError, match="missing column 'flux'"):
+        perturb_parquet(src, tmp_path / "p", tmp_path / "t", "spectra", load_profiles()["nominal"], OBS, 1)
+    with pytest.raises(PerturbError, match="family"):
+        perturb_parquet(src, tmp_path / "p", tmp_path / "t", "cubes", load_profiles()["nominal"], OBS, 1)
+
+
+def test_drifts_follow_event_time_from_t_ref():
+    """Linear gain drift: 1 + slope x hours since t_ref, exactly."""
+    profile = parse_profiles(
+        "profiles:\n  p:\n    kinds:\n      gain_drift: {params: {slope_per_hour: 0.01, settle_amplitude: 0, settle_tau_s: 600, walk_sigma: 0}}\n"
+    )["p"]
+    table = spectra_table(5, 10, cadence_s=3600.0)
+    result = perturb_spectra(table, profile, observation=OBS, seed=1, t_ref=60000.0)
+    ratio = (result.data["flux"] / table["flux"]).to_numpy().reshape(5, 10)
+    assert np.allclose(np.nanmean(ratio, axis=1), 1 + 0.01 * np.arange(5))
+    assert result.t_ref == 60000.0
+
+
+def test_perturb_package_does_not_import_dagster():
+    code = "import sys, hwosim_assets.perturb; assert not any(m.startswith('dagster') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bronze_read_from_sample_fits_products(tmp_path: Path):
+    """The real bronze readers' tables (sample JWST-format products) perturb
+    cleanly: schema kept, every change in the truth."""
+    sample = pytest.importorskip("hwosim_assets.ingest.sample")
+    reader = pytest.importorskip("hwosim_assets.ingest.fits_reader")
+    from hwosim_assets.perturb.truth import uncovered_changes
+
+    x1d = tmp_path / "jw09999001001_04101_00001-seg001_nis_x1dints.fits"
+    sample.make_x1dints(12, 80).writeto(x1d)
+    cal = tmp_path / "jw09999002001_02101_00001_nrca1_calints.fits"
+    sample.make_image(100, 100, nints=2).writeto(cal)
+    spectra = reader.read_spectra([x1d])
+    images = reader.read_images([cal], tile_size=32)
+    for name in ("nominal", "storm", "level-5"):
+        profile = load_profiles()[name]
+        result = perturb_spectra(spectra, profile, observation=OBS, seed=9)
+        assert result.data.schema == spectra.schema
+        assert uncovered_changes(spectra, result.data, result.truth, "spectra") == 0
+        result = perturb_images(images, profile, observation=OBS, seed=9)
+        assert result.data.schema == images.schema
+        assert uncovered_changes(images, result.data, result.truth, "images") == 0

@@ -1,0 +1,171 @@
+"""Profiles: the shipped file, validation errors that name file, profile and
+field, and the config hash."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hwosim_assets.perturb import KINDS, STREAM_KINDS, ProfileError, levels_markdown, load_profiles, parse_profiles
+from hwosim_assets.perturb.profiles import DEFAULT_PROFILES
+from hwosim_assets.perturb.truth import bit_table_markdown
+
+SHIPPED = {"clean", "nominal", "degraded", "storm", *(f"level-{n}" for n in range(6))}
+
+
+def test_shipped_profiles_load_with_the_required_names():
+    profiles = load_profiles()
+    assert SHIPPED <= set(profiles)
+    assert all(re.fullmatch(r"[a-z0-9-]+", name) for name in profiles)
+    assert profiles["clean"].resolved == {} and profiles["level-0"].resolved == {}
+    assert profiles["level-5"].source == str(DEFAULT_PROFILES)
+
+
+def test_level_profiles_set_every_kind_at_their_level():
+    profiles = load_profiles()
+    for n in range(1, 6):
+        settings = {s.kind: s.level for s in profiles[f"level-{n}"].settings}
+        assert settings == {k: n for k, s in KINDS.items() if s.alias_of is None}
+
+
+def test_stream_faults_are_the_resolved_stream_kinds():
+    profiles = load_profiles()
+    assert profiles["clean"].stream_faults == {}
+    storm = profiles["storm"].stream_faults
+    assert set(storm) <= set(STREAM_KINDS) and "packet_loss" in storm
+    assert storm["packet_loss"] == {"p_loss": 0.03, "mean_burst": 5.0}
+    assert set(profiles["level-3"].stream_faults) == {"packet_loss", "duplicates", "reordering", "latency_jitter", "outage"}
+    assert profiles["level-3"].stream_faults["reordering"] == {"p_reorder": 0.01, "max_delay_packets": 8.0}
+
+
+def test_storm_overrides_a_parameter_on_top_of_its_level():
+    dropouts = load_profiles()["storm"].resolved["dropouts"]
+    assert dropouts["mean_burst"] == 40.0 and dropouts["p_enter"] == KINDS["dropouts"].at_level(5)["p_enter"]
+
+
+def test_config_hash_is_stable_short_hex_and_ignores_spelling():
+    a = parse_profiles("profiles:\n  p:\n    description: one\n    kinds: {read_noise: 2, cosmic_rays: 1}\n")["p"]
+    b = parse_profiles(
+        "profiles:\n  p:\n    description: two\n    kinds:\n      cosmic_rays: {level: 1}\n"
+        "      read_noise: {params: {sigma_e: 8}}\n"
+    )["p"]
+    assert re.fullmatch(r"[0-9a-f]{16}", a.config_hash)
+    assert a.config_hash == b.config_hash  # same resolved parameters, whatever the spelling
+    assert load_profiles()["nominal"].config_hash == load_profiles()["nominal"].config_hash
+
+
+def test_config_hash_is_pinned():
+    """The hash is a data version stored by Dagster: it must not drift between
+    runs, processes or Python versions unless the engine version is bumped."""
+    explicit = parse_profiles("profiles:\n  p: {kinds: {read_noise: {params: {sigma_e: 8}}}}\n")["p"]
+    assert explicit.config_hash == "ce643de0e6d10098"
+    assert parse_profiles("profiles:\n  p: {}\n")["p"].config_hash == "855d619750eca3bb"
+
+
+def test_editing_a_profile_changes_exactly_its_hash(tmp_path: Path):
+    text = DEFAULT_PROFILES.read_text()
+    edited = text.replace("      cosmic_rays: 2\n", "      cosmic_rays: 3\n", 1)  # the first one is in nominal
+    assert edited != text
+    path = tmp_path / "profiles.yaml"
+    path.write_text(edited)
+    before, after = load_profiles(), load_profiles(path)
+    changed = {name for name in before if before[name].config_hash != after[name].config_hash}
+    assert changed == {"nominal"}
+    stream_edit = text.replace("      latency_jitter: 1\n", "      latency_jitter: 2\n", 1)
+    path.write_text(stream_edit)
+    assert load_profiles(path)["nominal"].config_hash != before["nominal"].config_hash
+
+
+def test_parameter_override_changes_the_hash():
+    base = parse_profiles("profiles:\n  p: {kinds: {dropouts: 3}}\n")["p"]
+    tuned = parse_profiles("profiles:\n  p: {kinds: {dropouts: {level: 3, params: {mean_burst: 6}}}}\n")["p"]
+    assert base.config_hash != tuned.config_hash
+
+
+BAD = {
+    "not yaml": ("profiles: [unclosed\n", ["not valid YAML"]),
+    "not a mapping": ("- a\n- b\n", ["expected a mapping"]),
+    "unknown top-level key": ("profile:\n  p: {}\n", ["unknown top-level key 'profile'", "did you mean 'profiles'"]),
+    "no profiles": ("version: 1\n", ["profiles"]),
+    "unknown profile key": ("profiles:\n  p: {kind: {}}\n", ["profile 'p'", "unknown key 'kind'"]),
+    "unknown kind": ("profiles:\n  p: {kinds: {read_nois: 1}}\n", ["profile 'p'", "kinds.read_nois", "did you mean 'read_noise'"]),
+    "level too high": ("profiles:\n  p: {kinds: {read_noise: 6}}\n", ["profile 'p'", "kinds.read_noise", "0-5"]),
+    "level negative": ("profiles:\n  p: {kinds: {cosmic_rays: {level: -1}}}\n", ["profile 'p'", "kinds.cosmic_rays.level", "0-5"]),
+    "level as text": ("profiles:\n  p: {kinds: {read_noise: '3'}}\n", ["profile 'p'", "kinds.read_noise", "'3'"]),
+    "level as bool": ("profiles:\n  p: {all: true}\n", ["profile 'p'", "all", "level"]),
+    "negative sigma": (
+        "profiles:\n  p: {kinds: {read_noise: {level: 2, params: {sigma_e: -1}}}}\n",
+        ["profile 'p'", "kinds.read_noise.params.sigma_e", ">= 0"],
+    ),
+    "probability above one": (
+        "profiles:\n  p: {kinds: {missing_values: {params: {probability: 1.5}}}}\n",
+        ["profile 'p'", "kinds.missing_values.params.probability", "probability"],
+    ),
+    "stream probability above one": (
+        "profiles:\n  p: {kinds: {packet_loss: {level: 1, params: {p_loss: 2}}}}\n",
+        ["profile 'p'", "kinds.packet_loss.params.p_loss", "probability"],
+    ),
+    "parameter as text": (
+        "profiles:\n  p: {kinds: {read_noise: {level: 1, params: {sigma_e: lots}}}}\n",
+        ["profile 'p'", "kinds.read_noise.params.sigma_e", "must be a number"],
+    ),
+    "unknown parameter": (
+        "profiles:\n  p: {kinds: {read_noise: {level: 1, params: {sigma: 3}}}}\n",
+        ["profile 'p'", "kinds.read_noise.params", "unknown parameter 'sigma'"],
+    ),
+    "params without level incomplete": (
+        "profiles:\n  p: {kinds: {cosmic_rays: {params: {rate_cm2_s: 3}}}}\n",
+        ["profile 'p'", "kinds.cosmic_rays", "missing", "exposure_s"],
+    ),
+    "kinds not a mapping": ("profiles:\n  p: {kinds: [read_noise]}\n", ["profile 'p'", "kinds"]),
+    "description not text": ("profiles:\n  p: {description: [1]}\n", ["profile 'p'", "description"]),
+    "name not a slug": ("profiles:\n  Nominal_2: {}\n", ["profile 'Nominal_2'", "slug"]),
+    "duplicate profile": (
+        "profiles:\n  storm: {kinds: {cosmic_rays: 5}}\n  calm: {}\n  storm: {kinds: {cosmic_rays: 1}}\n",
+        ["duplicate profile name 'storm'", "line 4", "line 2"],
+    ),
+    "duplicate kind": (
+        "profiles:\n  p:\n    kinds:\n      read_noise: 1\n      read_noise: 2\n",
+        ["profile 'p'", "kinds.read_noise", "duplicate key 'read_noise'"],
+    ),
+    "non-integer count": (
+        "profiles:\n  p: {kinds: {dead_columns: {params: {columns: 2.5}}}}\n",
+        ["profile 'p'", "kinds.dead_columns.params.columns", "whole number"],
+    ),
+    "throughput zero": (
+        "profiles:\n  p: {kinds: {shot_noise: {params: {throughput: 0}}}}\n",
+        ["profile 'p'", "kinds.shot_noise.params.throughput"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_validation_error_names_file_profile_and_field(case, tmp_path: Path):
+    text, fragments = BAD[case]
+    path = tmp_path / "bad-profiles.yaml"
+    path.write_text(text)
+    with pytest.raises(ProfileError) as raised:
+        load_profiles(path)
+    message = str(raised.value)
+    assert message.startswith(str(path)), message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_missing_file_is_a_profile_error(tmp_path: Path):
+    with pytest.raises(ProfileError, match="cannot read"):
+        load_profiles(tmp_path / "nope.yaml")
+
+
+def test_level_table_and_bit_table_render():
+    table = levels_markdown()
+    for name, spec in KINDS.items():
+        if spec.alias_of is None:
+            assert f"`{name}`" in table
+            for param in spec.params:
+                assert f"`{param.name}`" in table
+    bits = bit_table_markdown()
+    assert "| 0 | 1 | `pointing_jitter`" in bits and "`noise`" in bits
