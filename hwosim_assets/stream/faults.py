@@ -1,0 +1,237 @@
+"""Stream-level faults of a downlink, applied at replay time, deterministic, with their truth.
+
+:func:`plan_window` turns the packets of one window (their ``seq``, ``lap``
+and nominal due times) into a delivery plan plus a truth table. Kinds and
+parameters (``Profile.stream_faults`` of the perturbation engine; a kind that
+is absent or has zero probability does nothing):
+
+* ``packet_loss`` {p_loss, mean_burst}: Gilbert-Elliott two-state channel. In
+  the bad state every packet is lost; the chain leaves it with probability
+  ``1/mean_burst`` per packet and enters it so that the long-run loss
+  fraction is ``p_loss``. ``mean_burst=1`` gives scattered single losses.
+* ``duplicates`` {p_dup}: a delivered packet is delivered a second time right
+  after itself (same due time), as a retransmission would.
+* ``reordering`` {p_reorder, max_delay_packets}: a packet is held back by 1 to
+  ``max_delay_packets`` delivery positions and arrives late, due when the
+  packet it now follows is due.
+* ``latency_jitter`` {sigma_s}: a half-normal delay ``|N(0, sigma_s)|`` is
+  added to each due time (latency only grows). Deliveries are then ordered by
+  due time, so jitter larger than the packet spacing also reorders, as on a
+  real link.
+* ``outage`` {rate_per_hour, duration_s}: each packet starts an outage with
+  probability ``1 - exp(-rate_per_hour * gap / 3600)`` (``gap`` = its spacing
+  from the previous packet in schedule time), i.e. outages are a Poisson
+  process in stream time. Nothing is delivered for ``duration_s``; packets due
+  inside it are held on board and delivered at its end, in a burst (what a
+  spacecraft recorder does), not dropped. As-fast-as-possible streams have no
+  stream time, hence no outages.
+
+Determinism: each draw is a pure function of (global seed, profile hash,
+observation, lap, seq, fault kind, draw index): a SeedSequence over (seed,
+profile hash, crc32(observation), kind) gives a per-kind key, and a
+counter-based hash (splitmix64) of (key, lap, seq, draw) gives the uniform.
+That is the SeedSequence derivation of the design, vectorised: building a
+generator per packet costs ~20 us, too slow for windows of 100k packets. The
+one sequential piece, the loss chain, starts each window from its stationary
+distribution, so a window always gets the same faults, whoever replays it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+KINDS = ("packet_loss", "duplicates", "reordering", "latency_jitter", "outage")
+PARAMETERS = {
+    "packet_loss": ("p_loss", "mean_burst"),
+    "duplicates": ("p_dup",),
+    "reordering": ("p_reorder", "max_delay_packets"),
+    "latency_jitter": ("sigma_s",),
+    "outage": ("rate_per_hour", "duration_s"),
+}
+TRUTH_SCHEMA = {"lap": pl.Int32, "seq": pl.Int64, "delivery": pl.Int64, "kind": pl.Utf8, "detail": pl.Utf8}
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@dataclass
+class DeliveryPlan:
+    """Deliveries in emit order (``delivery`` i gets offset first_offset + i) and the truth.
+
+    ``packet`` indexes the window's packets (input order); ``due_s`` is the
+    due time in seconds after the window start, non-decreasing.
+    """
+
+    packet: np.ndarray  # int64, index of the source packet of each delivery
+    due_s: np.ndarray  # float64
+    truth: pl.DataFrame  # TRUTH_SCHEMA; delivery is null for lost packets
+
+    def __len__(self) -> int:
+        return len(self.packet)
+
+
+def validate_faults(stream_faults: dict[str, dict[str, float]]) -> None:
+    """Reject unknown kinds or parameters and out-of-range values."""
+    for kind, params in stream_faults.items():
+        if kind not in PARAMETERS:
+            raise ValueError(f"unknown stream fault kind {kind!r}; known: {', '.join(KINDS)}")
+        unknown = set(params) - set(PARAMETERS[kind])
+        if unknown:
+            raise ValueError(f"{kind}: unknown parameters {sorted(unknown)}; expected {PARAMETERS[kind]}")
+        for name, value in params.items():
+            if value is None or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{kind}.{name}={value!r} must be a finite number >= 0")
+            if name.startswith("p_") and value > 1:
+                raise ValueError(f"{kind}.{name}={value!r} is a probability (0..1)")
+        if kind == "packet_loss" and params.get("p_loss", 0) >= 1:
+            raise ValueError("packet_loss.p_loss must be < 1")
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
+    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
+    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
+    return x ^ (x >> np.uint64(31))
+
+
+class FaultRandom:
+    """Uniform and normal draws keyed by (seed, profile hash, observation, kind, lap, seq, draw)."""
+
+    def __init__(self, seed: int, profile_hash: str, observation: str):
+        self._base = [int(seed), int(profile_hash[:8], 16), zlib.crc32(observation.encode())]
+
+    def uniform(self, kind: str, lap: np.ndarray, seq: np.ndarray, draw: int = 0) -> np.ndarray:
+        key = np.random.SeedSequence(self._base + [KINDS.index(kind)]).generate_state(2, np.uint64)
+        with np.errstate(over="ignore"):
+            x = _splitmix(np.asarray(seq, dtype=np.int64).astype(np.uint64) ^ key[0])
+            x = _splitmix(x ^ (np.asarray(lap, dtype=np.int64).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))
+            x = _splitmix(x ^ key[1] ^ np.uint64(draw))
+        return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+    def normal(self, kind: str, lap, seq, draw: int = 0) -> np.ndarray:
+        u1 = self.uniform(kind, lap, seq, draw)
+        u2 = self.uniform(kind, lap, seq, draw + 1)
+        return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def gilbert_elliott(u: np.ndarray, p_loss: float, mean_burst: float) -> np.ndarray:
+    """Lost mask from one uniform per packet: bad state = lost, stationary loss p_loss."""
+    lost = np.zeros(len(u), dtype=bool)
+    if p_loss <= 0 or len(u) == 0:
+        return lost
+    leave_bad = 1.0 / max(mean_burst, 1.0)
+    enter_bad = min(1.0, p_loss * leave_bad / (1.0 - p_loss))
+    bad = u[0] < p_loss  # start from the stationary distribution
+    lost[0] = bad
+    for i in range(1, len(u)):
+        bad = (u[i] >= leave_bad) if bad else (u[i] < enter_bad)
+        lost[i] = bad
+    return lost
+
+
+def plan_window(
+    seq: np.ndarray,
+    lap: np.ndarray,
+    due_s: np.ndarray,
+    stream_faults: dict[str, dict[str, float]],
+    *,
+    seed: int,
+    profile_hash: str,
+    observation: str,
+) -> DeliveryPlan:
+    """Apply the stream faults to one window of packets (in source order) and return the plan."""
+    validate_faults(stream_faults)
+    seq = np.asarray(seq, dtype=np.int64)
+    lap = np.asarray(lap, dtype=np.int64)
+    due_s = np.asarray(due_s, dtype=np.float64)
+    rnd = FaultRandom(seed, profile_hash, observation)
+    truth: list[tuple[int, int, int, str]] = []  # (packet, delivery-or-(-1), kind, detail) filled below
+    events: list[tuple[int, str, str]] = []  # (packet, kind, detail) for delivered-packet faults
+    p = lambda kind, name, default=0.0: float(stream_faults.get(kind, {}).get(name, default))  # noqa: E731
+
+    # 1. loss
+    packets = np.arange(len(seq))
+    p_loss = p("packet_loss", "p_loss")
+    lost = (
+        gilbert_elliott(rnd.uniform("packet_loss", lap, seq), p_loss, p("packet_loss", "mean_burst", 1.0))
+        if p_loss > 0
+        else np.zeros(len(seq), dtype=bool)
+    )
+    truth += [(int(i), -1, "packet_loss", "lost") for i in packets[lost]]
+    kept = packets[~lost]
+    t = due_s[kept]
+
+    # 2. duplicates: a copy right after the original
+    p_dup = p("duplicates", "p_dup")  # (no draws for a kind that is off: they cost time on long windows)
+    dup = rnd.uniform("duplicates", lap[kept], seq[kept]) < p_dup if p_dup > 0 else np.zeros(len(kept), dtype=bool)
+    order = np.repeat(np.arange(len(kept)), 1 + dup.astype(np.int64))
+    is_copy = np.zeros(len(order), dtype=bool)
+    is_copy[1:] = order[1:] == order[:-1]
+    deliv_packet = kept[order]
+    t = t[order]
+
+    # 3. reordering: hold a delivery back by d positions
+    p_reorder = p("reordering", "p_reorder")
+    held = (
+        rnd.uniform("reordering", lap[deliv_packet], seq[deliv_packet]) < p_reorder
+        if p_reorder > 0
+        else np.zeros(len(deliv_packet), dtype=bool)
+    )
+    held &= ~dup[order]  # a duplicated packet keeps its place (keeps the truth readable)
+    max_delay = int(p("reordering", "max_delay_packets", 1))
+    delay = 1 + np.floor(rnd.uniform("reordering", lap[deliv_packet], seq[deliv_packet], 1) * max(max_delay, 1)).astype(np.int64)
+    key = np.arange(len(order), dtype=np.float64) + np.where(held, delay + 0.5, 0.0)
+    perm = np.argsort(key, kind="stable")
+    deliv_packet, t, held, is_copy, delay = deliv_packet[perm], t[perm], held[perm], is_copy[perm], delay[perm]
+    t = np.maximum.accumulate(t) if len(t) else t  # a held packet is due when the one before it is
+    events += [(int(i), "reordering", f"held back {int(d)} positions") for i, d in zip(deliv_packet[held], delay[held])]
+    events += [(int(i), "duplicates", "second copy") for i in deliv_packet[is_copy]]
+
+    # 4. latency jitter (a copy gets its original's delay: same seq, same draw)
+    sigma = p("latency_jitter", "sigma_s")
+    if sigma > 0 and len(t):
+        jitter = sigma * np.abs(rnd.normal("latency_jitter", lap[deliv_packet], seq[deliv_packet]))
+        t = t + jitter
+        events += [
+            (int(i), "latency_jitter", f"+{j:.6f} s") for i, j, c in zip(deliv_packet, jitter, is_copy) if not c
+        ]
+        perm = np.argsort(t, kind="stable")
+        deliv_packet, t, is_copy = deliv_packet[perm], t[perm], is_copy[perm]
+
+    # 5. outages: held until the end, in stream time
+    rate, duration = p("outage", "rate_per_hour"), p("outage", "duration_s")
+    if rate > 0 and duration > 0 and len(due_s):
+        gaps = np.diff(due_s, prepend=due_s[0] if len(due_s) else 0.0)
+        starts = rnd.uniform("outage", lap, seq) < -np.expm1(-rate * gaps / 3600.0)
+        for a in due_s[starts]:
+            inside = (t >= a) & (t < a + duration)
+            events += [(int(i), "outage", f"held {a + duration - ti:.6f} s") for i, ti in zip(deliv_packet[inside], t[inside])]
+            t = np.where(inside, a + duration, t)
+        perm = np.argsort(t, kind="stable")
+        deliv_packet, t = deliv_packet[perm], t[perm]
+
+    # truth rows carry the delivery index of the (first) delivery of the packet
+    first_delivery = {}
+    for d, i in enumerate(deliv_packet):
+        first_delivery.setdefault(int(i), d)
+    copies = {}
+    for d, i in enumerate(deliv_packet):
+        copies.setdefault(int(i), []).append(d)
+    rows = [(i, None, kind, detail) for i, _, kind, detail in truth]
+    for i, kind, detail in events:
+        where = copies[i][-1] if kind == "duplicates" else first_delivery[i]
+        rows.append((i, where, kind, detail))
+    truth_df = pl.DataFrame(
+        {
+            "lap": [int(lap[r[0]]) for r in rows],
+            "seq": [int(seq[r[0]]) for r in rows],
+            "delivery": [r[1] for r in rows],
+            "kind": [r[2] for r in rows],
+            "detail": [r[3] for r in rows],
+        },
+        schema=TRUTH_SCHEMA,
+    ).sort("seq", "kind", nulls_last=True)
+    return DeliveryPlan(packet=deliv_packet.astype(np.int64), due_s=t, truth=truth_df)
