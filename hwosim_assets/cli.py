@@ -82,7 +82,10 @@ def demo(home: Path) -> int:
     home.mkdir(parents=True, exist_ok=True)
     settings = Settings.from_env({"HWOSIM_HOME": str(home), "HWOSIM_SOURCE": "sample"})
     resources = resources_from_settings(settings)
-    instance = dg.DagsterInstance.local_temp(tempdir=str(home / "dagster"))
+    (home / "dagster").mkdir(exist_ok=True)
+    instance = dg.DagsterInstance.local_temp(
+        tempdir=str(home / "dagster"), overrides={"telemetry": {"enabled": False}}
+    )
     print(f"HWOsim demo: sample products (simulated, JWST format) -> {settings.lake_url}")
     t0 = time.perf_counter()
     run_stages(demo_stages(), resources, instance)

@@ -5,7 +5,6 @@ time-series products; ``bronze_images`` holds image frames cut into tile
 packets. Both keep astropy's values bit for bit (see records.py).
 """
 
-from __future__ import annotations
 
 import tempfile
 import time

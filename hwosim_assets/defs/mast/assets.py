@@ -1,8 +1,6 @@
 """The MAST stage: choose products (``jwst_catalog``) and land them byte-exact
 in the lake's raw zone (``raw_products``)."""
 
-from __future__ import annotations
-
 import tempfile
 import time
 from pathlib import Path

@@ -1,0 +1,64 @@
+"""Figures for materializations: what a perturbation did, at a glance.
+
+Each function returns PNG bytes, so the Dagster layer can store them in the
+lake and link them from the materialization metadata.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen on servers and CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from hwosim_assets.records import PIXEL_DTYPES  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def spectra_before_after(before: pl.DataFrame, after: pl.DataFrame, title: str) -> bytes:
+    """One integration's spectrum and the white-light curve, before and after."""
+    fig, (ax_spec, ax_curve) = plt.subplots(1, 2, figsize=(11, 3.8))
+    seq = int(before["seq"].median())
+    for table, label, style in ((before, "bronze", "-"), (after, "perturbed", "-")):
+        one = table.filter(pl.col("seq") == seq).sort("channel")
+        ax_spec.plot(one["wavelength"], one["flux"], style, lw=0.8, label=label, alpha=0.85)
+        curve = (
+            table.group_by("seq")
+            .agg(pl.col("event_time").first(), pl.col("flux").fill_nan(None).sum())
+            .sort("seq")
+        )
+        ax_curve.plot(curve["event_time"], curve["flux"], ".", ms=2.5, label=label, alpha=0.85)
+    ax_spec.set(xlabel="wavelength [micron]", ylabel="flux [Jy]", title=f"integration seq={seq}")
+    ax_curve.set(xlabel="event time [MJD]", ylabel="summed flux [Jy]", title="white-light curve")
+    ax_spec.legend()
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def tile_with_truth(before: dict, after: dict, truth: np.ndarray, title: str) -> bytes:
+    """One image tile before and after, and where the truth mask flags changes."""
+    shape = (before["ny"], before["nx"])
+    sci0 = np.frombuffer(before["sci"], dtype=PIXEL_DTYPES["sci"]).reshape(shape)
+    sci1 = np.frombuffer(after["sci"], dtype=PIXEL_DTYPES["sci"]).reshape(shape)
+    finite = sci0[np.isfinite(sci0)]
+    lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0, 1))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+    for ax, data, label in ((axes[0], sci0, "bronze"), (axes[1], sci1, "perturbed")):
+        ax.imshow(data, origin="lower", vmin=lo, vmax=hi, cmap="gray")
+        ax.set_title(label)
+    axes[2].imshow(sci1, origin="lower", vmin=lo, vmax=hi, cmap="gray")
+    axes[2].imshow(np.ma.masked_equal(truth.reshape(shape), 0), origin="lower", cmap="autumn", alpha=0.7)
+    axes[2].set_title("truth mask (any kind)")
+    fig.suptitle(title)
+    return _png(fig)
