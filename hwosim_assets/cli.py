@@ -30,6 +30,7 @@ class Stage:
     asset: str
     partitions: Callable[[dg.DagsterInstance], list[str | dg.MultiPartitionKey]] | None = None
     run_config: dict | None = None
+    observe_job: str | None = None
 
 
 def load_assets() -> list:
@@ -38,9 +39,23 @@ def load_assets() -> list:
     return list(definitions.assets or []) + list(definitions.asset_checks or [])
 
 
-def run_stages(stages: list[Stage], resources: dict, instance: dg.DagsterInstance, out=print) -> None:
+def observe(asset_job: str, resources: dict, instance: dg.DagsterInstance) -> None:
+    """Run an observation job (observable source assets cannot be materialized)."""
+    from hwosim_assets.defs.perturb.assets import observe_profiles
+
+    jobs = {observe_profiles.name: observe_profiles}
+    definitions = dg.Definitions(assets=load_assets(), jobs=[jobs[asset_job]], resources=resources)
+    definitions.resolve_job_def(asset_job).execute_in_process(instance=instance, run_config=QUIET)
+
+
+def run_stages(
+    stages: list[Stage], resources: dict, instance: dg.DagsterInstance, out=print
+) -> dict[str, list[tuple[object, dg.ExecuteInProcessResult]]]:
+    """Materialize each stage's asset for each of its partitions, showing progress."""
     assets = load_assets()
-    known = {key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys}
+    results: dict[str, list] = {}
+    known = {key.to_user_string() for a in assets if hasattr(a, "keys") for key in a.keys}
+    known |= {a.key.to_user_string() for a in assets if isinstance(a, dg.SourceAsset)}
     stages = [s for s in stages if s.asset in known]
     for n, stage in enumerate(stages, start=1):
         keys = stage.partitions(instance) if stage.partitions else [None]
@@ -48,6 +63,9 @@ def run_stages(stages: list[Stage], resources: dict, instance: dg.DagsterInstanc
         for i, key in enumerate(keys, start=1):
             shown = f" {i}/{len(keys)} {key}" if key is not None else ""
             out(f"[{n}/{len(stages)}] {stage.label}{shown} ...", end="\r" if key is not None else "\n")
+            if stage.observe_job:
+                observe(stage.observe_job, resources, instance)
+                continue
             result = dg.materialize(
                 assets,
                 selection=[stage.asset],
@@ -56,14 +74,35 @@ def run_stages(stages: list[Stage], resources: dict, instance: dg.DagsterInstanc
                 partition_key=str(key) if key is not None else None,
                 run_config={**QUIET, **(stage.run_config or {})},
             )
+            results.setdefault(stage.asset, []).append((key, result))
             failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
             if failed:
                 raise SystemExit(f"check failed on {stage.asset} {key}: {[c.check_name for c in failed]}")
         out(f"[{n}/{len(stages)}] {stage.label}: {len(keys)} run(s) in {time.perf_counter() - t0:.1f} s" + " " * 30)
+    return results
 
 
 def partitions(name: str) -> Callable[[dg.DagsterInstance], list[str]]:
     return lambda instance: sorted(instance.get_dynamic_partitions(name))
+
+
+def by_profile(observations: str) -> Callable[[dg.DagsterInstance], list[dg.MultiPartitionKey]]:
+    """Every observation x profile key of one family."""
+    return lambda instance: [
+        dg.MultiPartitionKey({"observation": obs, "profile": profile})
+        for profile in sorted(instance.get_dynamic_partitions("profiles"))
+        for obs in sorted(instance.get_dynamic_partitions(observations))
+    ]
+
+
+def print_changes(results: dict, out=print) -> None:
+    """What each profile changed, per observation: the demo's closing table."""
+    out("\nWhat each profile changed (fraction of elements touched, by kind):")
+    for asset in ("perturbed_spectra", "perturbed_images"):
+        for key, result in results.get(asset, []):
+            meta = result.get_asset_materialization_events()[0].materialization.metadata
+            dims = key.keys_by_dimension
+            out(f"  {dims['profile']:10s} {asset.split('_')[1]:8s} {meta['changed'].value}")
 
 
 def demo_stages() -> list[Stage]:
@@ -72,6 +111,9 @@ def demo_stages() -> list[Stage]:
         Stage("raw products into the lake", "raw_products", partitions("observations")),
         Stage("bronze spectra", "bronze_spectra", partitions("spectra_observations")),
         Stage("bronze images", "bronze_images", partitions("image_observations")),
+        Stage("perturbation profiles", "perturbation_profiles", observe_job="observe_profiles"),
+        Stage("perturbed spectra", "perturbed_spectra", by_profile("spectra_observations")),
+        Stage("perturbed images", "perturbed_images", by_profile("image_observations")),
     ]
 
 
@@ -88,7 +130,8 @@ def demo(home: Path) -> int:
     )
     print(f"HWOsim demo: sample products (simulated, JWST format) -> {settings.lake_url}")
     t0 = time.perf_counter()
-    run_stages(demo_stages(), resources, instance)
+    results = run_stages(demo_stages(), resources, instance)
+    print_changes(results)
     lake = resources["lake"]
     print(f"\nDone in {time.perf_counter() - t0:.1f} s. Outputs:")
     for prefix in ("catalog/", "raw/", "bronze/", "perturbed/", "truth/", "plots/"):

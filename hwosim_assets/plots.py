@@ -26,7 +26,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def spectra_before_after(before: pl.DataFrame, after: pl.DataFrame, title: str) -> bytes:
+def spectra_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.DataFrame, title: str) -> bytes:
     """One integration's spectrum and the white-light curve, before and after."""
     fig, (ax_spec, ax_curve) = plt.subplots(1, 2, figsize=(11, 3.8))
     seq = int(before["seq"].median())
@@ -39,11 +39,21 @@ def spectra_before_after(before: pl.DataFrame, after: pl.DataFrame, title: str) 
             .sort("seq")
         )
         ax_curve.plot(curve["event_time"], curve["flux"], ".", ms=2.5, label=label, alpha=0.85)
-    ax_spec.set(xlabel="wavelength [micron]", ylabel="flux [Jy]", title=f"integration seq={seq}")
+    ax_spec.set(xlabel="wavelength [micron]", ylabel="flux [Jy]")
     ax_curve.set(xlabel="event time [MJD]", ylabel="summed flux [Jy]", title="white-light curve")
+    flagged = truth.filter(pl.col("seq") == seq)["truth"].to_numpy()
+    ax_spec.set_title(f"integration seq={seq}: {np.count_nonzero(flagged)}/{flagged.size} channels changed")
     ax_spec.legend()
     fig.suptitle(title)
     return _png(fig)
+
+
+def images_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.DataFrame, title: str) -> bytes:
+    """The tile with the most flagged pixels, before and after, with its truth mask."""
+    counts = [int(np.count_nonzero(np.frombuffer(t, dtype="<u4"))) for t in truth["truth"]]
+    i = int(np.argmax(counts)) if counts else 0
+    return tile_with_truth(before.row(i, named=True), after.row(i, named=True),
+                           np.frombuffer(truth["truth"][i], dtype="<u4"), title)
 
 
 def tile_with_truth(before: dict, after: dict, truth: np.ndarray, title: str) -> bytes:

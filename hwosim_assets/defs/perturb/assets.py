@@ -1,0 +1,143 @@
+"""The perturb stage: bronze tables under each profile, with ground truth.
+
+``perturbation_profiles`` is the profiles YAML seen as an external source:
+observing it registers one partition per profile and records each profile's
+config hash as its data version. Each perturbed partition (observation x
+profile) depends on its profile's partition, so editing one profile makes
+exactly that profile's partitions stale in the UI.
+"""
+
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from hwosim_assets import plots
+from hwosim_assets.defs.bronze.assets import bronze_images, bronze_spectra
+from hwosim_assets.defs.lake.layout import bronze_key, perturbed_key, plot_key, truth_key
+from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
+from hwosim_assets.defs.metadata import md_table
+from hwosim_assets.defs.perturb import checks
+from hwosim_assets.defs.perturb.partitions import IMAGES_BY_PROFILE, PROFILES, SPECTRA_BY_PROFILE
+from hwosim_assets.defs.resources import HwosimConfig
+from hwosim_assets.perturb import Profile, load_profiles, perturb_parquet
+from hwosim_assets.perturb.truth import uncovered_changes
+
+# rows of each table read back for the truth-coverage check and the figure;
+# the perturbation itself streams the whole table at bounded memory
+CHECK_ROWS = {"spectra": 200_000, "images": 2_000}
+
+
+@dg.observable_source_asset(group_name="perturb", partitions_def=PROFILES)
+def perturbation_profiles(context: dg.AssetExecutionContext, hwosim: HwosimConfig) -> dg.DataVersionsByPartition:
+    """The perturbation profiles (packaged profiles.yaml, or $HWOSIM_PROFILES).
+
+    Observe it (UI: "Observe sources", or ``hwosim demo``) after editing the
+    file: new profiles become partitions, removed ones are dropped, and each
+    profile's config hash becomes its data version.
+    """
+    profiles = load_profiles(hwosim.profiles_path or None)
+    known = set(context.instance.get_dynamic_partitions(PROFILES.name))
+    context.instance.add_dynamic_partitions(PROFILES.name, sorted(set(profiles) - known))
+    for gone in sorted(known - set(profiles)):
+        context.instance.delete_dynamic_partition(PROFILES.name, gone)
+    context.log.info(f"{len(profiles)} profiles: {', '.join(sorted(profiles))}")
+    return dg.DataVersionsByPartition({name: p.config_hash for name, p in profiles.items()})
+
+
+observe_profiles = dg.define_asset_job("observe_profiles", selection=[perturbation_profiles])
+
+
+def _profile(hwosim: HwosimConfig, name: str) -> Profile:
+    profiles = load_profiles(hwosim.profiles_path or None)
+    if name not in profiles:
+        raise dg.Failure(
+            f"profile {name!r} is not in {hwosim.profiles_path or 'the packaged profiles.yaml'}; "
+            "observe perturbation_profiles after editing the file"
+        )
+    return profiles[name]
+
+
+def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: HwosimConfig, family: str):
+    keys = context.partition_key.keys_by_dimension
+    obs_id, name = keys["observation"], keys["profile"]
+    profile = _profile(hwosim, name)
+    asset = context.asset_key
+    with tempfile.TemporaryDirectory(prefix="hwosim-perturb-") as tmp:
+        bronze, data, truth = (Path(tmp) / f for f in ("bronze.parquet", "data.parquet", "truth.parquet"))
+        try:
+            lake.get_file(bronze_key(family, obs_id), bronze)
+        except LakeKeyError:
+            raise dg.Failure(f"bronze {family} partition {obs_id!r} is missing: materialize bronze_{family} first") from None
+        result = perturb_parquet(bronze, data, truth, family, profile, obs_id, hwosim.seed)
+
+        n = CHECK_ROWS[family]
+        before, after, mask = (pl.read_parquet(p, n_rows=n) for p in (bronze, data, truth))
+        uncovered = uncovered_changes(before, after, mask, family)
+        draw = plots.spectra_before_after if family == "spectra" else plots.images_before_after
+        png = draw(before, after, mask, f"{obs_id} under {name}")
+
+        # truth first, data last: a partition's data is only there once its truth is
+        lake.put_file(truth_key(family, name, obs_id), truth)
+        lake.write_parquet(truth_key(family, name, obs_id, "summary"), result.summary)
+        stored = lake.put_file(perturbed_key(family, name, obs_id), data)
+    plot = lake.put_bytes(plot_key(f"perturbed_{family}", f"{name}--{obs_id}"), png)
+
+    changed = pl.DataFrame(
+        {"kind": list(result.fractions), "fraction": [round(v, 6) for v in result.fractions.values()]}
+    )
+    context.log.info(f"{obs_id} x {name}: {result.rows} rows perturbed -> {lake.uri(perturbed_key(family, name, obs_id))}")
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(profile.config_hash),
+        metadata={
+            "rows": result.rows,
+            "profile_hash": profile.config_hash,
+            "seed": hwosim.seed,
+            "parquet_bytes": stored.size,
+            "table": dg.MetadataValue.path(lake.uri(perturbed_key(family, name, obs_id))),
+            "truth": dg.MetadataValue.path(lake.uri(truth_key(family, name, obs_id))),
+            "changed_fraction_by_kind": md_table(changed, 30),
+            "changed": ", ".join(f"{k} {v:.2%}" for k, v in result.fractions.items() if v > 0) or "nothing",
+            "plot": dg.MetadataValue.path(lake.uri(plot.key)),
+        },
+        check_results=[
+            checks.fractions(asset, result),
+            checks.truth_coverage(asset, uncovered, len(before), result.rows),
+        ],
+    )
+
+
+def _on_bronze(bronze: dg.AssetsDefinition) -> list[dg.AssetDep]:
+    return [
+        dg.AssetDep(bronze, partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="observation")),
+        dg.AssetDep(
+            perturbation_profiles,
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="profile"),
+        ),
+    ]
+
+
+@dg.asset(
+    group_name="perturb",
+    partitions_def=SPECTRA_BY_PROFILE,
+    deps=_on_bronze(bronze_spectra),
+    check_specs=checks.specs("perturbed_spectra"),
+    kinds={"parquet", "numpy"},
+)
+def perturbed_spectra(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: HwosimConfig) -> dg.MaterializeResult:
+    """Time-series spectra under one profile; truth (bit mask per element and a
+    per-packet summary) under truth/, apart from what consumers read."""
+    return _perturb(context, lake, hwosim, "spectra")
+
+
+@dg.asset(
+    group_name="perturb",
+    partitions_def=IMAGES_BY_PROFILE,
+    deps=_on_bronze(bronze_images),
+    check_specs=checks.specs("perturbed_images"),
+    kinds={"parquet", "numpy"},
+)
+def perturbed_images(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: HwosimConfig) -> dg.MaterializeResult:
+    """Image tile packets under one profile, with a per-pixel truth mask."""
+    return _perturb(context, lake, hwosim, "images")
