@@ -22,6 +22,7 @@ import subprocess
 import sysconfig
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,16 @@ def _die_with_parent() -> None:
         pass
 
 
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the
+# process: a server (re)started from a short-lived thread would die with it.
+# So every server is forked from this one thread, which lives as long as the process.
+_LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwosim-server-launcher")
+
+
+def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    return _LAUNCHER.submit(subprocess.Popen, argv, preexec_fn=_die_with_parent, **kwargs).result()
+
+
 @dataclass
 class ServerProcess:
     """One server process with its output captured to ``log``."""
@@ -86,10 +97,7 @@ class ServerProcess:
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, preexec_fn=_die_with_parent,
-            )
+            self.proc = _spawn(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
 
     @property
     def alive(self) -> bool:
