@@ -24,6 +24,7 @@ from typing import Callable, Mapping, TypeVar
 import numpy as np
 import polars as pl
 import requests
+from astroquery import log as astroquery_log
 from astroquery.exceptions import InvalidQueryError, RemoteServiceError
 from astroquery.mast import ObservationsClass
 
@@ -363,7 +364,17 @@ def download_product(
     tmp = Path(tmp_name)
 
     def attempt() -> None:
-        status, msg, url = client.download_file(uri, local_path=str(tmp), base_url=base_url, cache=False, verbose=False)
+        # verbose=True is astroquery's streaming path (blocks straight to disk);
+        # with verbose=False, 0.4.11 holds the whole file in memory first. Its
+        # progress bar goes to a string buffer while its log level is above INFO.
+        level = astroquery_log.level
+        astroquery_log.setLevel("WARNING")
+        try:
+            status, msg, url = client.download_file(
+                uri, local_path=str(tmp), base_url=base_url, cache=False, verbose=True
+            )
+        finally:
+            astroquery_log.setLevel(level)
         if status != "COMPLETE":  # astroquery reports HTTP errors as a status, not an exception
             code = re.search(r"\b(\d{3}) (?:Server|Client) Error", msg or "")
             response = requests.Response()

@@ -22,7 +22,7 @@ from hwosim_assets.defs.mast.partitions import IMAGE_OBSERVATIONS, SPECTRA_OBSER
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.resources import HwosimConfig
 from hwosim_assets.ingest import catalog, quality
-from hwosim_assets.ingest.fits_reader import read_images, read_spectra
+from hwosim_assets.ingest.fits_reader import FitsProductError, read_images, read_spectra
 from hwosim_assets.records import IMAGE_TILE_SCHEMA, SPECTRA_SCHEMA
 
 
@@ -46,7 +46,10 @@ def _build_bronze(
             lake.get_file(raw_key(row["program"], obs_id, row["filename"]), path)
             paths.append(path)
         t0 = time.perf_counter()
-        table = read(paths)
+        try:
+            table = read(paths)
+        except FitsProductError as exc:  # name the lake object, not our temp copy
+            raise dg.Failure(f"observation {obs_id!r}, raw files under {lake.uri(raw_key(products['program'][0], obs_id, ''))}: {exc}") from exc
         seconds = time.perf_counter() - t0
         source_nans = quality.source_nan_counts(paths, family)
         fits_bytes = sum(p.stat().st_size for p in paths)
