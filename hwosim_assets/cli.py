@@ -117,6 +117,87 @@ def demo_stages() -> list[Stage]:
     ]
 
 
+DEMO_STREAM = "soss-demo"
+DEMO_STREAM_YAML = """
+  - name: soss-demo
+    description: the sample time series under nominal, fast (written by hwosim demo)
+    observation: {observation}
+    profile: nominal
+    family: spectra
+    pacing: {{mode: rate, rate: 100}}
+    tick_seconds: 2
+    loop: true
+"""
+CONSUMER = """python - <<'EOF' | tail -n 3
+from hwosim_assets.stream.reader import StreamReader
+reader = StreamReader("{url}", "{stream}")
+for row in reader.follow(poll_interval=0.5, idle_timeout=2.0):
+    print(row.offset, row.seq, row.event_time, row.wavelength, row.flux)
+print(reader.watermark, reader.gaps(), reader.duplicates())
+EOF"""
+
+
+def demo_stream_stages(resources: dict, instance: dg.DagsterInstance, home: Path, windows: int = 3, out=print) -> None:
+    """Replay the sample time series under ``nominal`` into the stream tables, driven by its replay sensor.
+
+    The packaged stream delivers one integration per second; the demo adds a
+    fast one (100 per second, 2-s windows) in ``$HWOSIM_HOME/streams.yaml``
+    so that a few paced windows take seconds. Each sensor tick's run request
+    is executed in-process, where the daemon would launch a run.
+    """
+    from hwosim_assets.defs.resources import HwosimConfig
+    from hwosim_assets.defs.streams.sensors import replay_sensor
+    from hwosim_assets.ingest.sample import SPECTRA_OBS_ID
+    from hwosim_assets.stream.config import default_streams_path, load_streams
+
+    path = home / "streams.yaml"
+    path.write_text(default_streams_path().read_text() + DEMO_STREAM_YAML.format(observation=SPECTRA_OBS_ID))
+    hw = resources["hwosim"]
+    resources = {
+        **resources,
+        "hwosim": HwosimConfig(seed=hw.seed, profiles_path=hw.profiles_path, streams_path=str(path), tile_size=hw.tile_size),
+    }
+    run_stages([Stage("stream tables", "stream_tables")], resources, instance, out)
+    spec = load_streams(path)[DEMO_STREAM]
+    sensor = replay_sensor(spec)
+    replay = dg.define_asset_job("demo_replay", selection=["stream_spectra"])  # built once: a run starts in ~0.1 s
+    definitions = dg.Definitions(assets=load_assets(), sensors=[sensor], jobs=[replay], resources=resources)
+    job = definitions.resolve_job_def("demo_replay")
+    out(f"stream {spec.name}: {spec.observation} under {spec.profile}, {spec.pacing.rate:g} packets/s, "
+        f"{spec.window} per window, sensor tick {spec.tick_seconds:g} s")
+    cursor, totals = None, {"rows": 0, "packets": 0, "drops": 0, "duplicates": 0}
+    for _ in range(windows):
+        while True:  # tick until the next window is requested (the sensor skips while a window is not due)
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions)
+            with dg.partition_loading_context(dynamic_partitions_store=instance):
+                tick = sensor.evaluate_tick(context)
+            cursor = tick.cursor
+            if tick.run_requests:
+                break
+            if "due in" not in (tick.skip_message or ""):
+                raise SystemExit(f"replay sensor: {tick.skip_message}")
+            time.sleep(0.05)
+        [request] = tick.run_requests
+        result = job.execute_in_process(
+            run_config={**QUIET, **request.run_config},
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+        )
+        [event] = result.get_asset_materialization_events()
+        m = {k: v.value for k, v in event.materialization.metadata.items()}
+        for k in totals:
+            totals[k] += m[k]
+        rate = f"{m['achieved_rate']:.1f}/s" if m["achieved_rate"] is not None else "-"
+        out(f"  run {request.run_key}: {m['rows']} rows, {m['packets']} packets, rate {rate}, "
+            f"lateness p50 {m['lateness_p50'] * 1e3:.1f} ms p99 {m['lateness_p99'] * 1e3:.1f} ms, "
+            f"{m['drops']} dropped, {m['duplicates']} duplicated")
+    out(f"  {windows} windows: {totals['rows']} rows, {totals['packets']} packets, "
+        f"{totals['drops']} dropped, {totals['duplicates']} duplicated -> {resources['stream_db'].url}")
+    out("\nRead the stream as a consumer (a model under test) would:\n")
+    out(CONSUMER.format(url=resources["stream_db"].url, stream=spec.name))
+
+
 def demo(home: Path) -> int:
     from hwosim_assets.defs.resources import resources_from_settings
     from hwosim_assets.settings import Settings
@@ -132,6 +213,7 @@ def demo(home: Path) -> int:
     t0 = time.perf_counter()
     results = run_stages(demo_stages(), resources, instance)
     print_changes(results)
+    demo_stream_stages(resources, instance, home)
     lake = resources["lake"]
     print(f"\nDone in {time.perf_counter() - t0:.1f} s. Outputs:")
     for prefix in ("catalog/", "raw/", "bronze/", "perturbed/", "truth/", "plots/"):

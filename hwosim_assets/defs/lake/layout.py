@@ -32,3 +32,8 @@ def plot_key(stage: str, name: str) -> str:
 
 
 PROFILES_KEY = "config/profiles.yaml"
+
+
+def stream_truth_key(stream: str, window: int) -> str:
+    """Stream-fault truth of one replayed window (the answer key, like every truth/ object)."""
+    return f"truth/streams/{stream}/window-{window}.parquet"

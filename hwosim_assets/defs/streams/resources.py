@@ -14,6 +14,8 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
+from hwosim_assets.stream.writer import make_engine
+
 DEFAULT_URL = "sqlite:///.hwosim/streams.db"
 
 # Per driver, the connect argument that allows LOAD DATA LOCAL INFILE (the
@@ -69,14 +71,9 @@ def _make_engine(url: sa.URL) -> sa.Engine:
     if backend == "sqlite":
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url)
-
-        @sa.event.listens_for(engine, "connect")
-        def _wal(dbapi_conn, _record):  # readers (consumers) keep reading while a replay run writes
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            dbapi_conn.execute("PRAGMA busy_timeout=10000")
-
-        return engine
+        # the stream layer's engine: WAL (consumers keep reading while a replay
+        # run writes), synchronous=NORMAL (no fsync per packet commit), busy timeout
+        return make_engine(url)
     connect_args = dict(_LOCAL_INFILE_ARGS.get(url.get_driver_name(), {})) if backend in ("mysql", "mariadb") else {}
     # pre-ping: a pooled connection dropped by a server restart is replaced, not handed out
     return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=connect_args)
