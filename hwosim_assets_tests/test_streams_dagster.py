@@ -160,25 +160,33 @@ def test_sensor_replays_abutting_windows_on_sqlite(pipeline):
     ticker.cursor = None
     assert ticker.tick(advance=0.0).run_requests == [request]  # the same tick again asks for the same run
 
-    # window 0 paced on the wall clock, in a thread; a tick meanwhile waits for it
-    results = []
-    worker = threading.Thread(target=lambda: results.append(run(request, resources, instance, pace=True)))
+    # window 0 paced on the wall clock, in a thread; a tick meanwhile prefetches window 1,
+    # whose run (started at once, unpaced) must wait for window 0's last commit
+    results = {}
+    worker = threading.Thread(target=lambda: results.__setitem__(0, run(request, resources, instance, pace=True)))
     worker.start()
     while not any(r.status == dg.DagsterRunStatus.STARTED for r in instance.get_runs(dg.RunsFilter(tags={STREAM_TAG: "link-a"}))):
         time.sleep(0.02)
-    busy = ticker.tick()
-    assert not busy.run_requests and "waiting" in busy.skip_message and json.loads(busy.cursor)["window"] == 1
+    ahead = ticker.tick()
+    [request] = ahead.run_requests
+    assert request.run_key == "link-a:1" and json.loads(ahead.cursor)["window"] == 2
+    follower = threading.Thread(target=lambda: results.__setitem__(1, run(request, resources, instance)))
+    follower.start()
+    busy = ticker.tick(advance=0.0)  # two runs in flight: no third
+    assert not busy.run_requests and "waiting" in busy.skip_message and json.loads(busy.cursor)["window"] == 2
     worker.join()
-    reports = [report(results[0])]
-    rows = delivered(engine, "link-a")
-    sent = rows.unique("offset", keep="first")
+    follower.join()
+    reports = [report(results[0]), report(results[1])]
+    assert reports[1]["first_offset"] == reports[0]["last_offset"] + 1  # waited, then abutted
+    window0 = delivered(engine, "link-a").filter(pl.col("offset") <= reports[0]["last_offset"])
+    sent = window0.unique("offset", keep="first")
     scheduled_rate = (len(sent) - 1) / (sent["scheduled_time"].max() - sent["scheduled_time"].min())
     assert scheduled_rate == pytest.approx(RATE, rel=0.15)  # 20/s, less where the profile dropped packets
     assert reports[0]["achieved_rate"] == pytest.approx(scheduled_rate, rel=0.03)
     assert reports[0]["lateness_p99"] < 0.05 and sent["scheduled_time"].min() == pytest.approx(t0)
 
-    # windows 1..3 at speed: one request per tick, start times on one clock
-    for n in (1, 2, 3):
+    # windows 2..3 at speed: one request per tick, start times on one clock
+    for n in (2, 3):
         tick = ticker.tick()
         [request] = tick.run_requests
         config = request.run_config["ops"]["stream_spectra"]["config"]
@@ -186,9 +194,9 @@ def test_sensor_replays_abutting_windows_on_sqlite(pipeline):
         assert json.loads(tick.cursor) == {"window": n + 1, "start_time": t0, "behind": 0}
         reports.append(report(run(request, resources, instance)))
 
-    # after 10 s of downtime: still one window per tick, none skipped, the backlog said
+    # after 10 s of downtime (11 s since the last tick): still one window per tick, none skipped, the backlog said
     for n in (4, 5):
-        tick = ticker.tick(advance=10.0 if n == 4 else 1.0)
+        tick = ticker.tick(advance=11.0 if n == 4 else 1.0)
         [request] = tick.run_requests
         assert request.run_key == f"link-a:{n}" and json.loads(tick.cursor)["behind"] >= 9
         reports.append(report(run(request, resources, instance)))

@@ -11,6 +11,8 @@ committed offset and never writes a packet twice (hwosim_assets.stream.replay).
 
 import math
 
+import time
+
 import dagster as dg
 import polars as pl
 import sqlalchemy as sa
@@ -30,6 +32,7 @@ from hwosim_assets.stream import (
     load_streams,
     register_stream,
     replay_window,
+    resume_point,
     window_bounds,
     window_packets,
 )
@@ -102,6 +105,28 @@ def _metadata_value(value):
     return round(value, 6) if isinstance(value, float) else value
 
 
+def _wait_for_previous_window(engine, spec, window: int, start_time: float, poll_s: float = 0.05) -> None:
+    """Hold a prefetched run until the previous window's last batch is committed.
+
+    The sensor may request window n while window n-1 is still replaying (so
+    that launching a run never delays the stream); writes must still go in
+    window order, so this run waits, at most until one tick past its own start.
+    """
+    if window == 0:
+        return
+    deadline = max(time.time(), start_time) + spec.tick_seconds + 60
+    while True:
+        state = resume_point(engine, spec.name)
+        if state is not None and state.next_window >= window:
+            return
+        if time.time() > deadline:
+            raise dg.Failure(
+                f"stream {spec.name}: window {window - 1} is not complete, so window {window} cannot start; "
+                f"re-execute the run of window {window - 1} (it resumes from the committed offset), then this one"
+            )
+        time.sleep(poll_s)
+
+
 def _replay(
     context: dg.AssetExecutionContext,
     config: ReplayConfig,
@@ -130,6 +155,7 @@ def _replay(
         raise dg.Failure(f"{lake.uri(key)} is missing: materialize perturbed_{family} partition {wanted} first") from None
 
     engine = stream_db.engine()
+    _wait_for_previous_window(engine, spec, config.window, config.start_time)
     bounds = window_bounds(spec, config.window, table["seq"].n_unique())
     report = replay_window(
         engine,

@@ -11,8 +11,11 @@ What a tick does (``minimum_interval_seconds = tick_seconds``):
 
 * Prerequisites: the stream's perturbed partition and ``stream_tables`` must
   be materialized; if not, the tick skips and names what to materialize.
-* One run at a time: the stream's latest run (tag ``hwosim/stream``) must have
-  finished. A failed run stops the stream until it is re-executed from the UI
+* One writer at a time: the stream's latest run (tag ``hwosim/stream``) must have
+  finished, except that in rate mode the next window may be requested while
+  the previous one is still replaying (prefetch), so that launching a run
+  never delays the stream; that run waits for the previous window's last
+  commit before it writes, so at most two runs exist, one writing. A failed run stops the stream until it is re-executed from the UI
   (a re-execution resumes from the committed offset); the sensor does not
   retry it itself, since a window's run key is taken once.
 * Schedule: the first request fixes the stream start ``t0`` (``start`` from
@@ -105,14 +108,25 @@ def replay_sensor(spec: StreamSpec, clock: Callable[[], float] = time.time) -> d
         if not _materialized(instance, stream_tables):
             return skip("stream_tables is not materialized: materialize it to create the tables")
         last = _latest_run(instance, spec.name)
-        if last is not None and not last.is_finished:
+        # Prefetch: in rate mode the next window may be requested while the
+        # previous one is still replaying, so the run launch latency does not
+        # delay the stream; that run writes only after the previous window's
+        # last commit (see assets._wait_for_previous_window). At most two runs
+        # per stream: one writing, one waiting for its turn.
+        prefetch = (
+            last is not None
+            and not last.is_finished
+            and spec.pacing.mode == "rate"
+            and last.tags.get(WINDOW_TAG) == str(n - 1)
+        )
+        if last is not None and not last.is_finished and not prefetch:
             return skip(f"waiting: run {last.run_id} (window {last.tags.get(WINDOW_TAG)}) is {last.status.value}")
-        if last is not None and last.status != dg.DagsterRunStatus.SUCCESS:
+        if last is not None and last.is_finished and last.status != dg.DagsterRunStatus.SUCCESS:
             return skip(
                 f"run {last.run_id} (window {last.tags.get(WINDOW_TAG)}) {last.status.value}: "
                 "re-execute it from the UI; it resumes from the committed offset"
             )
-        report = _run_report(instance, last)
+        report = {} if prefetch else _run_report(instance, last)
         if report.get("exhausted"):
             return skip("finished: the stream has delivered its last packet (loop: false)")
 
