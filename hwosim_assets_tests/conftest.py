@@ -6,9 +6,13 @@ Fixture names are a contract with every test module: ``mariadb``,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from hwosim_assets.ingest import sample
 from hwosim_assets_tests import services
+from hwosim_assets_tests.mast_server import REAL_JWST_DIR, real_jwst_files
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +52,16 @@ def s3_env(seaweedfs, monkeypatch):
     for name, value in seaweedfs.env().items():
         monkeypatch.setenv(name, value)
     return seaweedfs.env()
+
+
+@pytest.fixture(scope="module", params=["sample", "real"])
+def served_dir(request, tmp_path_factory) -> Path:
+    """What the MAST replay server serves: the sample products always, and the
+    real JWST files of shared/data/jwst when that folder holds any."""
+    if request.param == "real":
+        if not real_jwst_files():
+            pytest.skip(f"no real JWST products (*.fits) in {REAL_JWST_DIR}; see its README")
+        return REAL_JWST_DIR
+    folder = tmp_path_factory.mktemp("served")
+    sample.write_sample_products(folder)
+    return folder

@@ -4,7 +4,6 @@ products; also over the real JWST files in shared/data/jwst when there are any."
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import pytest
 from astropy.io import fits
 
 from hwosim_assets.defs.mast.resources import MastSource, SampleSource
-from hwosim_assets.ingest import sample
 from hwosim_assets.ingest.mast import (
+    sha256_of,
     MastDownloadError,
     MastQueryError,
     Selection,
@@ -24,24 +23,9 @@ from hwosim_assets.ingest.mast import (
     query_catalog,
 )
 from hwosim_assets.records import CATALOG_SCHEMA, SUPPORTED_PRODUCT_TYPES
-from hwosim_assets_tests.mast_server import REAL_JWST_DIR, MastReplayServer, real_jwst_files
+from hwosim_assets_tests.mast_server import MastReplayServer
 
 FAST = {"timeout": 5.0, "retries": 2}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module", params=["sample", "real"])
-def served_dir(request, tmp_path_factory) -> Path:
-    if request.param == "real":
-        if not real_jwst_files():
-            pytest.skip(f"no real JWST products (*.fits) in {REAL_JWST_DIR}; see its README")
-        return REAL_JWST_DIR
-    folder = tmp_path_factory.mktemp("samples")
-    sample.write_sample_products(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +89,7 @@ def test_downloads_are_byte_exact(mast, tmp_path):
     for row in catalog.iter_rows(named=True):
         path = download_product(row, tmp_path, server_url=mast.url, **FAST)
         assert path == tmp_path / row["filename"]
-        assert sha256(path) == sha256(mast.files[row["filename"]])
+        assert sha256_of(path) == sha256_of(mast.files[row["filename"]])
 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(catalog["filename"])  # no temp files left
     downloads = [(r.method, r.query["uri"][0]) for r in mast.requests]
@@ -169,7 +153,7 @@ def test_server_errors_are_retried(mast, tmp_path):
     mast.fail_next(status=503, path="Download")
     row = catalog.row(0, named=True)
     path = download_product(row, tmp_path, server_url=mast.url, **FAST)
-    assert sha256(path) == sha256(mast.files[row["filename"]])
+    assert sha256_of(path) == sha256_of(mast.files[row["filename"]])
     assert [(r.method, r.status) for r in mast.requests] == [("HEAD", 503), ("HEAD", 200), ("GET", 200)]
 
 
@@ -221,7 +205,7 @@ def test_mast_source_resource(mast, tmp_path):
     path = source.fetch(catalog.row(0, named=True), tmp_path)
 
     assert source.name == "mast"
-    assert sha256(path) == sha256(mast.files[path.name])
+    assert sha256_of(path) == sha256_of(mast.files[path.name])
 
 
 # ---------------------------------------------------------- no server needed
@@ -270,7 +254,7 @@ def test_sample_source_filters_and_writes(tmp_path):
 
     assert source.name == "sample"
     assert catalog["product_type"].to_list() == ["cal"] and catalog["simulated"].all()
-    assert path == tmp_path / row["filename"] and sha256(path) == row["checksum"]
+    assert path == tmp_path / row["filename"] and sha256_of(path) == row["checksum"]
     assert len(source.query(Selection(programs=["9999"], product_types=["x1dints", "cal"]))) == 3
     with pytest.raises(ValueError, match="no sample product matches"):
         source.query(Selection(programs=["2734"]))

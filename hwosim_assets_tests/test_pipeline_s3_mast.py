@@ -5,7 +5,6 @@ JWST files in shared/data/jwst when there are any."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -18,36 +17,16 @@ from astropy.io import fits
 from hwosim_assets.defs.lake.layout import CATALOG_KEY, bronze_key, raw_key
 from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS
 from hwosim_assets.defs.resources import resources_from_settings
-from hwosim_assets.ingest import sample
 from hwosim_assets.ingest.catalog import FAMILY_PRODUCT_TYPES
 from hwosim_assets.ingest.fits_reader import assemble_frame
-from hwosim_assets.ingest.mast import DOWNLOAD_PATH, product_type_of
+from hwosim_assets.ingest.mast import DOWNLOAD_PATH, product_type_of, sha256_of
 from hwosim_assets.records import SUPPORTED_PRODUCT_TYPES
 from hwosim_assets.settings import Settings
-from hwosim_assets_tests.mast_server import REAL_JWST_DIR, MastReplayServer, real_jwst_files
+from hwosim_assets_tests.mast_server import MastReplayServer
 from hwosim_assets_tests.pipeline import checks_passed, materialize
 
 BRONZE = {"spectra": "bronze_spectra", "images": "bronze_images"}
 ALL_PASSED = {"schema": True, "non_empty": True, "no_new_nans": True}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@pytest.fixture(scope="module", params=["sample", "real"])
-def served_dir(request, tmp_path_factory) -> Path:
-    if request.param == "real":
-        if not real_jwst_files():
-            pytest.skip(f"no real JWST products (*.fits) in {REAL_JWST_DIR}: nothing real to ingest; see its README")
-        return REAL_JWST_DIR
-    folder = tmp_path_factory.mktemp("served")
-    sample.write_sample_products(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +116,8 @@ def test_raw_objects_are_byte_exact(pipeline, tmp_path):
     copies = raw_copies(pipeline, tmp_path)
     assert sorted(copies) == sorted(pipeline["served"])
     for filename, (obs_id, path) in copies.items():
-        want = sha256(pipeline["served"][filename])
-        assert sha256(path) == want, f"{filename}: lake object differs from the served file"
+        want = sha256_of(pipeline["served"][filename])
+        assert sha256_of(path) == want, f"{filename}: lake object differs from the served file"
         manifest_row = lake.read_parquet(CATALOG_KEY).filter(pl.col("filename") == filename).row(0, named=True)
         info = lake.info(raw_key(manifest_row["program"], obs_id, filename))
         assert info.sha256 == want and info.size == path.stat().st_size

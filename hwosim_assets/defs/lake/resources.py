@@ -36,6 +36,8 @@ import dagster as dg
 import polars as pl
 from pydantic import PrivateAttr
 
+from hwosim_assets.ingest.mast import sha256_of
+
 CHUNK = 1 << 20  # copy and hash buffer: big enough to be fast, small enough to never matter
 TMP_PREFIX = ".hwosim-tmp-"  # partial local writes; never listed as keys
 SHA_XATTR = "user.hwosim.sha256"
@@ -89,11 +91,6 @@ def _copy_hashing(src: IO[bytes], dst: IO[bytes] | None, progress: Progress | No
         if progress is not None:
             progress(len(chunk))
     return digest.hexdigest(), size
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return _copy_hashing(f, None, None)[0]
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -227,7 +224,7 @@ class LocalLake(LakeResource):
         try:
             sha = os.getxattr(path, SHA_XATTR).decode()
         except OSError:
-            sha = file_sha256(path)  # written by another tool, or no xattr support
+            sha = sha256_of(path)  # written by another tool, or no xattr support
         return ObjectInfo(key, path.stat().st_size, sha)
 
     def list_keys(self, prefix="") -> list[str]:
@@ -360,7 +357,7 @@ class S3Lake(LakeResource):
 
     def put_file(self, key, path, progress=None) -> ObjectInfo:
         check_key(key)
-        size, sha = os.stat(path).st_size, file_sha256(path)  # metadata must be known before the upload starts
+        size, sha = os.stat(path).st_size, sha256_of(path)  # metadata must be known before the upload starts
         with self._errors():
             # upload_file streams from disk in parts and aborts the multipart upload on failure
             self._client().upload_file(
