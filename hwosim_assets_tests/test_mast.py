@@ -105,9 +105,15 @@ def test_product_type_filter(mast):
 
 
 def test_instrument_selection(mast):
-    mode = mast.observations[0]["instrument_name"]  # e.g. NIRISS/SOSS
+    # the first observation with a supported product (a served folder may hold others too)
+    observation = next(
+        o for o in mast.observations
+        if any(p["obsID"] == o["obsid"] and p["productFilename"] in served_products(mast) for p in mast.products)
+    )
+    mode = observation["instrument_name"]  # e.g. NIRISS/SOSS
     bare = mode.split("/")[0]
-    expected = sorted(p["productFilename"] for p in mast.products if p["obsID"] == mast.observations[0]["obsid"])
+    with_mode = {o["obsid"] for o in mast.observations if o["instrument_name"] == mode}
+    expected = sorted(p["productFilename"] for p in mast.products if p["obsID"] in with_mode)
     expected = [n for n in expected if n in served_products(mast)]
 
     by_mode = query_catalog(everything(mast, instruments=[mode]), server_url=mast.url, **FAST)
