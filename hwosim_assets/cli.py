@@ -110,10 +110,10 @@ def demo_stages() -> list[Stage]:
         Stage("catalog of sample products", "jwst_catalog"),
         Stage("raw products into the lake", "raw_products", partitions("observations")),
         Stage("bronze spectra", "bronze_spectra", partitions("spectra_observations")),
-        Stage("bronze images", "bronze_images", partitions("image_observations")),
+        Stage("bronze images", "bronze_images", partitions("images_observations")),
         Stage("perturbation profiles", "perturbation_profiles", observe_job="observe_profiles"),
         Stage("perturbed spectra", "perturbed_spectra", by_profile("spectra_observations")),
-        Stage("perturbed images", "perturbed_images", by_profile("image_observations")),
+        Stage("perturbed images", "perturbed_images", by_profile("images_observations")),
     ]
 
 

@@ -19,7 +19,8 @@ from typing import Mapping
 ENV_VARS: dict[str, tuple[str, str]] = {
     "HWOSIM_HOME": (".hwosim", "working folder for the embedded default (local lake, SQLite files)"),
     "HWOSIM_LAKE_URL": ("", "lake location: empty or a path = local folder `$HWOSIM_HOME/lake`; `s3://bucket/prefix` = S3 API"),
-    "HWOSIM_SOURCE": ("sample", "`sample` (offline simulated JWST products) or `mast` (the MAST archive via astroquery)"),
+    "HWOSIM_SOURCE": ("sample", "`sample` (offline simulated JWST products), `mast` (the MAST archive via astroquery) or `files` (your own products at `HWOSIM_SOURCE_URL`)"),
+    "HWOSIM_SOURCE_URL": ("", "with `HWOSIM_SOURCE=files`: a folder, or `s3://bucket/prefix`, holding JWST products (`*.fits`, any names)"),
     "HWOSIM_MAST_URL": ("https://mast.stsci.edu", "MAST server astroquery talks to"),
     "HWOSIM_MAST_TIMEOUT": ("60", "seconds before a MAST request times out"),
     "HWOSIM_MAST_RETRIES": ("3", "retries of a failed MAST request, with backoff"),
@@ -52,6 +53,7 @@ class Settings:
     home: Path
     lake_url: str
     source: str
+    source_url: str
     mast_url: str
     mast_timeout: float
     mast_retries: int
@@ -67,8 +69,11 @@ class Settings:
         get = lambda name: env.get(name) or ENV_VARS[name][0]  # noqa: E731
         home = Path(get("HWOSIM_HOME")).absolute()
         source = get("HWOSIM_SOURCE").lower()
-        if source not in ("sample", "mast"):
-            raise ValueError(f"HWOSIM_SOURCE={source!r}: expected 'sample' or 'mast'")
+        if source not in ("sample", "mast", "files"):
+            raise ValueError(f"HWOSIM_SOURCE={source!r}: expected 'sample', 'mast' or 'files'")
+        source_url = get("HWOSIM_SOURCE_URL")
+        if source == "files" and not source_url:
+            raise ValueError("HWOSIM_SOURCE=files needs HWOSIM_SOURCE_URL: a folder or s3://bucket/prefix of JWST products")
         lake_url = get("HWOSIM_LAKE_URL") or str(home / "lake")
         stream_db_url = get("HWOSIM_STREAM_DB_URL") or f"sqlite:///{home / 'streams.db'}"
         tile_size = _int(env, "HWOSIM_TILE_SIZE")
@@ -78,6 +83,7 @@ class Settings:
             home=home,
             lake_url=lake_url,
             source=source,
+            source_url=source_url,
             mast_url=get("HWOSIM_MAST_URL"),
             mast_timeout=_float(env, "HWOSIM_MAST_TIMEOUT"),
             mast_retries=_int(env, "HWOSIM_MAST_RETRIES"),

@@ -30,41 +30,21 @@ from urllib.parse import parse_qs, urlsplit
 
 from astropy.io import fits
 
-from hwosim_assets.ingest.mast import (
-    COLUMNS_CONFIG_PATH,
-    DOWNLOAD_PATH,
-    INVOKE_PATH,
-    observation_id_from_header,
-    product_type_of,
-)
+from hwosim_assets.ingest.mast import COLUMNS_CONFIG_PATH, DOWNLOAD_PATH, INVOKE_PATH, product_type_of
+from hwosim_assets.ingest.products import FitsProductError, identify, instrument_mode, observation_id
 
 TEMPLATES = Path(__file__).parent / "data" / "mast"
 REAL_JWST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "jwst"
 
-# MAST instrument_name from the JWST exposure type.
-INSTRUMENT_MODES = {
-    "NIS_SOSS": "NIRISS/SOSS",
-    "NIS_IMAGE": "NIRISS/IMAGE",
-    "NIS_WFSS": "NIRISS/WFSS",
-    "NIS_AMI": "NIRISS/AMI",
-    "NRS_BRIGHTOBJ": "NIRSPEC/SLIT",
-    "NRS_FIXEDSLIT": "NIRSPEC/SLIT",
-    "NRS_MSASPEC": "NIRSPEC/MSA",
-    "NRS_IFU": "NIRSPEC/IFU",
-    "NRC_TSGRISM": "NIRCAM/GRISM",
-    "NRC_WFSS": "NIRCAM/GRISM",
-    "NRC_TSIMAGE": "NIRCAM/IMAGE",
-    "NRC_IMAGE": "NIRCAM/IMAGE",
-    "MIR_IMAGE": "MIRI/IMAGE",
-    "MIR_LRS-SLITLESS": "MIRI/SLITLESS",
-    "MIR_LRS-FIXEDSLIT": "MIRI/SLIT",
-    "MIR_MRS": "MIRI/IFU",
-}
 DESCRIPTIONS = {
     "x1dints": "exposure (L2b): 1D extracted spectra per integration",
+    "x1d": "exposure/target (L2b/L3): 1D extracted spectrum",
     "calints": "exposure (L2b): calibrated 3D image, per integration",
     "cal": "exposure (L2b): calibrated 2D image",
     "i2d": "exposure/target (L2b/L3): rectified 2D image",
+    "s2d": "exposure/target (L2b/L3): rectified 2D spectral image",
+    "rate": "exposure (L2a): countrate image",
+    "rateints": "exposure (L2a): countrate image per integration",
 }
 
 
@@ -163,15 +143,31 @@ class MastReplayServer:
     # ------------------------------------------------------------- archive
 
     def _build_archive(self) -> tuple[dict[str, Path], list[dict], list[dict]]:
-        """One CAOM observation per derived observation id; one product row
-        per FITS file, named and sized as on disk."""
+        """One CAOM observation per observation id (as the files' headers give
+        it); one product row per FITS file, named and sized as on disk.
+
+        MAST's own conventions are followed where the files allow: the
+        observation is the stage-3 one (``jw02783-o002_t001_miri_p750l-slitlessprism``:
+        our observation id with a target part, ``_s<source>`` for a
+        fixed-slit or MSA source), proposal ids unpadded, the product subgroup
+        the product type upper-cased (decided from the headers, as the
+        archive's own ingest does, so a renamed file is listed as what it
+        is), calibration level 3 for products named after the association,
+        else 2. Files HWOsim cannot read are served too, listed under the
+        product type of their file-name suffix.
+        """
         files = {p.name: p for p in sorted(self.products_dir.glob("*.fits"))}
         if not files:
             raise FileNotFoundError(f"no .fits files to serve in {self.products_dir}")
-        groups: dict[str, list[tuple[Path, fits.Header]]] = {}
+        groups: dict[str, list[tuple[Path, fits.Header, str]]] = {}
         for path in files.values():
             header = fits.getheader(path, 0)
-            groups.setdefault(observation_id_from_header(header), []).append((path, header))
+            try:
+                info = identify(path)
+                obs_id, product_type = info.obs_id, info.product_type
+            except FitsProductError:
+                obs_id, product_type = observation_id(header), product_type_of(path.name)
+            groups.setdefault(obs_id, []).append((path, header, product_type))
 
         observations, products = [], []
         for number, (obs_id, members) in enumerate(sorted(groups.items())):
@@ -179,12 +175,15 @@ class MastReplayServer:
             header = members[0][1]
             program = _text(header, "PROGRAM")
             exp_type = _text(header, "EXP_TYPE").upper()
-            instrument = INSTRUMENT_MODES.get(exp_type) or _text(header, "INSTRUME").upper()
+            instrument = instrument_mode(header)
             optical = ";".join(v for v in (_text(header, "FILTER"), _text(header, "PUPIL", "GRATING")) if v)
-            types = {product_type_of(p.name) for p, _ in members}
+            types = {product_type for _, _, product_type in members}
+            source = _number(fits.getheader(members[0][0], 1), "SOURCEID")  # on the SCI / EXTRACT1D header
+            target = f"s{int(source):05d}" if source is not None and exp_type.startswith("NRS_") else "t001"
+            prefix, _, rest = obs_id.partition("_")
             observations.append(
                 {
-                    "dataproduct_type": "spectrum" if "x1dints" in types else "image",
+                    "dataproduct_type": "spectrum" if types & {"x1dints", "x1d", "s2d"} else "image",
                     "obs_collection": "JWST",
                     "instrument_name": instrument,
                     "project": "JWST",
@@ -192,22 +191,21 @@ class MastReplayServer:
                     "wavelength_region": "INFRARED",
                     "target_name": _text(header, "TARGNAME", "TARGPROP"),
                     "target_classification": _text(header, "TARGDESC"),
-                    "obs_id": obs_id,
+                    "obs_id": f"{prefix}_{target}_{rest}",
                     "s_ra": _number(header, "TARG_RA"),
                     "s_dec": _number(header, "TARG_DEC"),
                     "proposal_id": str(int(program)) if program.isdigit() else program,
                     "proposal_pi": _text(header, "PI_NAME"),
                     "calib_level": 3,
-                    "t_min": min((_number(h, "EXPSTART") or 0.0 for _, h in members), default=None),
-                    "t_max": max((_number(h, "EXPEND") or 0.0 for _, h in members), default=None),
+                    "t_min": min((_number(h, "EXPSTART") or 0.0 for _, h, _ in members), default=None),
+                    "t_max": max((_number(h, "EXPEND") or 0.0 for _, h, _ in members), default=None),
                     "t_exptime": _number(header, "EFFEXPTM"),
                     "obs_title": _text(header, "TITLE"),
                     "obsid": obsid,
                     "objID": str(97_000_000 + number),
                 }
             )
-            for path, member in members:
-                suffix = product_type_of(path.name)
+            for path, member, product_type in members:
                 # Stage-3 products are named after the association (jw02734-o002_...).
                 calib_level = 3 if re.match(r"jw\d{5}-", path.name) else 2
                 products.append(
@@ -216,12 +214,12 @@ class MastReplayServer:
                         "obs_collection": "JWST",
                         "dataproduct_type": observations[-1]["dataproduct_type"],
                         "obs_id": path.name.rsplit(".", 1)[0].rsplit("_", 1)[0],
-                        "description": DESCRIPTIONS.get(suffix, suffix),
+                        "description": DESCRIPTIONS.get(product_type, product_type),
                         "type": "S",
                         "dataURI": f"mast:JWST/product/{path.name}",
                         "productType": "SCIENCE",
                         "productGroupDescription": "Minimum Recommended Products" if calib_level == 3 else None,
-                        "productSubGroupDescription": suffix.upper(),
+                        "productSubGroupDescription": product_type.upper(),
                         "productDocumentationURL": "",
                         "project": "CALJWST",
                         "prvversion": _text(member, "CAL_VER"),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import dagster as dg
 
 from hwosim_assets.cli import QUIET, load_assets
+
+assets = functools.cache(load_assets)  # the code location takes ~0.4 s to load: once per test session
 
 
 def materialize(
@@ -16,7 +20,7 @@ def materialize(
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        load_assets(),
+        assets(),
         selection=[asset],
         resources=resources,
         instance=instance,
@@ -28,3 +32,13 @@ def materialize(
 
 def checks_passed(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+
+
+def failure(result: dg.ExecuteInProcessResult, node: str) -> str:
+    """The failed step's error messages, outermost first (Dagster wraps the asset's own error)."""
+    assert not result.success, f"{node} did not fail"
+    error, messages = result.failure_data_for_node(node).error, []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)

@@ -17,7 +17,7 @@ from hwosim_assets.ingest import sample
 from hwosim_assets.ingest.mast import DOWNLOAD_PATH
 from hwosim_assets.settings import Settings
 from hwosim_assets_tests.mast_server import MastReplayServer
-from hwosim_assets_tests.pipeline import materialize
+from hwosim_assets_tests.pipeline import failure, materialize
 
 SPECTRA_FILE = next(name for name, p in sample.SAMPLE_PRODUCTS.items() if p.product_type == "x1dints")
 CAL_FILE = sorted(name for name, p in sample.SAMPLE_PRODUCTS.items() if p.product_type == "cal")[-1]
@@ -26,16 +26,6 @@ SAMPLE_SELECTION = {"programs": [sample.SAMPLE_PROGRAM], "product_types": ["x1di
 
 def catalog_config(**config) -> dict:
     return {"ops": {"jwst_catalog": {"config": config}}}
-
-
-def failure(result: dg.ExecuteInProcessResult, node: str) -> str:
-    """The failed step's error messages, outermost first (Dagster wraps the asset's own error)."""
-    assert not result.success, f"{node} did not fail"
-    error, messages = result.failure_data_for_node(node).error, []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
 
 
 def s3_resources(bucket: str, **env) -> dict:
@@ -106,7 +96,8 @@ def test_cal_file_without_sci(s3_bucket, s3_env):
     result = materialize("bronze_images", resources, instance, sample.IMAGE_OBS_ID, raise_on_error=False)
 
     message = failure(result, "bronze_images")
-    assert CAL_FILE in message and "no SCI image extension" in message, message
+    assert CAL_FILE in message and "without a SCI extension" in message, message
+    assert "/tmp" not in message and lake.uri(raw_key(sample.SAMPLE_PROGRAM, sample.IMAGE_OBS_ID, CAL_FILE)) in message
     assert not lake.exists(bronze_key("images", sample.IMAGE_OBS_ID))
     assert lake.list_keys() == before
 
@@ -117,10 +108,10 @@ def test_cal_file_without_sci(s3_bucket, s3_env):
 def test_unsupported_product_type(s3_bucket, s3_env):
     resources = s3_resources(s3_bucket)
     result = materialize("jwst_catalog", resources, dg.DagsterInstance.ephemeral(), raise_on_error=False,
-                         run_config=catalog_config(programs=[sample.SAMPLE_PROGRAM], product_types=["x1d", "cal"]))
+                         run_config=catalog_config(programs=[sample.SAMPLE_PROGRAM], product_types=["s3d", "cal"]))
 
     message = failure(result, "jwst_catalog")
-    assert "unsupported product type(s) ['x1d']" in message and "x1dints" in message, message
+    assert "unsupported product type(s) ['s3d']" in message and "x1dints" in message, message
     assert resources["lake"].list_keys() == []
 
 

@@ -1,5 +1,6 @@
 """FITS -> bronze: values equal astropy's read bit for bit, tiles reassemble,
-both x1dints layouts agree, and every bad file fails naming itself."""
+both x1dints layouts agree, products are identified from their headers (not
+their names), and every bad file fails naming itself."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from astropy.io import fits
 from hwosim_assets.ingest import sample
 from hwosim_assets.ingest.fits_reader import (
     FitsProductError,
+    UnsupportedProductError,
     assemble_frame,
-    product_type_of,
+    header_facts,
     read_images,
     read_spectra,
     tile_pixels,
 )
+from hwosim_assets.ingest.products import identify
 from hwosim_assets.records import IMAGE_TILE_SCHEMA, SPECTRA_SCHEMA
 
 X1D = "jw09999001001_04101_00001-seg001_nis_x1dints.fits"
@@ -144,14 +147,16 @@ def _new_layout(hdul: fits.HDUList, short_row: int, short_by: int) -> fits.HDULi
     integration, array columns padded with NaN beyond NELEMENTS."""
     tables = [hdu.data for hdu in hdul if hdu.name == "EXTRACT1D"]
     n = len(tables[0])
-    stack = {name: np.array([t[name] for t in tables]) for name in ("WAVELENGTH", "FLUX", "FLUX_ERROR", "DQ")}
+    floats = ("WAVELENGTH", "FLUX", "FLUX_ERROR", "FLUX_VAR_POISSON", "FLUX_VAR_RNOISE", "FLUX_VAR_FLAT",
+              "SURF_BRIGHT", "NPIXELS")  # fmt: skip
+    stack = {name: np.array([t[name] for t in tables]) for name in (*floats, "DQ")}
     nelements = np.full(len(tables), n)
     nelements[short_row] = n - short_by
-    for name in ("WAVELENGTH", "FLUX", "FLUX_ERROR"):
+    for name in floats:
         stack[name][short_row, n - short_by :] = np.nan
     stack["DQ"][short_row, n - short_by :] = 0
     columns = [fits.Column(name="INT_NUM", format="J", array=np.arange(1, len(tables) + 1))]
-    columns += [fits.Column(name=k, format=f"{n}D", array=stack[k]) for k in ("WAVELENGTH", "FLUX", "FLUX_ERROR")]
+    columns += [fits.Column(name=k, format=f"{n}D", array=stack[k]) for k in floats]
     columns += [fits.Column(name="DQ", format=f"{n}J", bzero=2**31, array=stack["DQ"])]
     columns += [fits.Column(name="NELEMENTS", format="J", array=nelements)]
     table = fits.BinTableHDU.from_columns(columns, name="EXTRACT1D")
@@ -183,7 +188,8 @@ def test_tiles_reassemble_to_astropy_frames_bit_for_bit(tmp_path):
     table = read_images(paths[::-1], tile_size=32)
     assert table.schema == pl.Schema(IMAGE_TILE_SCHEMA)
     assert table["seq"].to_list() == list(range(2 * 3 * 3))
-    assert table["source"].to_list() == [p.name for p in paths for _ in range(9)]
+    # source is the product's own name (FILENAME), the same for both of these copies
+    assert table["source"].to_list() == [fits.getval(p, "FILENAME") for p in paths for _ in range(9)]
     first = table.filter(pl.col("frame") == 0)
     assert list(zip(first["y0"], first["x0"], first["ny"], first["nx"])) == [
         (y, x, 32 if y < 64 else 6, 32 if x < 64 else 26) for y in (0, 32, 64) for x in (0, 32, 64)
@@ -235,15 +241,6 @@ def test_assemble_frame_refuses_missing_tiles(tmp_path):
 # --- bad input ---------------------------------------------------------------
 
 
-def test_product_type_of():
-    assert product_type_of("a/jw01_nis_x1dints.fits") == "x1dints"
-    assert product_type_of(Path("jw02_nrcb1_calints.fits")) == "calints"
-    assert product_type_of("jw02-o001_t001_nircam_clear-f200w_i2d.fits") == "i2d"
-    for bad in ("jw01_nis_rateints.fits", "jw01_nrcb1_cal.fits.gz", "cal.fits", "notes.txt"):
-        with pytest.raises(FitsProductError, match=re.escape(bad)):
-            product_type_of(bad)
-
-
 def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
     """Each bad case: (path, words the error must contain besides the file name)."""
     cases = {}
@@ -264,7 +261,7 @@ def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
     case("garbage", b"this is not FITS at all " * 200, CAL.format(1), "not a readable FITS")
 
     hdul = fits.HDUList.fromstring(x1d_bytes)
-    case("no_extract1d", fits.HDUList([hdul[0], hdul["INT_TIMES"]]), X1D, "no EXTRACT1D")
+    case("no_extract1d", fits.HDUList([hdul[0], hdul["INT_TIMES"]]), X1D, "without an EXTRACT1D extension")
     hdul = fits.HDUList.fromstring(x1d_bytes)
     hdul[2] = fits.BinTableHDU.from_columns([c for c in hdul[2].columns if c.name != "FLUX"], name="EXTRACT1D")
     case("no_flux", hdul, X1D, "no column 'FLUX'")
@@ -287,12 +284,24 @@ def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
         return hdul
 
     sci = fits.HDUList.fromstring(cal_bytes)["SCI"].data
-    case("no_sci", image(SCI=None), CAL.format(1), "no SCI")
+    case("no_sci", image(SCI=None), CAL.format(1), "without a SCI extension")
     case("no_err", image(ERR=None), CAL.format(1), "no ERR")
     case("shape", image(ERR=sci[:20].copy()), CAL.format(1), "differ in shape")
     case("float64", image(SCI=sci.astype(np.float64)), CAL.format(1), "expected float32")
-    case("x1d_named_cal", fits.HDUList.fromstring(x1d_bytes), "jw09999001001_04101_00001_nis_cal.fits", "no SCI")
-    case("unsupported", image(), "jw09999002001_02101_00001_nrcb1_rate.fits", "not supported")
+    case("x1d_named_cal", fits.HDUList.fromstring(x1d_bytes), "jw09999001001_04101_00001_nis_cal.fits",
+         "a MultiSpecModel product (x1dints) is read as spectra, not images")  # fmt: skip
+    ramp = image()
+    ramp[0].header["DATAMODL"] = "RampModel"
+    case("unsupported", ramp, "jw09999002001_02101_00001_nrcb1_uncal.fits", "DATAMODL=RampModel")
+    hst = image()
+    hst[0].header["TELESCOP"] = "HST"
+    case("not_jwst", hst, CAL.format(1), "not a JWST product (DATAMODL=ImageModel, TELESCOP=HST)")
+    no_model = image()
+    del no_model[0].header["DATAMODL"]
+    case("no_model", no_model, CAL.format(1), "no data model in the header")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    case("missing_integrations", fits.HDUList([hdul[0], *hdul[1:3], hdul["INT_TIMES"]]), X1D,
+         "spectral order 1 holds 2 integrations, the header announces 1..4 (4); missing [3, 4]")  # fmt: skip
     return cases
 
 
@@ -301,9 +310,9 @@ def broken(tmp_path_factory):
     return _broken_products(tmp_path_factory.mktemp("broken"))
 
 
-SPECTRA_CASES = ("no_extract1d", "no_flux", "short_int_times", "no_times")
+SPECTRA_CASES = ("no_extract1d", "no_flux", "short_int_times", "no_times", "missing_integrations")
 IMAGE_CASES = ("truncated_data", "truncated_header", "garbage", "no_sci", "no_err", "shape", "float64",
-               "x1d_named_cal", "unsupported")  # fmt: skip
+               "x1d_named_cal", "unsupported", "not_jwst", "no_model")  # fmt: skip
 
 
 @pytest.mark.parametrize("key", SPECTRA_CASES + IMAGE_CASES)
@@ -317,10 +326,144 @@ def test_bad_input_raises_naming_the_file(broken, key):
 
 def test_wrong_family_missing_file_and_duplicates_are_refused(tmp_path):
     cal = _write(sample.make_image(20, 20), tmp_path / CAL.format(1))
-    with pytest.raises(FitsProductError, match=re.escape(f"{cal.name}: a cal product, expected one of x1dints")):
+    with pytest.raises(FitsProductError, match=re.escape(f"{cal.name}: a ImageModel product (cal) is read as images")):
         read_spectra([cal])
     with pytest.raises(FitsProductError, match="given 2 times"):
         read_images([cal, tmp_path / ".." / tmp_path.name / cal.name])
     missing = tmp_path / CAL.format(9)
     with pytest.raises(FitsProductError, match=re.escape(missing.name)):
         read_images([missing])
+
+
+# --- product models from the headers ------------------------------------------
+
+
+def _x1d(tmp_path: Path) -> tuple[Path, fits.HDUList]:
+    """An x1d (one spectrum per exposure): the first integration of the sample, no INT_NUM, no INT_TIMES."""
+    hdul = _x1dints(4, 10)
+    table = hdul[1].copy()
+    del table.header["INT_NUM"]
+    primary = fits.PrimaryHDU(header=hdul[0].header.copy())
+    primary.header["TSOVISIT"] = False
+    return _write(fits.HDUList([primary, table]), tmp_path / "jw09999001001_04101_00001_nis_x1d.fits"), hdul
+
+
+def test_x1d_is_one_packet_at_mid_exposure_with_its_variances(tmp_path):
+    path, hdul = _x1d(tmp_path)
+    info = identify(path)
+    assert (info.model, info.family, info.product_type) == ("MultiSpecModel", "spectra", "x1d")
+    table = read_spectra([path])
+    assert table["seq"].unique().to_list() == [0] and table["integration"].unique().to_list() == [1]
+    assert table["event_time"].unique().to_list() == [hdul[0].header["EXPMID"]]
+    for column in ("FLUX_VAR_POISSON", "FLUX_VAR_RNOISE", "FLUX_VAR_FLAT", "SURF_BRIGHT", "NPIXELS"):
+        assert np.array_equal(_bits(table[column.lower()].to_numpy()), _bits(hdul[1].data[column].astype(np.float64)))
+
+
+def test_missing_variance_columns_read_as_nan(tmp_path):
+    hdul = _x1dints(3, 8)
+    for i in range(1, 4):
+        hdul[i] = fits.BinTableHDU.from_columns(
+            [c for c in hdul[i].columns if not c.name.startswith("FLUX_VAR")], header=hdul[i].header
+        )
+    table = read_spectra([_write(hdul, tmp_path / X1D)])
+    assert table.schema == pl.Schema(SPECTRA_SCHEMA)
+    assert table["flux_var_poisson"].is_nan().all() and not table["npixels"].is_nan().any()
+
+
+def _slit_hdus(ny: int, nx: int, seed: int, ver: int = 1) -> list[fits.ImageHDU]:
+    rng = np.random.default_rng(seed)
+    planes = {
+        "SCI": rng.normal(1.0, 0.1, (ny, nx)).astype(np.float32),
+        "ERR": np.full((ny, nx), 0.1, np.float32),
+        "DQ": rng.integers(0, 4, (ny, nx)).astype(np.uint32),
+        "WAVELENGTH": np.tile(np.linspace(0.6, 5.3, nx, dtype=np.float32), (ny, 1)),
+        "VAR_POISSON": np.full((ny, nx), 0.008, np.float32),
+        "VAR_RNOISE": np.full((ny, nx), 0.002, np.float32),
+    }
+    planes["WAVELENGTH"][:, :3] = np.nan  # outside the slit's trace
+    hdus = []
+    for name, data in planes.items():
+        hdu = fits.ImageHDU(data, name=name, ver=ver)
+        if name == "SCI":
+            hdu.header["SLTNAME"], hdu.header["BUNIT"] = f"S{ver}", "MJy/sr"
+        hdus.append(hdu)
+    return hdus
+
+
+def _slit_primary(model: str) -> fits.PrimaryHDU:
+    primary = sample.make_image(8, 8)[0].copy()
+    primary.header["DATAMODL"] = model
+    primary.header["EXP_TYPE"] = "NRS_MSASPEC"
+    primary.header["S_PHOTOM"] = "COMPLETE"
+    return primary
+
+
+def test_slit_model_keeps_its_wavelength_and_variance_planes(tmp_path):
+    hdul = fits.HDUList([_slit_primary("SlitModel"), *_slit_hdus(25, 41, seed=1)])
+    path = _write(hdul, tmp_path / "renamed_slitlet.fits")
+    info = identify(path)
+    assert (info.model, info.family, info.product_type) == ("SlitModel", "images", "cal")
+    table = read_images([path], tile_size=16)
+    for plane in ("sci", "err", "dq", "wavelength", "var_poisson", "var_rnoise"):
+        assert np.array_equal(_bits(assemble_frame(table, 0, plane)), _bits(hdul[plane.upper()].data)), plane
+    assert table["var_flat"].null_count() == len(table)  # the product has no VAR_FLAT
+
+
+def test_multislit_model_gives_one_frame_per_slit(tmp_path):
+    slits = [_slit_hdus(11, 30, seed=1, ver=1), _slit_hdus(9, 45, seed=2, ver=2)]
+    hdul = fits.HDUList([_slit_primary("MultiSlitModel"), *slits[0], *slits[1]])
+    path = _write(hdul, tmp_path / "jw09999005001_03101_00001_nrs1_cal.fits")
+    table = read_images([path], tile_size=64)
+    assert table["frame"].to_list() == [0, 1]
+    for frame, hdus in enumerate(slits):
+        for hdu in hdus:
+            got = assemble_frame(table, frame, hdu.name.lower())
+            assert np.array_equal(_bits(got), _bits(hdu.data)), (frame, hdu.name)
+
+
+def test_empty_int_times_fall_back_to_the_exposure(tmp_path):
+    hdul = sample.make_image(20, 30, nints=2)
+    hdul["INT_TIMES"] = fits.BinTableHDU(hdul["INT_TIMES"].data[:0], name="INT_TIMES")
+    table = read_images([_write(hdul, tmp_path / CALINTS)], tile_size=64)
+    h = hdul[0].header
+    step = (h["EXPEND"] - h["EXPSTART"]) / h["NINTS"]
+    assert table["event_time"].to_list() == [h["EXPSTART"] + 0.5 * step, h["EXPSTART"] + 1.5 * step]
+
+
+def test_product_types_come_from_the_headers_not_the_names(tmp_path):
+    cases = {
+        "a.fits": (sample.make_image(10, 10), "cal"),
+        "b_x1dints.fits": (sample.make_image(10, 10, nints=2), "calints"),
+        "c.fits": (_x1dints(2, 5), "x1dints"),
+    }
+    rate = sample.make_image(10, 10)
+    rate[0].header["S_PHOTOM"] = "SKIPPED"
+    rate["SCI"].header["BUNIT"] = "DN/s"
+    cases["d_cal.fits"] = (rate, "rate")
+    i2d = sample.make_image(10, 10)
+    i2d[0].header["S_RESAMP"] = "COMPLETE"
+    cases["e.fits"] = (i2d, "i2d")
+    for name, (hdul, expected) in cases.items():
+        assert identify(_write(hdul, tmp_path / name)).product_type == expected, name
+
+
+def test_header_facts_one_row_per_product(tmp_path):
+    paths = [_write(_x1dints(3, 5), tmp_path / X1D), _x1d(tmp_path)[0]]
+    facts = header_facts(paths)
+    assert facts["file"].to_list() == sorted(p.name for p in paths)
+    row = facts.row(0, named=True)
+    header = fits.getheader(paths[0])
+    assert row["effinttm"] == header["EFFINTTM"] and row["nints"] == header["NINTS"]
+    assert row["detector"] == header["DETECTOR"] and row["bunit"] == "Jy"
+    assert set(facts["product_type"]) == {"x1dints", "x1d"}
+
+
+def test_unsupported_models_name_file_model_and_the_supported_ones(tmp_path):
+    cube = sample.make_image(6, 6, nints=2)
+    cube[0].header["DATAMODL"] = "IFUCubeModel"
+    path = _write(cube, tmp_path / "jw09999001001_04101_00001_nrs1_s3d.fits")
+    with pytest.raises(UnsupportedProductError) as error:
+        identify(path)
+    message = str(error.value)
+    assert path.name in message and "DATAMODL=IFUCubeModel" in message and "TELESCOP=JWST" in message
+    assert "MultiSpecModel (x1dints, x1d)" in message and "MultiSlitModel" in message

@@ -13,15 +13,14 @@ from astropy.io import fits
 
 from hwosim_assets.defs.mast.resources import MastSource, SampleSource
 from hwosim_assets.ingest.mast import (
-    sha256_of,
     MastDownloadError,
     MastQueryError,
     Selection,
     download_product,
-    observation_id_from_header,
-    product_type_of,
     query_catalog,
+    sha256_of,
 )
+from hwosim_assets.ingest.products import identify, observation_id, observation_id_from_mast
 from hwosim_assets.records import CATALOG_SCHEMA, SUPPORTED_PRODUCT_TYPES
 from hwosim_assets_tests.mast_server import MastReplayServer
 
@@ -47,8 +46,13 @@ def everything(server: MastReplayServer, **changes) -> Selection:
     return Selection(**{"programs": programs, "product_types": SUPPORTED_PRODUCT_TYPES, **changes})
 
 
+def served_types(server: MastReplayServer) -> dict[str, str]:
+    """{file name: product type} as the server lists them (decided from the headers)."""
+    return {p["productFilename"]: p["productSubGroupDescription"].lower() for p in server.products}
+
+
 def served_products(server: MastReplayServer) -> dict[str, Path]:
-    return {name: p for name, p in server.files.items() if product_type_of(name) in SUPPORTED_PRODUCT_TYPES}
+    return {name: server.files[name] for name, t in served_types(server).items() if t in SUPPORTED_PRODUCT_TYPES}
 
 
 def test_query_catalog_lists_the_served_products(mast):
@@ -62,10 +66,10 @@ def test_query_catalog_lists_the_served_products(mast):
         header = fits.getheader(path, 0)
         assert row["size"] == path.stat().st_size
         assert row["data_uri"] == f"mast:JWST/product/{path.name}"
-        assert row["obs_id"] == observation_id_from_header(header)
+        assert row["obs_id"] == observation_id(header) == identify(path).obs_id  # one id scheme for every source
         assert "," not in row["obs_id"] and "/" not in row["obs_id"]
         assert row["program"] == str(header["PROGRAM"]).zfill(5)
-        assert row["product_type"] == product_type_of(path.name)
+        assert row["product_type"] == identify(path).product_type
         assert row["checksum"] is None  # MAST reports no checksum
     assert catalog["source"].to_list() == ["mast"] * len(catalog)
     assert not catalog["simulated"].any()
@@ -97,11 +101,12 @@ def test_downloads_are_byte_exact(mast, tmp_path):
 
 
 def test_product_type_filter(mast):
-    wanted = product_type_of(sorted(served_products(mast))[0])
+    types = served_types(mast)
+    wanted = types[sorted(served_products(mast))[0]]
     catalog = query_catalog(everything(mast, product_types=[wanted]), server_url=mast.url, **FAST)
 
     assert set(catalog["product_type"]) == {wanted}
-    assert sorted(catalog["filename"]) == sorted(n for n in served_products(mast) if product_type_of(n) == wanted)
+    assert sorted(catalog["filename"]) == sorted(n for n in served_products(mast) if types[n] == wanted)
 
 
 def test_instrument_selection(mast):
@@ -143,7 +148,7 @@ def test_empty_result_names_the_selection(mast):
 
 
 def test_no_matching_product_type_is_an_error(mast):
-    missing = [t for t in SUPPORTED_PRODUCT_TYPES if t not in {product_type_of(n) for n in mast.files}]
+    missing = [t for t in SUPPORTED_PRODUCT_TYPES if t not in set(served_types(mast).values())]
     if not missing:
         pytest.skip("the served files have every supported product type")
     with pytest.raises(MastQueryError, match="none of them matching"):
@@ -218,8 +223,9 @@ def test_mast_source_resource(mast, tmp_path):
 
 
 def test_unsupported_product_type_is_refused():
-    with pytest.raises(ValueError, match=r"\['rate'\].*x1dints, calints, cal, i2d"):
-        Selection(programs=["2734"], product_types=["x1dints", "rate"])
+    with pytest.raises(ValueError, match=r"\['s3d'\].*x1dints, x1d, cal, calints, i2d, rate, rateints, s2d"):
+        Selection(programs=["2734"], product_types=["x1dints", "s3d"])
+    assert Selection(programs=["2734"]).product_types == SUPPORTED_PRODUCT_TYPES  # none given: all
 
 
 def test_selection_normalizes_its_fields():
@@ -237,7 +243,7 @@ def test_query_needs_a_program_or_target():
         query_catalog(Selection(), server_url="http://127.0.0.1:9", timeout=1, retries=0)
 
 
-def test_observation_id_from_header():
+def test_observation_id_from_headers_and_from_mast():
     header = {
         "PROGRAM": "02734",
         "OBS_ID": "V02734002001P0000000004101",  # OBSERVTN missing: taken from OBS_ID
@@ -246,10 +252,17 @@ def test_observation_id_from_header():
         "PUPIL": "GR700XD",
         "SUBARRAY": "SUBSTRIP256",
     }
-    assert observation_id_from_header(header) == "jw02734-o002_niriss_clear-gr700xd-substrip256"
+    assert observation_id(header) == "jw02734-o002_niriss_clear-gr700xd-substrip256"
     nircam = {"PROGRAM": "1345", "OBSERVTN": "1", "INSTRUME": "NIRCAM", "FILTER": "F444W", "PUPIL": "GRISMR"}
     nircam["SUBARRAY"] = "FULL"  # full frame: not part of the id
-    assert observation_id_from_header(nircam) == "jw01345-o001_nircam_f444w-grismr"
+    assert observation_id(nircam) == "jw01345-o001_nircam_f444w-grismr"
+    fixed_slit = {"PROGRAM": "01492", "OBSERVTN": "005", "INSTRUME": "NIRSPEC", "FILTER": "F100LP",
+                  "GRATING": "G140M", "FXD_SLIT": "S1600A1", "EXP_TYPE": "NRS_FIXEDSLIT", "SUBARRAY": "SUB2048"}  # fmt: skip
+    assert observation_id(fixed_slit) == "jw01492-o005_nirspec_f100lp-g140m-s1600a1-sub2048"
+    # MAST's stage-3 names carry a target or source number that headers do not: it is dropped
+    assert observation_id_from_mast("jw02783-o002_t001_miri_p750l-slitlessprism") == "jw02783-o002_miri_p750l-slitlessprism"
+    assert observation_id_from_mast("JW01492-O005_S00004_NIRSPEC_F100LP-G140M-S1600A1-SUB2048") == observation_id(fixed_slit)
+    assert observation_id_from_mast("jw01288015001_04101_00001_mirimage") == "jw01288015001_04101_00001_mirimage"
 
 
 def test_sample_source_filters_and_writes(tmp_path):

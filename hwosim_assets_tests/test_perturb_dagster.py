@@ -286,7 +286,7 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             resources = _upstream(home, instance)
             spectra_obs = sorted(instance.get_dynamic_partitions("spectra_observations"))
-            image_obs = sorted(instance.get_dynamic_partitions("image_observations"))
+            image_obs = sorted(instance.get_dynamic_partitions("images_observations"))
             assert profile in instance.get_dynamic_partitions("profiles")
         assert spectra_obs and image_obs
 

@@ -31,7 +31,7 @@ def test_catalog_registers_observations(embedded):
     observations = set(instance.get_dynamic_partitions("observations"))
     assert observations == set(manifest["obs_id"].to_list()) and observations
     assert set(instance.get_dynamic_partitions("spectra_observations")) | set(
-        instance.get_dynamic_partitions("image_observations")
+        instance.get_dynamic_partitions("images_observations")
     ) == observations
     assert manifest["simulated"].all()
 

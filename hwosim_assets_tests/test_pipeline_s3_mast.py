@@ -17,10 +17,10 @@ from astropy.io import fits
 from hwosim_assets.defs.lake.layout import CATALOG_KEY, bronze_key, raw_key
 from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS
 from hwosim_assets.defs.resources import resources_from_settings
-from hwosim_assets.ingest.catalog import FAMILY_PRODUCT_TYPES
 from hwosim_assets.ingest.fits_reader import assemble_frame
-from hwosim_assets.ingest.mast import DOWNLOAD_PATH, product_type_of, sha256_of
-from hwosim_assets.records import SUPPORTED_PRODUCT_TYPES
+from hwosim_assets.ingest.mast import DOWNLOAD_PATH, sha256_of
+from hwosim_assets.ingest.products import identify
+from hwosim_assets.records import FAMILIES, PIXEL_DTYPES, SPECTRA_OPTIONAL, SUPPORTED_PRODUCT_TYPES
 from hwosim_assets.settings import Settings
 from hwosim_assets_tests.mast_server import MastReplayServer
 from hwosim_assets_tests.pipeline import checks_passed, materialize
@@ -49,10 +49,11 @@ def pipeline(served_dir, seaweedfs):
         }
         resources = resources_from_settings(Settings.from_env(env))
         instance = dg.DagsterInstance.ephemeral()
-        served = {name: path for name, path in mast.files.items() if product_type_of(name) in SUPPORTED_PRODUCT_TYPES}
+        types = {p["productFilename"]: p["productSubGroupDescription"].lower() for p in mast.products}
+        served = {name: mast.files[name] for name, t in types.items() if t in SUPPORTED_PRODUCT_TYPES}
         config = {
             "programs": sorted({o["proposal_id"] for o in mast.observations}),
-            "product_types": sorted({product_type_of(name) for name in served}),
+            "product_types": sorted({types[name] for name in served}),
             "max_products": 1000,
         }
         results = {"jwst_catalog": materialize("jwst_catalog", resources, instance,
@@ -72,7 +73,7 @@ def raw_copies(pipeline, tmp_path: Path, family: str | None = None) -> dict[str,
     manifest = lake.read_parquet(CATALOG_KEY)
     out = {}
     for row in manifest.iter_rows(named=True):
-        if family is None or row["product_type"] in FAMILY_PRODUCT_TYPES[family]:
+        if family is None or row["product_type"] in FAMILIES[family].product_types:
             path = lake.get_file(raw_key(row["program"], row["obs_id"], row["filename"]), tmp_path / row["filename"])
             out[row["filename"]] = (row["obs_id"], path)
     return out
@@ -130,8 +131,12 @@ def test_asset_checks_passed(pipeline):
         assert result.success and checks_passed(result) == ALL_PASSED, key
 
 
+COLUMNS = {"wavelength": "WAVELENGTH", "flux": "FLUX", "flux_error": "FLUX_ERROR", "dq": "DQ"}
+OPTIONAL = {name: name.upper() for name in SPECTRA_OPTIONAL}
+
+
 def astropy_spectra(path: Path) -> list[tuple[int, int, int, int, dict[str, np.ndarray]]]:
-    """(integration, order, HDU, row, columns) of every spectrum in an x1dints file, read by astropy."""
+    """(integration, order, HDU, row, columns) of every spectrum in an x1dints or x1d file, read by astropy."""
     out = []
     with fits.open(path) as hdul:
         first = int(hdul[0].header.get("INTSTART", 1))
@@ -140,7 +145,7 @@ def astropy_spectra(path: Path) -> list[tuple[int, int, int, int, dict[str, np.n
             if hdu.name != "EXTRACT1D" or hdu.data is None or len(hdu.data) == 0:
                 continue
             order, data, names = int(hdu.header.get("SPORDER", 1)), hdu.data, set(hdu.columns.names)
-            columns = {c: np.array(data[c]) for c in ("WAVELENGTH", "FLUX", "FLUX_ERROR", "DQ")}
+            columns = {c: np.array(data[c]) for c in (*COLUMNS.values(), *OPTIONAL.values()) if c in names}
             if columns["WAVELENGTH"].ndim == 2:  # one row per integration (jwst >= 1.18)
                 widths = data["NELEMENTS"] if "NELEMENTS" in names else [columns["WAVELENGTH"].shape[1]] * len(data)
                 for row, (n, width) in enumerate(zip(data["INT_NUM"], widths)):
@@ -171,12 +176,14 @@ def test_bronze_spectra_equal_astropy_for_every_integration_and_channel(pipeline
             got = table.filter(pl.col("integration") == n).sort("channel")
             assert got["channel"].to_list() == list(range(len(got)))
             mine = [s[5] for s in spectra if s[0] == n]
-            for bronze, column in (("wavelength", "WAVELENGTH"), ("flux", "FLUX"), ("flux_error", "FLUX_ERROR"), ("dq", "DQ")):
-                want = np.concatenate([cols[column] for cols in mine])
+            for bronze, column in {**COLUMNS, **OPTIONAL}.items():  # an absent optional column reads as NaN
+                want = np.concatenate([cols.get(column, np.full(len(cols["WAVELENGTH"]), np.nan)) for cols in mine])
                 assert_same_values(got[bronze].to_numpy(), want, f"{obs_id} integration {n} {bronze}")
 
 
 def test_bronze_images_equal_astropy_for_every_frame_and_tile(pipeline, tmp_path):
+    """Every plane of every frame (integration, or slit) of every image-family
+    product, optional planes (WAVELENGTH, VAR_*) included, as astropy reads it."""
     lake = pipeline["lake"]
     copies = raw_copies(pipeline, tmp_path, "images")
     if not copies:
@@ -186,16 +193,30 @@ def test_bronze_images_equal_astropy_for_every_frame_and_tile(pipeline, tmp_path
         if obs_id not in tables:
             tables[obs_id] = lake.read_parquet(bronze_key("images", obs_id))
         table = tables[obs_id]
-        frames = table.filter(pl.col("source") == filename)["frame"].unique().sort().to_list()
+        info = identify(path)
+        frames = table.filter(pl.col("source") == info.name)["frame"].unique().sort().to_list()
         with fits.open(path) as hdul:  # astropy's own read: scaled, so DQ comes back as uint32
-            planes = {"sci": hdul["SCI"].data, "err": hdul["ERR"].data}
-            planes["dq"] = hdul["DQ"].data if "DQ" in hdul else np.zeros(planes["sci"].shape, np.uint32)
-            cube = planes["sci"].ndim == 3
-            assert len(frames) == (planes["sci"].shape[0] if cube else 1), f"{filename}: frame count"
-            for i, frame in enumerate(frames):
-                for plane, data in planes.items():
-                    want = data[i] if cube else data
-                    assert_same_values(assemble_frame(table, frame, plane), want, f"{filename} frame {i} {plane}")
+            versions = [h.ver for h in hdul if h.name == "SCI"] if info.model == "MultiSlitModel" else [None]
+            expected = []  # (planes, frame index within the plane cube or None)
+            for version in versions:
+                planes = {}
+                for plane in PIXEL_DTYPES:
+                    hdu = next((h for h in hdul if h.name == plane.upper() and version in (None, h.ver)), None)
+                    if hdu is not None and hdu.data is not None:
+                        planes[plane] = hdu.data
+                planes.setdefault("dq", np.zeros(planes["sci"].shape, np.uint32))
+                cube = planes["sci"].ndim == 3
+                expected += [(planes, i) for i in range(planes["sci"].shape[0])] if cube else [(planes, None)]
+            assert len(frames) == len(expected), f"{filename}: frame count"
+            for frame, (planes, i) in zip(frames, expected):
+                for plane in PIXEL_DTYPES:
+                    if plane not in planes:
+                        assert table.filter(pl.col("frame") == frame)[plane].null_count() == len(
+                            table.filter(pl.col("frame") == frame)
+                        ), f"{filename} {plane}: absent plane must be null"
+                        continue
+                    want = planes[plane][i] if i is not None else planes[plane]
+                    assert_same_values(assemble_frame(table, frame, plane), want, f"{filename} frame {frame} {plane}")
 
 
 def test_astroquery_requests_are_in_the_server_log(pipeline):

@@ -12,6 +12,7 @@ import pytest
 from astropy.io import fits
 
 from hwosim_assets.ingest import sample
+from hwosim_assets.ingest.products import identify
 from hwosim_assets.records import CATALOG_SCHEMA
 
 PRIMARY_KEYS = (
@@ -76,7 +77,8 @@ def test_catalog_matches_the_files(written):
         assert row["size"] == len(data)
         assert row["checksum"] == hashlib.sha256(data).hexdigest()
         assert row["data_uri"] == f"sample://{path.name}"
-        assert row["product_type"] == path.name.rsplit("_", 1)[1].removesuffix(".fits")
+        assert row["product_type"] == path.name.rsplit("_", 1)[1].removesuffix(".fits") == identify(path).product_type
+        assert row["obs_id"] == identify(path).obs_id  # the same id scheme as the MAST and files sources
         assert (row["source"], row["simulated"], row["program"]) == ("sample", True, "09999")
     assert set(catalog["obs_id"]) == {sample.SPECTRA_OBS_ID, sample.IMAGE_OBS_ID}
     assert set(catalog.filter(pl.col("obs_id") == sample.SPECTRA_OBS_ID)["product_type"]) == {"x1dints"}

@@ -33,7 +33,7 @@ def write(tmp_path, text):
 
 def test_packaged_default_has_the_sample_stream():
     specs = load_streams(known_profiles={"nominal"})
-    spec = next(s for s in specs.values() if s.observation == "jw09999-o001_t001_niriss_clear-gr700xd")
+    spec = next(s for s in specs.values() if s.observation == "jw09999-o001_niriss_clear-gr700xd-substrip256")
     assert spec.profile == "nominal" and spec.tick_seconds == 30 and spec.family == "spectra"
     assert spec.window == spec.pacing.rate * spec.tick_seconds
 

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from hwosim_assets.records import CATALOG_SCHEMA, IMAGE_PRODUCT_TYPES, SPECTRA_PRODUCT_TYPES
-
-FAMILY_PRODUCT_TYPES: dict[str, tuple[str, ...]] = {
-    "spectra": SPECTRA_PRODUCT_TYPES,
-    "images": IMAGE_PRODUCT_TYPES,
-}
+from hwosim_assets.records import CATALOG_SCHEMA, FAMILIES
 
 
 def check_manifest(manifest: pl.DataFrame, where: str) -> pl.DataFrame:
@@ -31,9 +26,9 @@ def observations_by_family(manifest: pl.DataFrame) -> dict[str, list[str]]:
     """Observation ids that have at least one product of each family, sorted."""
     return {
         family: sorted(
-            manifest.filter(pl.col("product_type").is_in(list(types)))["obs_id"].unique().to_list()
+            manifest.filter(pl.col("product_type").is_in(list(f.product_types)))["obs_id"].unique().to_list()
         )
-        for family, types in FAMILY_PRODUCT_TYPES.items()
+        for family, f in FAMILIES.items()
     }
 
 
@@ -41,7 +36,7 @@ def products_of(manifest: pl.DataFrame, obs_id: str, family: str | None = None) 
     """The product rows of one observation (optionally of one family), by file name."""
     rows = manifest.filter(pl.col("obs_id") == obs_id)
     if family is not None:
-        rows = rows.filter(pl.col("product_type").is_in(list(FAMILY_PRODUCT_TYPES[family])))
+        rows = rows.filter(pl.col("product_type").is_in(list(FAMILIES[family].product_types)))
     return rows.sort("filename")
 
 

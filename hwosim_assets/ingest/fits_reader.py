@@ -1,10 +1,12 @@
 """JWST FITS products -> bronze tidy tables (records.SPECTRA_SCHEMA, IMAGE_TILE_SCHEMA).
 
-The values in the tables are astropy's, bit for bit: floats are only
-byte-swapped to native order (float32 columns widened to float64, which is
-exact), and DQ keeps its bits (see ``_dq_int32`` and ``_image_decoder``). The
-bronze checks and the perturbation truth masks rely on that: any later change
-to a value must be one we made on purpose.
+Which reader applies is decided from each file's headers (``products.identify``:
+DATAMODL and the extensions present), never from its name, so a renamed
+product reads the same. The values in the tables are astropy's, bit for bit:
+floats are only byte-swapped to native order (float32 columns widened to
+float64, which is exact), and DQ keeps its bits (see ``_dq_int32`` and
+``_image_decoder``). The bronze checks and the perturbation truth masks rely
+on that: any later change to a value must be one we made on purpose.
 
 Anything wrong with a file raises ``FitsProductError`` naming the file and
 the problem, so a failed asset run says which download to look at.
@@ -25,61 +27,63 @@ import polars as pl
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
-from hwosim_assets.records import (
-    IMAGE_PRODUCT_TYPES,
-    IMAGE_TILE_SCHEMA,
-    PIXEL_DTYPES,
-    SPECTRA_PRODUCT_TYPES,
-    SPECTRA_SCHEMA,
-    SUPPORTED_PRODUCT_TYPES,
-    empty,
+from hwosim_assets.ingest.products import (
+    HEADER_FACTS,
+    SCIENCE_FACTS,
+    FitsProductError,
+    ProductInfo,
+    UnsupportedProductError,
+    check_complete,
+    identify,
 )
+from hwosim_assets.records import IMAGE_TILE_SCHEMA, OPTIONAL_PLANES, PIXEL_DTYPES, SPECTRA_SCHEMA, empty
+
+__all__ = [
+    "FitsProductError",
+    "UnsupportedProductError",
+    "assemble_frame",
+    "header_facts",
+    "read_family",
+    "read_images",
+    "read_spectra",
+    "tile_pixels",
+]
 
 # bronze column -> EXTRACT1D column
 SPECTRA_COLUMNS = {"wavelength": "WAVELENGTH", "flux": "FLUX", "flux_error": "FLUX_ERROR", "dq": "DQ"}
+# optional bronze column -> EXTRACT1D column (NaN where a product has none)
+OPTIONAL_SPECTRA_COLUMNS = {
+    "flux_var_poisson": "FLUX_VAR_POISSON",
+    "flux_var_rnoise": "FLUX_VAR_RNOISE",
+    "flux_var_flat": "FLUX_VAR_FLAT",
+    "surf_bright": "SURF_BRIGHT",
+    "npixels": "NPIXELS",
+}
 
 
-class FitsProductError(ValueError):
-    """A FITS product that cannot be read; the message names the file and what is wrong."""
-
-
-def product_type_of(path: str | os.PathLike) -> str:
-    """The product type from the file name's last ``_`` suffix (``..._nis_x1dints.fits`` -> ``x1dints``).
-
-    MAST names every JWST product this way; the suffix decides which reader
-    applies, so an unsupported one is an error rather than a guess.
-    """
-    name = Path(path).name
-    if not name.endswith(".fits"):
-        raise FitsProductError(f"{path}: not a .fits file name")
-    suffix = name[: -len(".fits")].rsplit("_", 1)[-1]
-    if "_" not in name or suffix not in SUPPORTED_PRODUCT_TYPES:
-        raise FitsProductError(
-            f"{path}: product type {suffix!r} is not supported (supported: {', '.join(SUPPORTED_PRODUCT_TYPES)})"
-        )
-    return suffix
-
-
-def _checked_paths(paths: Iterable[str | os.PathLike], allowed: tuple[str, ...]) -> list[Path]:
-    """Paths sorted by file name (the order of segments and exposures), each of an allowed type, none twice."""
+def _identified(paths: Iterable[str | os.PathLike], family: str) -> list[ProductInfo]:
+    """Each file identified from its headers and of ``family``, none twice,
+    sorted by the product's own name (the order of segments and exposures)."""
     paths = [Path(p) for p in paths]
     for name, count in Counter(p.name for p in paths).items():
         if count > 1:
             raise FitsProductError(f"{name}: given {count} times")
+    infos = []
     for path in paths:
-        kind = product_type_of(path)
-        if kind not in allowed:
-            raise FitsProductError(f"{path}: a {kind} product, expected one of {', '.join(allowed)}")
-    return sorted(paths, key=lambda p: p.name)
+        info = identify(path)
+        if info.family != family:
+            raise FitsProductError(
+                f"{path}: a {info.model} product ({info.product_type}) is read as {info.family}, not {family}"
+            )
+        infos.append(info)
+    return sorted(infos, key=lambda i: (i.name, i.path.name))
 
 
 @contextmanager
 def _open(path: Path, **kwargs) -> Iterator[fits.HDUList]:
     """Open a product memory-mapped; every failure becomes a FitsProductError naming the file.
 
-    astropy reads a truncated file with only a warning (zero-filling the tail,
-    or silently dropping a half-written HDU), so we also require the last HDU
-    to end exactly where the file ends, as FITS's 2880-byte blocks guarantee.
+    A truncated file is refused (``products.check_complete``).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)  # truncation warnings become the error below
@@ -88,19 +92,11 @@ def _open(path: Path, **kwargs) -> Iterator[fits.HDUList]:
         except Exception as exc:  # astropy raises OSError, ValueError, TypeError... for garbage
             raise FitsProductError(f"{path}: not a readable FITS file ({type(exc).__name__}: {exc})") from exc
         try:
-            size = os.path.getsize(path)
-            last = hdul.fileinfo(len(hdul) - 1)
-            end = last["datLoc"] + last["datSpan"]
-            if end > size:
-                raise FitsProductError(f"{path}: truncated: its HDUs need {end} bytes, the file has {size}")
-            if end < size:
-                raise FitsProductError(
-                    f"{path}: {size - end} bytes after the last complete HDU (truncated or corrupt header)"
-                )
+            check_complete(hdul, path)
             yield hdul
         except FitsProductError:
             raise
-        except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             raise FitsProductError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
         finally:
             hdul.close()
@@ -113,22 +109,33 @@ def _has(hdul: fits.HDUList, name: str) -> bool:
 def _header_float(header: fits.Header, key: str, path: Path) -> float:
     if key not in header:
         raise FitsProductError(f"{path}: primary header has no {key}")
-    return float(header[key])
+    try:
+        return float(header[key])
+    except (TypeError, ValueError):
+        raise FitsProductError(f"{path}: primary header {key}={header[key]!r} is not a number") from None
+
+
+def _exposure_mid(header: fits.Header, path: Path) -> float:
+    """MJD (UTC) at mid-exposure: EXPMID, else halfway from EXPSTART to EXPEND."""
+    if "EXPMID" in header:
+        return _header_float(header, "EXPMID", path)
+    return (_header_float(header, "EXPSTART", path) + _header_float(header, "EXPEND", path)) / 2
 
 
 def _mid_times(hdul: fits.HDUList, path: Path) -> Callable[[int], float]:
     """MJD (UTC) at mid-integration, by 1-based integration number.
 
     From the INT_TIMES table (``int_mid_MJD_UTC`` matched on
-    ``integration_number``). Only when a file has no INT_TIMES at all (older
-    pipeline versions) are the times interpolated from the primary header:
-    integration n of NINTS is centred at EXPSTART + (n - 0.5)(EXPEND - EXPSTART)/NINTS,
-    which ignores the short resets between integrations.
+    ``integration_number``). Only when a file has no INT_TIMES rows (older
+    pipeline versions, or a table left empty) are the times interpolated from
+    the primary header: integration n of NINTS is centred at
+    EXPSTART + (n - 0.5)(EXPEND - EXPSTART)/NINTS, which ignores the short
+    resets between integrations.
     """
-    if _has(hdul, "INT_TIMES"):
-        table = hdul["INT_TIMES"].data
+    table = hdul["INT_TIMES"].data if _has(hdul, "INT_TIMES") else None
+    if table is not None and len(table):
         for column in ("integration_number", "int_mid_MJD_UTC"):
-            if table is None or column not in table.names:
+            if column not in table.names:
                 raise FitsProductError(f"{path}: INT_TIMES has no column {column!r}")
         mids = dict(zip(table["integration_number"].tolist(), table["int_mid_MJD_UTC"].tolist()))
 
@@ -142,7 +149,22 @@ def _mid_times(hdul: fits.HDUList, path: Path) -> Callable[[int], float]:
     header = hdul[0].header
     start, end = _header_float(header, "EXPSTART", path), _header_float(header, "EXPEND", path)
     nints = int(_header_float(header, "NINTS", path))
+    if nints < 1:
+        raise FitsProductError(f"{path}: primary header NINTS={nints}, expected at least 1")
     return lambda n: start + (n - 0.5) * (end - start) / nints
+
+
+def _expected_integrations(header: fits.Header) -> set[int] | None:
+    """The integrations a per-integration product must hold: INTSTART..INTEND
+    (a segment), else 1..NINTS; None when the header says neither."""
+    try:
+        if "INTSTART" in header and "INTEND" in header:
+            return set(range(int(header["INTSTART"]), int(header["INTEND"]) + 1))
+        if "NINTS" in header:
+            return set(range(1, int(header["NINTS"]) + 1))
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 # --- spectra -----------------------------------------------------------------
@@ -182,20 +204,51 @@ def _dq_int32(values: np.ndarray, where: str) -> np.ndarray:
     raise FitsProductError(f"{where} has values outside 32 bits")
 
 
-def _spectra_in_file(hdul: fits.HDUList, path: Path, file_index: int) -> list[_Spectrum]:
-    """Every spectrum in one x1dints file, in either layout.
+def _table_columns(data, names: set[str], where: str) -> dict[str, np.ndarray]:
+    """Bronze columns of one EXTRACT1D table: the required ones (an error if
+    missing) and the optional ones (NaN where the table has none)."""
+    columns = {}
+    for bronze, fits_name in SPECTRA_COLUMNS.items():
+        if fits_name not in names:
+            raise FitsProductError(f"{where} has no column {fits_name!r}")
+        convert = _dq_int32 if bronze == "dq" else _float64
+        columns[bronze] = convert(np.asarray(data[fits_name]), f"{where} column {fits_name}")
+    shape = columns["wavelength"].shape
+    for bronze, fits_name in OPTIONAL_SPECTRA_COLUMNS.items():
+        if fits_name in names:
+            columns[bronze] = _float64(np.asarray(data[fits_name]), f"{where} column {fits_name}")
+        else:
+            columns[bronze] = np.full(shape, np.nan)
+    for bronze, values in columns.items():
+        if values.shape != shape:
+            raise FitsProductError(f"{where}: column {bronze} has shape {values.shape}, WAVELENGTH {shape}")
+    return columns
 
-    Classic layout: one EXTRACT1D table per integration and spectral order,
-    integration number from the INT_NUM keyword (else counted from INTSTART
-    per order, as EXTVER runs). jwst >= 1.18 layout: one EXTRACT1D table per
-    order with one row per integration, array columns and an INT_NUM column;
-    rows are padded to a common length and NELEMENTS says how much is data.
+
+def _spectra_in_file(hdul: fits.HDUList, info: ProductInfo, file_index: int) -> list[_Spectrum]:
+    """Every spectrum in one MultiSpecModel file, in either layout.
+
+    ``x1dints``, classic layout: one EXTRACT1D table per integration and
+    spectral order, integration number from the INT_NUM keyword (else counted
+    from INTSTART per order, as EXTVER runs). jwst >= 1.18 layout: one
+    EXTRACT1D table per order with one row per integration, array columns and
+    an INT_NUM column; rows are padded to a common length and NELEMENTS says
+    how much is data. ``x1d``: every table is the one integration of the
+    exposure (one packet, at mid-exposure), spectral orders and slits in turn.
+
+    An ``x1dints`` must hold every integration its header announces
+    (INTSTART..INTEND, else 1..NINTS) in every spectral order: a file cut at
+    an HDU boundary is otherwise still a valid FITS file.
     """
+    path = info.path
     tables = [(i, hdu) for i, hdu in enumerate(hdul) if hdu.name == "EXTRACT1D"]
     if not tables:
         raise FitsProductError(f"{path}: no EXTRACT1D extension")
-    time_of = _mid_times(hdul, path)
-    first = int(hdul[0].header.get("INTSTART", 1))
+    header = hdul[0].header
+    per_integration = info.product_type == "x1dints"
+    time_of = _mid_times(hdul, path) if per_integration else None
+    first = int(header.get("INTSTART", 1))
+    exposure_mid = None if per_integration else _exposure_mid(header, path)
     seen_per_order: Counter[int] = Counter()
     spectra = []
     for index, hdu in tables:
@@ -203,46 +256,59 @@ def _spectra_in_file(hdul: fits.HDUList, path: Path, file_index: int) -> list[_S
         if not isinstance(hdu, fits.BinTableHDU):
             raise FitsProductError(f"{where} is not a binary table")
         names = {name.upper() for name in hdu.columns.names}
-        for column in SPECTRA_COLUMNS.values():
-            if column not in names:
-                raise FitsProductError(f"{where} has no column {column!r}")
         order = int(hdu.header.get("SPORDER", 1))
         data = hdu.data
         if data is None or len(data) == 0:
             continue
-        columns = {
-            bronze: (_dq_int32 if bronze == "dq" else _float64)(data[fits_name], f"{where} column {fits_name}")
-            for bronze, fits_name in SPECTRA_COLUMNS.items()
-        }
+        columns = _table_columns(data, names, where)
         if columns["wavelength"].ndim == 2 and "INT_NUM" in names:  # one row per integration
             widths = data["NELEMENTS"] if "NELEMENTS" in names else np.full(len(data), columns["wavelength"].shape[1])
             for row, (integration, width) in enumerate(zip(data["INT_NUM"].tolist(), np.asarray(widths).tolist())):
                 values = {name: column[row, :width] for name, column in columns.items()}
-                position = (file_index, index, row)
-                spectra.append(_Spectrum(integration, order, position, time_of(integration), values))
+                when = time_of(integration) if time_of else exposure_mid
+                spectra.append(_Spectrum(integration, order, (file_index, index, row), when, values))
         elif columns["wavelength"].ndim == 1:
-            seen_per_order[order] += 1
-            integration = int(hdu.header.get("INT_NUM", first - 1 + seen_per_order[order]))
-            spectra.append(_Spectrum(integration, order, (file_index, index, 0), time_of(integration), columns))
+            if per_integration:
+                seen_per_order[order] += 1
+                integration = int(hdu.header.get("INT_NUM", first - 1 + seen_per_order[order]))
+                when = time_of(integration)
+            else:
+                integration, when = first, exposure_mid
+            spectra.append(_Spectrum(integration, order, (file_index, index, 0), when, columns))
         else:
             shape = columns["wavelength"].shape
             raise FitsProductError(f"{where}: WAVELENGTH has shape {shape} and there is no INT_NUM column")
+    expected = _expected_integrations(header) if per_integration else None
+    if expected is not None:
+        by_order: dict[int, set[int]] = {}
+        for s in spectra:
+            by_order.setdefault(s.order, set()).add(s.integration)
+        for order, found in sorted(by_order.items()):
+            if found != expected:
+                missing, extra = sorted(expected - found), sorted(found - expected)
+                raise FitsProductError(
+                    f"{path}: spectral order {order} holds {len(found)} integrations, the header announces "
+                    f"{min(expected)}..{max(expected)} ({len(expected)})"
+                    + (f"; missing {missing[:5]}{'...' if len(missing) > 5 else ''}" if missing else "")
+                    + (f"; unexpected {extra[:5]}" if extra else "")
+                    + " (truncated or edited file?)"
+                )
     return spectra
 
 
 def read_spectra(paths: Iterable[str | os.PathLike]) -> pl.DataFrame:
-    """All x1dints files of one observation -> one table in SPECTRA_SCHEMA.
+    """All MultiSpecModel files (x1dints, x1d) of one observation -> one table in SPECTRA_SCHEMA.
 
     Rows are sorted by integration; ``seq`` is the 0-based index of the
     integration among those present, and ``channel`` runs across everything
     of that integration: spectral orders in order, then files (e.g. NIRSpec
-    NRS1 before NRS2) by name. ``event_time`` comes from INT_TIMES; see
-    ``_mid_times`` for the header fallback.
+    NRS1 before NRS2) by product name. ``event_time`` comes from INT_TIMES;
+    see ``_mid_times`` for the header fallback.
     """
     spectra: list[_Spectrum] = []
-    for file_index, path in enumerate(_checked_paths(paths, SPECTRA_PRODUCT_TYPES)):
-        with _open(path) as hdul:
-            spectra += _spectra_in_file(hdul, path, file_index)
+    for file_index, info in enumerate(_identified(paths, "spectra")):
+        with _open(info.path) as hdul:
+            spectra += _spectra_in_file(hdul, info, file_index)
     if not spectra:
         return empty(SPECTRA_SCHEMA)
     spectra.sort(key=lambda s: (s.integration, s.order, s.position))
@@ -258,7 +324,7 @@ def read_spectra(paths: Iterable[str | os.PathLike]) -> pl.DataFrame:
         "channel": (np.arange(lengths.sum()) - np.repeat(first_of_integration, lengths)).astype(np.int32),
         "event_time": np.repeat([s.event_time for s in spectra], lengths).astype(np.float64),
     }
-    for name in SPECTRA_COLUMNS:
+    for name in (*SPECTRA_COLUMNS, *OPTIONAL_SPECTRA_COLUMNS):
         table[name] = np.concatenate([s.values[name] for s in spectra])
     return pl.DataFrame(table, schema=SPECTRA_SCHEMA)
 
@@ -299,52 +365,67 @@ def _image_decoder(hdu: fits.ImageHDU, plane: str, where: str) -> Callable[[np.n
     return decode
 
 
-def _frames(hdul: fits.HDUList, path: Path) -> Iterator[tuple[float, dict[str, np.ndarray]]]:
-    """(event time, {plane: 2-D array}) for each frame of an image product.
-
-    SCI and ERR are required; a missing DQ (i2d products have WHT and CON
-    instead) gives all-zero flags. A 2-D product is one frame at EXPMID; a 3-D
-    one (calints) gives one frame per integration, timed by ``_mid_times``.
-    Frames are decoded one at a time from the memory map.
-    """
+def _plane_hdus(hdul: fits.HDUList, version: int | None) -> dict[str, fits.ImageHDU]:
+    """The pixel planes of one frame set: SCI, ERR, DQ and the optional planes,
+    of EXTVER ``version`` (a slit of a MultiSlitModel) or the first of each name."""
     hdus = {}
-    for plane in ("sci", "err", "dq"):
+    for plane in PIXEL_DTYPES:
         name = plane.upper()
-        if not _has(hdul, name) or hdul[name].data is None:
-            if plane == "dq":
-                continue
-            raise FitsProductError(f"{path}: no {name} image extension")
-        hdus[plane] = hdul[name]
-    shapes = {plane: hdu.data.shape for plane, hdu in hdus.items()}
-    shape = shapes["sci"]
-    if any(s != shape for s in shapes.values()):
-        raise FitsProductError(f"{path}: planes differ in shape: {shapes}")
-    if len(shape) not in (2, 3):
-        raise FitsProductError(f"{path}: SCI has {len(shape)} dimensions, expected 2 or 3")
-    decoders = {plane: _image_decoder(hdu, plane, f"{path}: {plane.upper()}") for plane, hdu in hdus.items()}
-    zeros = np.zeros(shape[-2:], dtype=PIXEL_DTYPES["dq"])
+        for hdu in hdul:
+            if hdu.name == name and (version is None or hdu.ver == version):
+                if hdu.data is not None:
+                    hdus[plane] = hdu
+                break
+    return hdus
 
-    def frame(index: tuple) -> dict[str, np.ndarray]:
-        planes = {plane: decoders[plane](hdus[plane].data[index]) for plane in hdus}
-        planes.setdefault("dq", zeros)
-        return planes
 
+def _frames(hdul: fits.HDUList, info: ProductInfo) -> Iterator[tuple[float, dict[str, np.ndarray]]]:
+    """(event time, {plane: 2-D array}) for each frame of an image-family product.
+
+    SCI and ERR are required; a missing DQ (i2d and s2d products have WHT and
+    CON instead) gives all-zero flags; WAVELENGTH and the VAR_* planes are
+    kept where present. ImageModel and SlitModel: one frame at mid-exposure;
+    CubeModel (calints, rateints): one frame per integration, timed by
+    ``_mid_times``; MultiSlitModel: one frame per slit (SCI EXTVER), each of
+    its own shape, at mid-exposure. Frames are decoded one at a time from the
+    memory map.
+    """
+    path = info.path
+    versions = [hdu.ver for hdu in hdul if hdu.name == "SCI"] if info.model == "MultiSlitModel" else [None]
     header = hdul[0].header
-    if len(shape) == 2:
-        if "EXPMID" in header:
-            mid = float(header["EXPMID"])
-        else:
-            mid = (_header_float(header, "EXPSTART", path) + _header_float(header, "EXPEND", path)) / 2
-        yield mid, frame(())
-        return
-    time_of = _mid_times(hdul, path)
-    first = int(header.get("INTSTART", 1))
-    for i in range(shape[0]):
-        yield time_of(first + i), frame((i,))
+    for version in versions:
+        label = f" (slit EXTVER {version})" if version is not None else ""
+        hdus = _plane_hdus(hdul, version)
+        for plane in ("sci", "err"):
+            if plane not in hdus:
+                raise FitsProductError(f"{path}: no {plane.upper()} image extension{label}")
+        shapes = {plane: hdu.data.shape for plane, hdu in hdus.items()}
+        shape = shapes["sci"]
+        if any(s != shape for s in shapes.values()):
+            raise FitsProductError(f"{path}: planes differ in shape{label}: {shapes}")
+        want = 3 if info.model == "CubeModel" else 2
+        if len(shape) != want:
+            raise FitsProductError(f"{path}: SCI has {len(shape)} dimensions, a {info.model} needs {want}")
+        decoders = {plane: _image_decoder(hdu, plane, f"{path}: {plane.upper()}{label}") for plane, hdu in hdus.items()}
+        zeros = np.zeros(shape[-2:], dtype=PIXEL_DTYPES["dq"])
+
+        def frame(index: tuple) -> dict[str, np.ndarray]:
+            planes = {plane: decoders[plane](hdus[plane].data[index]) for plane in hdus}
+            planes.setdefault("dq", zeros)
+            return planes
+
+        if want == 2:
+            yield _exposure_mid(header, path), frame(())
+            continue
+        time_of = _mid_times(hdul, path)
+        first = int(header.get("INTSTART", 1))
+        for i in range(shape[0]):
+            yield time_of(first + i), frame((i,))
 
 
 def _tiles(planes: dict[str, np.ndarray], tile_size: int) -> dict[str, list]:
-    """One frame cut into tiles in row-major order: origins, shapes and pixel bytes."""
+    """One frame cut into tiles in row-major order: origins, shapes and pixel
+    bytes (None for an optional plane the frame does not have)."""
     ny, nx = planes["sci"].shape
     tiles: dict[str, list] = {name: [] for name in ("y0", "x0", "ny", "nx", *PIXEL_DTYPES)}
     for y0 in range(0, ny, tile_size):
@@ -354,17 +435,20 @@ def _tiles(planes: dict[str, np.ndarray], tile_size: int) -> dict[str, list]:
             for name, value in (("y0", y0), ("x0", x0), ("ny", th), ("nx", tw)):
                 tiles[name].append(value)
             for plane in PIXEL_DTYPES:
-                tiles[plane].append(planes[plane][tile].tobytes())
+                tiles[plane].append(planes[plane][tile].tobytes() if plane in planes else None)
     return tiles
 
 
 def read_images(paths: Iterable[str | os.PathLike], tile_size: int = 128) -> pl.DataFrame:
-    """Image products (cal, calints, i2d) of one observation -> tiles in IMAGE_TILE_SCHEMA.
+    """Image-family products (ImageModel, CubeModel, SlitModel, MultiSlitModel)
+    of one observation -> tiles in IMAGE_TILE_SCHEMA.
 
-    Files are taken in name order, frames in file order, and each frame is cut
-    into ``tile_size`` squares in row-major order (edge tiles are smaller);
-    ``seq`` and ``frame`` count across all of them from 0. Payloads are the
-    raw little-endian pixel bytes (``tile_pixels`` decodes them).
+    Products are taken in order of their names, frames in file order, and each
+    frame is cut into ``tile_size`` squares in row-major order (edge tiles are
+    smaller); ``seq`` and ``frame`` count across all of them from 0. Payloads
+    are the raw little-endian pixel bytes (``tile_pixels`` decodes them);
+    ``source`` is the product's own name (its FILENAME header), so a renamed
+    copy gives the same table.
 
     Each frame becomes its own polars chunk as soon as it is cut, so the peak
     memory is the table plus one frame, not twice the table.
@@ -373,15 +457,50 @@ def read_images(paths: Iterable[str | os.PathLike], tile_size: int = 128) -> pl.
         raise ValueError(f"tile_size must be positive, got {tile_size}")
     chunks = [empty(IMAGE_TILE_SCHEMA)]
     seq = frame = 0
-    for path in _checked_paths(paths, IMAGE_PRODUCT_TYPES):
-        with _open(path, do_not_scale_image_data=True) as hdul:
-            for event_time, planes in _frames(hdul, path):
+    for info in _identified(paths, "images"):
+        with _open(info.path, do_not_scale_image_data=True) as hdul:
+            for event_time, planes in _frames(hdul, info):
                 tiles = _tiles(planes, tile_size)
                 n = len(tiles["y0"])
-                keys = {"seq": range(seq, seq + n), "frame": [frame] * n, "source": [path.name] * n}
+                keys = {"seq": range(seq, seq + n), "frame": [frame] * n, "source": [info.name] * n}
                 chunks.append(pl.DataFrame({**keys, **tiles, "event_time": [event_time] * n}, schema=IMAGE_TILE_SCHEMA))
                 seq, frame = seq + n, frame + 1
     return pl.concat(chunks, rechunk=False)
+
+
+READERS: dict[str, Callable[..., pl.DataFrame]] = {
+    "spectra": lambda paths, tile_size: read_spectra(paths),
+    "images": read_images,
+}
+
+
+def read_family(family: str, paths: Iterable[str | os.PathLike], tile_size: int = 128) -> pl.DataFrame:
+    """The bronze table of one family (records.FAMILIES) from its products."""
+    return READERS[family](list(paths), tile_size)
+
+
+def header_facts(paths: Iterable[str | os.PathLike]) -> pl.DataFrame:
+    """One row per product: its name, model, family, product type,
+    observation and the header facts the physics downstream needs
+    (products.HEADER_FACTS, SCIENCE_FACTS; null where a header lacks one).
+    This is the bronze metadata record of an observation."""
+    kinds = {**HEADER_FACTS, **SCIENCE_FACTS}
+    polars_type = {str: pl.Utf8, int: pl.Int64, float: pl.Float64, bool: pl.Boolean}
+    schema = {
+        "product": pl.Utf8, "file": pl.Utf8, "model": pl.Utf8, "family": pl.Utf8, "product_type": pl.Utf8,
+        "obs_id": pl.Utf8, **{key.lower(): polars_type[kind] for key, kind in kinds.items()},
+    }  # fmt: skip
+    rows = []
+    for path in paths:
+        info = identify(path)
+        rows.append(
+            {
+                "product": info.name, "file": info.path.name, "model": info.model, "family": info.family,
+                "product_type": info.product_type, "obs_id": info.obs_id,
+                **{key.lower(): info.facts.get(key) for key in kinds},
+            }  # fmt: skip
+        )
+    return pl.DataFrame(rows, schema=schema, orient="row").sort("product", "file")
 
 
 def tile_pixels(tile: Mapping | pl.DataFrame, plane: str) -> np.ndarray:

@@ -6,8 +6,9 @@ lands one of those files byte-exact. Both go through astroquery's real
 ``Observations`` client, so what runs in tests against the local replay server
 (hwosim_assets_tests/mast_server.py) is what runs against mast.stsci.edu.
 
-Products are grouped by the MAST observation that owns them (the parent
-observation's ``obs_id``, lower-cased): that id becomes a Dagster partition key.
+Products are grouped by the MAST observation that owns them; its id, without
+the target part (``products.observation_id_from_mast``), is the same one the
+files' own headers give, and becomes a Dagster partition key.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from astroquery import log as astroquery_log
 from astroquery.exceptions import InvalidQueryError, RemoteServiceError
 from astroquery.mast import ObservationsClass
 
+from hwosim_assets.ingest.products import observation_id_from_mast
 from hwosim_assets.records import CATALOG_SCHEMA, SUPPORTED_PRODUCT_TYPES
 
 # astroquery 0.4.11 endpoints, relative to the server URL.
@@ -70,15 +72,16 @@ class Selection:
     """Which JWST products to take. Empty tuples mean "any".
 
     ``instruments`` are MAST instrument names ("NIRISS/SOSS") or bare
-    instruments ("NIRISS", matching all its modes). ``calib_level`` None means
-    levels 2 and 3. Lists are accepted and stored as tuples so that a
+    instruments ("NIRISS", matching all its modes). No ``product_types`` means
+    every supported one (records.SUPPORTED_PRODUCT_TYPES). ``calib_level``
+    None means levels 2 and 3. Lists are accepted and stored as tuples so that a
     Selection stays hashable and immutable.
     """
 
     programs: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
     instruments: tuple[str, ...] = ()
-    product_types: tuple[str, ...] = ("x1dints", "cal")
+    product_types: tuple[str, ...] = ()
     calib_level: int | None = None
     max_products: int = 50
 
@@ -87,12 +90,11 @@ class Selection:
         set_("programs", tuple(normalize_program(p) for p in _as_tuple(self.programs)))
         set_("targets", _as_tuple(self.targets))
         set_("instruments", tuple(i.upper() for i in _as_tuple(self.instruments)))
-        types = tuple(t.lower() for t in _as_tuple(self.product_types))
+        types = tuple(t.lower() for t in _as_tuple(self.product_types)) or SUPPORTED_PRODUCT_TYPES
         unsupported = [t for t in types if t not in SUPPORTED_PRODUCT_TYPES]
-        if unsupported or not types:
+        if unsupported:
             raise ValueError(
-                f"unsupported product type(s) {unsupported or '(none given)'}: "
-                f"supported are {', '.join(SUPPORTED_PRODUCT_TYPES)}"
+                f"unsupported product type(s) {unsupported}: supported are {', '.join(SUPPORTED_PRODUCT_TYPES)}"
             )
         set_("product_types", types)
         if self.calib_level is not None and self.calib_level not in (0, 1, 2, 3, 4):
@@ -139,39 +141,6 @@ def select_products(catalog: pl.DataFrame, selection: Selection) -> pl.DataFrame
 
 
 # --------------------------------------------------------------------- ids
-
-
-def partition_safe(text: str) -> str:
-    """Lower case, and anything but [a-z0-9._+-] replaced by "-": Dagster
-    partition keys may not hold commas or slashes, and object keys in the lake
-    are built from them."""
-    return re.sub(r"[^a-z0-9._+-]+", "-", text.strip().lower()).strip("-")
-
-
-def observation_id_from_header(header: Mapping) -> str:
-    """A MAST-like observation id for a JWST product, from its primary header.
-
-    MAST names the stage-3 observation that owns a set of exposures
-    ``jw<program>-o<observation>_t<target>_<instrument>_<optical elements>``;
-    the target number is not in the headers, so it is left out:
-    ``jw02734-o002_niriss_clear-gr700xd-substrip256``. Files of one
-    observation taken with other filters get other ids, as in MAST.
-    """
-    program = str(header.get("PROGRAM", "")).strip()
-    if not program:
-        raise ValueError("header has no PROGRAM keyword: not a JWST product")
-    observation = str(header.get("OBSERVTN", "") or "").strip()
-    if not observation:  # OBS_ID looks like V02734002001P0000000004101
-        observation = str(header.get("OBS_ID", ""))[6:9]
-    value = lambda key: str(header.get(key, "") or "").strip().lower()  # noqa: E731
-    unset = ("", "n/a", "none", "any", "full")
-    # The pipeline joins the optical elements in alphabetical order (clear-gr700xd,
-    # f444w-grismr) and appends the subarray of subarray exposures.
-    elements = sorted(v for v in map(value, ("FILTER", "PUPIL", "GRATING")) if v not in unset)
-    if value("SUBARRAY") not in unset:
-        elements.append(value("SUBARRAY"))
-    parts = [f"jw{program.zfill(5)}-o{observation.zfill(3)}", value("INSTRUME"), "-".join(elements)]
-    return partition_safe("_".join(p for p in parts if p))
 
 
 def product_type_of(filename: str) -> str:
@@ -307,7 +276,7 @@ def query_catalog(
             continue
         checksum = _cell(p, "checksum")
         row = {
-            "obs_id": partition_safe(_cell(parent, "obs_id") or ""),
+            "obs_id": observation_id_from_mast(_cell(parent, "obs_id") or ""),
             "program": normalize_program(str(_cell(parent, "proposal_id") or "")),
             "instrument": _cell(parent, "instrument_name"),
             "target": _cell(parent, "target_name"),

@@ -14,9 +14,9 @@ machines; the checksum is always computed from the bytes this machine makes.)
 
 Two observations of the made-up program 09999:
 
-* ``jw09999-o001_t001_niriss_clear-gr700xd``: a NIRISS/SOSS-like time series
+* ``jw09999-o001_niriss_clear-gr700xd-substrip256``: a NIRISS/SOSS-like time series
   (``x1dints``) of a transiting planet.
-* ``jw09999-o002_t002_nircam_clear-f200w``: NIRCam imaging of a star field,
+* ``jw09999-o002_nircam_clear-f200w``: NIRCam imaging of a star field,
   two dithered ``cal`` exposures.
 
 ``make_x1dints`` and ``make_image`` take sizes, so benchmarks and tests can
@@ -44,8 +44,10 @@ from astropy.io import fits
 from hwosim_assets.records import CATALOG_SCHEMA
 
 SAMPLE_PROGRAM = "09999"  # JWST programs stop well below this; no real data can carry it
-SPECTRA_OBS_ID = f"jw{SAMPLE_PROGRAM}-o001_t001_niriss_clear-gr700xd"
-IMAGE_OBS_ID = f"jw{SAMPLE_PROGRAM}-o002_t002_nircam_clear-f200w"
+# Observation ids as products.observation_id derives them from the files' headers
+# (as for every source; a test checks the two agree).
+SPECTRA_OBS_ID = f"jw{SAMPLE_PROGRAM}-o001_niriss_clear-gr700xd-substrip256"
+IMAGE_OBS_ID = f"jw{SAMPLE_PROGRAM}-o002_nircam_clear-f200w"
 
 FILE_DATE = "2025-01-01T00:00:00.000"  # fixed, so the bytes do not depend on when they are made
 CAL_VER = "0.0.0"  # valid format, but no jwst pipeline version ever was 0.0.0

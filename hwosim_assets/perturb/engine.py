@@ -32,9 +32,10 @@ from hwosim_assets.perturb.draws import Draws
 from hwosim_assets.perturb.kinds import ELEMENT_KINDS
 from hwosim_assets.perturb.profiles import KindSetting, Profile
 from hwosim_assets.perturb.spec import Expectation
-from hwosim_assets.records import IMAGE_TILE_SCHEMA, PIXEL_DTYPES, SPECTRA_SCHEMA
+from hwosim_assets.records import FAMILIES as RECORD_FAMILIES
+from hwosim_assets.records import IMAGE_TILE_SCHEMA, OPTIONAL_PLANES, PIXEL_DTYPES, SPECTRA_SCHEMA
 
-FAMILIES = ("spectra", "images")
+FAMILIES = tuple(RECORD_FAMILIES)
 CHUNK_ELEMENTS = 1 << 22  # elements per unit of work (4 Mpx: one 2048^2 frame, 256 tiles of 128^2)
 SUMMARY_SCHEMA = {
     "seq": pl.Int64,
@@ -166,7 +167,7 @@ def _check_table(table: pl.DataFrame, schema: dict, observation: str, family: st
                 table = table.with_columns(pl.col(column).cast(dtype, strict=True))
             except Exception as exc:  # noqa: BLE001 - any cast failure is a bad column
                 raise PerturbError(f"observation {observation!r}: column {column!r} is not {dtype}: {exc}") from None
-        if table[column].null_count():
+        if table[column].null_count() and column not in OPTIONAL_PLANES:  # absent planes are null
             raise PerturbError(f"observation {observation!r}: column {column!r} has nulls")
     if (table["seq"] < 0).any():
         raise PerturbError(f"observation {observation!r}: column 'seq' has negative packet numbers")
@@ -438,7 +439,7 @@ def perturb_parquet(
         if family == "images":
             for record_batch in source.iter_batches(batch_size=batch_rows, columns=list(schema)):
                 chunk = pa.Table.from_batches([record_batch])
-                metadata = chunk.drop_columns(["sci", "err", "dq"])  # the planes are checked by _image_arrow
+                metadata = chunk.drop_columns(list(PIXEL_DTYPES))  # the planes are checked by _image_arrow
                 _check_table(pl.from_arrow(metadata), _without_planes(schema), observation, family)
                 data, truth = _image_arrow(chunk, run, observation)
                 write(dst_path, "data", data)
@@ -456,7 +457,7 @@ def perturb_parquet(
 
 
 def _without_planes(schema: dict) -> dict:
-    return {k: v for k, v in schema.items() if k not in ("sci", "err", "dq")}
+    return {k: v for k, v in schema.items() if k not in PIXEL_DTYPES}
 
 
 def _spectra_batches(source: pq.ParquetFile, batch_rows: int, run: _Run, observation: str):

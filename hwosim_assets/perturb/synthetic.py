@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from hwosim_assets.records import IMAGE_TILE_SCHEMA, PIXEL_DTYPES, SPECTRA_SCHEMA
+from hwosim_assets.records import IMAGE_TILE_SCHEMA, OPTIONAL_PLANES, PIXEL_DTYPES, SPECTRA_OPTIONAL, SPECTRA_SCHEMA, complete
 
 
 def spectra_table(
@@ -28,7 +28,7 @@ def spectra_table(
     error = np.tile(flux * 1e-3 + 1e-5, n_integrations)
     values = np.tile(flux, n_integrations) + error * rng.standard_normal(seq.size)
     values[rng.random(seq.size) < 0.002] = np.nan
-    return pl.DataFrame(
+    return complete(pl.DataFrame(
         {
             "seq": seq,
             "integration": seq + 1,
@@ -39,8 +39,8 @@ def spectra_table(
             "flux_error": error,
             "dq": np.zeros(seq.size, dtype=np.int32),
         },
-        schema=SPECTRA_SCHEMA,
-    )
+        schema={k: SPECTRA_SCHEMA[k] for k in SPECTRA_SCHEMA if k not in SPECTRA_OPTIONAL},
+    ), "spectra")
 
 
 def star_field(shape: tuple[int, int], *, seed: int = 0, stars: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +79,8 @@ def tile_rows(
             rows["sci"].append(np.ascontiguousarray(s, dtype=PIXEL_DTYPES["sci"]).tobytes())
             rows["err"].append(np.ascontiguousarray(err[y0 : y0 + tile, x0 : x0 + tile], dtype=PIXEL_DTYPES["err"]).tobytes())
             rows["dq"].append(np.zeros(s.shape, dtype=PIXEL_DTYPES["dq"]).tobytes())
+            for plane in OPTIONAL_PLANES:
+                rows[plane].append(None)
             seq += 1
     return rows
 

@@ -4,7 +4,7 @@ File format::
 
     streams:
       - name: soss-nominal                # slug: [a-z0-9][a-z0-9_-]{0,63}
-        observation: jw09999-o001_t001_niriss_clear-gr700xd
+        observation: jw09999-o001_niriss_clear-gr700xd-substrip256
         profile: nominal                  # a profile name of profiles.yaml
         family: spectra                   # spectra | images
         pacing: {mode: rate, rate: 2}     # rate | cadence (speed, gap_cap_s) | asap

@@ -29,15 +29,13 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
-from hwosim_assets.records import PIXEL_DTYPES
+from hwosim_assets.records import FAMILIES, PIXEL_DTYPES
 from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.faults import plan_window
 from hwosim_assets.stream.pacing import Pacer, pace_stats, schedule_offsets, window_duration
 from hwosim_assets.stream.writer import Committed, StreamWriter
 
-SPECTRA_COLUMNS = ("seq", "integration", "channel", "wavelength", "flux", "flux_error", "dq", "event_time")
-IMAGE_COLUMNS = ("seq", "frame", "source", "y0", "x0", "ny", "nx", "sci", "err", "dq", "event_time")
 IMAGE_DTYPE = ",".join(PIXEL_DTYPES[p] for p in ("sci", "err", "dq"))
 
 
@@ -261,7 +259,7 @@ def _deliver(report, writer, spec, df, plan, lap, row_start, row_count, state, s
     if done:
         report.resumed_from_offset = state.next_offset
     build = _spectra_rows if spec.family == "spectra" else _image_rows
-    df = df[list(SPECTRA_COLUMNS if spec.family == "spectra" else IMAGE_COLUMNS)]
+    df = df[list(FAMILIES[spec.family].stream_columns)]
     max_batch = max(1, max_batch_rows // max(1, int(row_count.max())))
     scheduled = start_time + plan.due_s[done:]
     deliveries = plan.packet[done:]

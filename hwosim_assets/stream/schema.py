@@ -38,8 +38,10 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from hwosim_assets.records import FAMILIES as RECORD_FAMILIES
+
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-FAMILIES = ("spectra", "images")
+FAMILIES = tuple(RECORD_FAMILIES)
 
 metadata = sa.MetaData()
 
@@ -98,6 +100,7 @@ image_packets = sa.Table(
     sa.Column("sci", _blob),
     sa.Column("err", _blob),
     sa.Column("dq", _blob),
+    sa.Column("wavelength", _blob),  # float32 micron per pixel, 2-D spectra only (NULL for images)
     sa.Column("event_time", sa.Double, nullable=False),
     sa.Column("scheduled_time", sa.Double, nullable=False),
     sa.Column("emitted_time", sa.Double, nullable=False),
@@ -131,7 +134,7 @@ truth_stream_faults = sa.Table(
     sa.Index("ix_hwosim_truth_stream_faults_stream_window", "stream", "window"),
 )
 
-ROW_TABLES = {"spectra": spectra_rows, "images": image_packets}
+ROW_TABLES = {name: metadata.tables[f.stream_table] for name, f in RECORD_FAMILIES.items()}
 
 
 def check_slug(name: str, what: str = "stream name") -> str:

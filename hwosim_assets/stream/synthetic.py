@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from hwosim_assets.records import IMAGE_TILE_SCHEMA, SPECTRA_SCHEMA
+from hwosim_assets.records import complete
 
 
 def spectra_table(n_packets: int, n_channels: int, *, cadence_s: float = 10.0, t0_mjd: float = 60000.0, seed: int = 0) -> pl.DataFrame:
@@ -31,8 +31,7 @@ def spectra_table(n_packets: int, n_channels: int, *, cadence_s: float = 10.0, t
             "flux_error": np.full(n, 0.01),
             "dq": np.zeros(n, dtype=np.int32),
         },
-        schema=SPECTRA_SCHEMA,
-    )
+    ).pipe(complete, "spectra")
 
 
 def image_tiles(n_packets: int, tile: int = 16, *, seed: int = 0) -> pl.DataFrame:
@@ -54,5 +53,4 @@ def image_tiles(n_packets: int, tile: int = 16, *, seed: int = 0) -> pl.DataFram
             "err": planes("<f4"),
             "dq": [np.zeros((tile, tile), "<u4").tobytes() for _ in range(n_packets)],
         },
-        schema=IMAGE_TILE_SCHEMA,
-    )
+    ).pipe(complete, "images")

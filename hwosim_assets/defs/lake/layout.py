@@ -18,6 +18,11 @@ def bronze_key(family: str, obs_id: str) -> str:
     return f"bronze/{family}/{obs_id}.parquet"
 
 
+def bronze_meta_key(family: str, obs_id: str) -> str:
+    """The observation's metadata record: one row per product with its header facts."""
+    return f"bronze/{family}/{obs_id}.products.parquet"
+
+
 def perturbed_key(family: str, profile: str, obs_id: str) -> str:
     return f"perturbed/{family}/{profile}/{obs_id}.parquet"
 

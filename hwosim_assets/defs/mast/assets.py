@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from hwosim_assets.defs.lake.layout import CATALOG_KEY, raw_key
 from hwosim_assets.defs.lake.resources import LakeResource
@@ -15,6 +16,8 @@ from hwosim_assets.defs.mast.resources import ProductSource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.ingest import catalog
 from hwosim_assets.ingest.mast import Selection
+from hwosim_assets.ingest.products import FitsProductError, identify
+from hwosim_assets.records import SUPPORTED_PRODUCT_TYPES
 
 
 class CatalogConfig(dg.Config):
@@ -22,12 +25,14 @@ class CatalogConfig(dg.Config):
     source at least a program or a target is required, so that nobody asks
     the archive for all of JWST by accident."""
 
-    programs: list[str] = []
-    targets: list[str] = []
-    instruments: list[str] = []
-    product_types: list[str] = ["x1dints", "cal"]
-    calib_level: int | None = None
-    max_products: int = 50
+    programs: list[str] = Field(default=[], description='JWST program ids, e.g. ["2783"]')
+    targets: list[str] = Field(default=[], description="target names as MAST has them")
+    instruments: list[str] = Field(default=[], description='"MIRI" (all its modes) or a mode, "MIRI/SLITLESS"')
+    product_types: list[str] = Field(
+        default=[], description=f"any of {', '.join(SUPPORTED_PRODUCT_TYPES)}; empty = all of them"
+    )
+    calib_level: int | None = Field(default=None, description="MAST calibration level; none = 2 and 3")
+    max_products: int = Field(default=50, description="at most this many files, the first by observation and name")
 
 
 @dg.asset(group_name="mast", kinds={"parquet"})
@@ -85,30 +90,41 @@ def raw_products(
     Idempotent and resumable: a file already in the lake with the expected size
     (and checksum, when the source reports one) is skipped, so a rerun after a
     failure fetches only what is missing. Each file goes source -> temp file ->
-    checked -> lake, and the lake writes objects whole or not at all.
+    checked (size, checksum, and identified from its headers: a product
+    HWOsim cannot read fails the run before any file of the observation
+    lands) -> lake, and the lake writes objects whole or not at all.
     """
     obs_id = context.partition_key
     products = catalog.products_of(lake.read_parquet(CATALOG_KEY), obs_id)
     if products.is_empty():
         raise dg.Failure(f"observation {obs_id!r} is not in {lake.uri(CATALOG_KEY)}: rematerialize jwst_catalog")
 
-    landed, skipped, nbytes, seconds = [], 0, 0, 0.0
+    landed, fetched, nbytes, seconds = [], [], 0, 0.0
     with tempfile.TemporaryDirectory(prefix="hwosim-raw-") as tmp:
+        # First fetch every missing file and identify it from its headers: a
+        # product HWOsim cannot read fails the run before anything lands.
         for i, row in enumerate(products.iter_rows(named=True), start=1):
             key = raw_key(row["program"], obs_id, row["filename"])
             present = lake.info(key)
             if present and present.size == row["size"] and row["checksum"] in (None, present.sha256):
-                skipped += 1
                 landed.append((row["filename"], present.size, present.sha256, "already there"))
                 continue
             t0 = time.perf_counter()
             path = source.fetch(row, Path(tmp))
+            seconds += time.perf_counter() - t0
+            try:
+                identify(path)
+            except FitsProductError as exc:
+                raise dg.Failure(f"observation {obs_id!r} from {source.name}: {exc}; nothing landed in the lake") from exc
+            fetched.append((key, row, path))
+            context.log.info(f"[{i}/{len(products)}] {row['filename']}: {path.stat().st_size / 1e6:.1f} MB fetched")
+        for key, row, path in fetched:
+            t0 = time.perf_counter()
             stored = lake.put_file(key, path)
-            path.unlink()
             seconds += time.perf_counter() - t0
             nbytes += stored.size
             landed.append((row["filename"], stored.size, stored.sha256, "landed"))
-            context.log.info(f"[{i}/{len(products)}] {row['filename']}: {stored.size / 1e6:.1f} MB landed")
+    skipped = len(products) - len(fetched)
 
     table = pl.DataFrame(landed, schema=["file", "bytes", "sha256", "status"], orient="row")
     return dg.MaterializeResult(
@@ -116,7 +132,7 @@ def raw_products(
             "files": len(products),
             "bytes": int(table["bytes"].sum()),
             "skipped": skipped,
-            "fetched_MB_per_s": round(nbytes / 1e6 / seconds, 2) if seconds else 0.0,
+            "landed_MB_per_s": round(nbytes / 1e6 / seconds, 2) if seconds else 0.0,
             "simulated": bool(products["simulated"].any()),
             "files_table": md_table(table),
         }

@@ -1,14 +1,16 @@
 """Observation partitions, registered by the ``jwst_catalog`` asset.
 
 Every observation in the catalog is a partition of ``raw_products``; each is
-also registered under its family, so the bronze and perturbed assets of a
-family show only the observations that have products of that family.
+also registered under its family (records.FAMILIES), so the bronze and
+perturbed assets of a family show only the observations that have products
+of that family.
 """
 
 import dagster as dg
 
-OBSERVATIONS = dg.DynamicPartitionsDefinition(name="observations")
-SPECTRA_OBSERVATIONS = dg.DynamicPartitionsDefinition(name="spectra_observations")
-IMAGE_OBSERVATIONS = dg.DynamicPartitionsDefinition(name="image_observations")
+from hwosim_assets.records import FAMILIES
 
-FAMILY_PARTITIONS = {"spectra": SPECTRA_OBSERVATIONS, "images": IMAGE_OBSERVATIONS}
+OBSERVATIONS = dg.DynamicPartitionsDefinition(name="observations")
+
+# one per family: spectra_observations, images_observations
+FAMILY_PARTITIONS = {name: dg.DynamicPartitionsDefinition(name=f.partitions_name) for name, f in FAMILIES.items()}

@@ -1,4 +1,4 @@
-"""Where JWST products come from: the MAST archive or HWOsim's own samples.
+"""Where JWST products come from: the MAST archive, HWOsim's own samples, or the user's own files.
 
 Assets take a ``ProductSource`` and never care which one they got: the
 environment picks it (``HWOSIM_SOURCE``, see ``defs/resources.py``). Each
@@ -8,12 +8,13 @@ and fetch one of them - by calling one domain function.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from hwosim_assets.ingest import mast, sample
+from hwosim_assets.ingest import files, mast, sample
 from hwosim_assets.ingest.mast import Selection
 
 
@@ -68,3 +69,53 @@ class SampleSource(ProductSource):
 
     def fetch(self, row: dict, dest_dir: Path) -> Path:
         return sample.write_sample_product(row["filename"], Path(dest_dir))
+
+
+class FilesSource(ProductSource):
+    """The user's own JWST products: every ``*.fits`` under a folder or an S3
+    prefix (``url``: a path, or ``s3://bucket/prefix`` reached with the same
+    AWS_* credentials as the lake). Observations, types and targets come from
+    each file's headers, so any file names work."""
+
+    url: str
+
+    @property
+    def name(self) -> str:
+        return "files"
+
+    def _store(self):
+        from hwosim_assets.defs.lake.resources import lake_from_url  # the lake's readers serve folders and S3 alike
+
+        return lake_from_url(self.url)
+
+    def query(self, selection: Selection) -> pl.DataFrame:
+        store = self._store()
+        keys = [k for k in store.list_keys("") if files.is_fits_name(k.rsplit("/", 1)[-1])]
+        if not keys:
+            raise ValueError(f"no *.fits files under {store.uri()} (HWOSIM_SOURCE_URL)")
+        with tempfile.TemporaryDirectory(prefix="hwosim-files-") as tmp:
+            local = []
+            for i, key in enumerate(keys):
+                if self.url.startswith("s3://"):  # headers are read from a local copy
+                    path = store.get_file(key, Path(tmp) / str(i) / key.rsplit("/", 1)[-1])
+                else:  # a folder: read in place
+                    path = Path(self.url).absolute() / key
+                local.append((path, store.uri(key)))
+            catalog = files.catalog_of_files(local)
+        chosen = mast.select_products(catalog, selection)
+        if chosen.is_empty():
+            raise ValueError(f"none of the {len(catalog)} products under {store.uri()} matches {selection}")
+        return chosen
+
+    def fetch(self, row: dict, dest_dir: Path) -> Path:
+        store = self._store()
+        prefix = store.uri()
+        if not row["data_uri"].startswith(prefix):
+            raise ValueError(f"{row['data_uri']} is not under the source {prefix} (HWOSIM_SOURCE_URL changed?)")
+        key = row["data_uri"][len(prefix):].lstrip("/")
+        path = store.get_file(key, Path(dest_dir) / row["filename"])
+        digest = mast.sha256_of(path)
+        if row.get("checksum") and digest != row["checksum"]:
+            path.unlink()
+            raise ValueError(f"{row['data_uri']} changed since the catalog was made: rematerialize jwst_catalog")
+        return path

@@ -14,15 +14,16 @@ import dagster as dg
 import polars as pl
 
 from hwosim_assets import plots
-from hwosim_assets.defs.bronze.assets import bronze_images, bronze_spectra
+from hwosim_assets.defs.bronze.assets import BRONZE
 from hwosim_assets.defs.lake.layout import bronze_key, perturbed_key, plot_key, truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.perturb import checks
-from hwosim_assets.defs.perturb.partitions import IMAGES_BY_PROFILE, PROFILES, SPECTRA_BY_PROFILE
+from hwosim_assets.defs.perturb.partitions import BY_PROFILE, PROFILES
 from hwosim_assets.defs.resources import HwosimConfig
 from hwosim_assets.perturb import Profile, load_profiles, perturb_parquet
 from hwosim_assets.perturb.truth import uncovered_changes
+from hwosim_assets.records import FAMILIES, Family
 
 # rows of each table read back for the truth-coverage check and the figure;
 # the perturbation itself streams the whole table at bounded memory
@@ -108,36 +109,31 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
     )
 
 
-def _on_bronze(bronze: dg.AssetsDefinition) -> list[dg.AssetDep]:
-    return [
-        dg.AssetDep(bronze, partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="observation")),
-        dg.AssetDep(
-            perturbation_profiles,
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="profile"),
+def perturbed_asset(family: Family) -> dg.AssetsDefinition:
+    """The perturbed asset of one family: its observations x the profiles."""
+    on_observation = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="observation")
+    on_profile = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="profile")
+
+    @dg.asset(
+        name=f"perturbed_{family.name}",
+        group_name="perturb",
+        partitions_def=BY_PROFILE[family.name],
+        deps=[
+            dg.AssetDep(BRONZE[family.name], partition_mapping=on_observation),
+            dg.AssetDep(perturbation_profiles, partition_mapping=on_profile),
+        ],
+        check_specs=checks.specs(f"perturbed_{family.name}"),
+        kinds={"parquet", "numpy"},
+        description=(
+            f"{family.name.capitalize()} under one profile (observation x profile); ground truth (a bit mask per "
+            "element and a per-packet summary) under truth/, apart from what consumers read."
         ),
-    ]
+    )
+    def _perturbed(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: HwosimConfig) -> dg.MaterializeResult:
+        return _perturb(context, lake, hwosim, family.name)
+
+    return _perturbed
 
 
-@dg.asset(
-    group_name="perturb",
-    partitions_def=SPECTRA_BY_PROFILE,
-    deps=_on_bronze(bronze_spectra),
-    check_specs=checks.specs("perturbed_spectra"),
-    kinds={"parquet", "numpy"},
-)
-def perturbed_spectra(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: HwosimConfig) -> dg.MaterializeResult:
-    """Time-series spectra under one profile; truth (bit mask per element and a
-    per-packet summary) under truth/, apart from what consumers read."""
-    return _perturb(context, lake, hwosim, "spectra")
-
-
-@dg.asset(
-    group_name="perturb",
-    partitions_def=IMAGES_BY_PROFILE,
-    deps=_on_bronze(bronze_images),
-    check_specs=checks.specs("perturbed_images"),
-    kinds={"parquet", "numpy"},
-)
-def perturbed_images(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: HwosimConfig) -> dg.MaterializeResult:
-    """Image tile packets under one profile, with a per-pixel truth mask."""
-    return _perturb(context, lake, hwosim, "images")
+PERTURBED = {name: perturbed_asset(family) for name, family in FAMILIES.items()}
+perturbed_assets = list(PERTURBED.values())

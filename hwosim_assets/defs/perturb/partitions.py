@@ -8,11 +8,12 @@ column of the grid in the UI.
 
 import dagster as dg
 
-from hwosim_assets.defs.mast.partitions import IMAGE_OBSERVATIONS, SPECTRA_OBSERVATIONS
+from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS
 
 PROFILES = dg.DynamicPartitionsDefinition(name="profiles")
 
-SPECTRA_BY_PROFILE = dg.MultiPartitionsDefinition({"observation": SPECTRA_OBSERVATIONS, "profile": PROFILES})
-IMAGES_BY_PROFILE = dg.MultiPartitionsDefinition({"observation": IMAGE_OBSERVATIONS, "profile": PROFILES})
-
-FAMILY_BY_PROFILE = {"spectra": SPECTRA_BY_PROFILE, "images": IMAGES_BY_PROFILE}
+# one per family: its observations x the profiles
+BY_PROFILE = {
+    family: dg.MultiPartitionsDefinition({"observation": observations, "profile": PROFILES})
+    for family, observations in FAMILY_PARTITIONS.items()
+}

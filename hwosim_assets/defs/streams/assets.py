@@ -21,8 +21,8 @@ from pydantic import Field
 from hwosim_assets.defs.lake.layout import perturbed_key, stream_truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
 from hwosim_assets.defs.metadata import md_table
-from hwosim_assets.defs.perturb.assets import perturbed_images, perturbed_spectra
-from hwosim_assets.defs.perturb.partitions import IMAGES_BY_PROFILE, SPECTRA_BY_PROFILE
+from hwosim_assets.defs.perturb.assets import PERTURBED
+from hwosim_assets.defs.perturb.partitions import BY_PROFILE
 from hwosim_assets.defs.resources import HwosimConfig
 from hwosim_assets.defs.streams.resources import StreamDatabase, masked
 from hwosim_assets.perturb import Profile, load_profiles
@@ -37,8 +37,6 @@ from hwosim_assets.stream import (
     window_packets,
 )
 from hwosim_assets.stream import schema
-
-PERTURBED = {"spectra": perturbed_spectra, "images": perturbed_images}
 
 
 def declared_streams(streams_path: str, profiles_path: str) -> tuple[dict[str, Profile], dict[str, StreamSpec]]:
@@ -193,7 +191,7 @@ def _stream_deps(family: str) -> list:
     return [dg.AssetDep(PERTURBED[family], partition_mapping=dg.IdentityPartitionMapping()), stream_tables]
 
 
-@dg.asset(group_name="streams", partitions_def=SPECTRA_BY_PROFILE, deps=_stream_deps("spectra"), kinds={"sql"})
+@dg.asset(group_name="streams", partitions_def=BY_PROFILE["spectra"], deps=_stream_deps("spectra"), kinds={"sql"})
 def stream_spectra(
     context: dg.AssetExecutionContext,
     config: ReplayConfig,
@@ -206,7 +204,7 @@ def stream_spectra(
     return _replay(context, config, "spectra", lake, stream_db, hwosim)
 
 
-@dg.asset(group_name="streams", partitions_def=IMAGES_BY_PROFILE, deps=_stream_deps("images"), kinds={"sql"})
+@dg.asset(group_name="streams", partitions_def=BY_PROFILE["images"], deps=_stream_deps("images"), kinds={"sql"})
 def stream_images(
     context: dg.AssetExecutionContext,
     config: ReplayConfig,

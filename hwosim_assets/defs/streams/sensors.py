@@ -47,7 +47,7 @@ from typing import Callable
 
 import dagster as dg
 
-from hwosim_assets.defs.perturb.assets import perturbed_images, perturbed_spectra
+from hwosim_assets.defs.perturb.assets import PERTURBED
 from hwosim_assets.defs.streams.assets import STREAM_ASSETS, declared_streams, stream_partition, stream_tables
 from hwosim_assets.settings import Settings
 from hwosim_assets.stream import StreamSpec
@@ -55,7 +55,6 @@ from hwosim_assets.stream import StreamSpec
 STREAM_TAG = "hwosim/stream"
 WINDOW_TAG = "hwosim/window"
 BEHIND_TAG = "hwosim/behind"
-PERTURBED = {"spectra": perturbed_spectra, "images": perturbed_images}
 
 
 def sensor_name(stream: str) -> str:
