@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
@@ -35,6 +35,7 @@ from hwosim_assets.ingest.products import (
     UnsupportedProductError,
     check_complete,
     identify,
+    identify_headers,
 )
 from hwosim_assets.records import IMAGE_TILE_SCHEMA, OPTIONAL_PLANES, PIXEL_DTYPES, SPECTRA_SCHEMA, empty
 
@@ -61,22 +62,26 @@ OPTIONAL_SPECTRA_COLUMNS = {
 }
 
 
-def _identified(paths: Iterable[str | os.PathLike], family: str) -> list[ProductInfo]:
-    """Each file identified from its headers and of ``family``, none twice,
-    sorted by the product's own name (the order of segments and exposures)."""
+def _opened(
+    paths: Iterable[str | os.PathLike], family: str, stack: ExitStack, **open_kwargs
+) -> list[tuple[ProductInfo, fits.HDUList]]:
+    """Each file opened (closed by ``stack``), identified from its headers and of
+    ``family``, none twice, sorted by the product's own name (the order of
+    segments and exposures). One open per file serves both."""
     paths = [Path(p) for p in paths]
     for name, count in Counter(p.name for p in paths).items():
         if count > 1:
             raise FitsProductError(f"{name}: given {count} times")
-    infos = []
+    opened = []
     for path in paths:
-        info = identify(path)
+        hdul = stack.enter_context(_open(path, **open_kwargs))
+        info = identify_headers(path, hdul[0].header, [(hdu.name.upper(), hdu.header) for hdu in hdul[1:]])
         if info.family != family:
             raise FitsProductError(
                 f"{path}: a {info.model} product ({info.product_type}) is read as {info.family}, not {family}"
             )
-        infos.append(info)
-    return sorted(infos, key=lambda i: (i.name, i.path.name))
+        opened.append((info, hdul))
+    return sorted(opened, key=lambda o: (o[0].name, o[0].path.name))
 
 
 @contextmanager
@@ -306,8 +311,8 @@ def read_spectra(paths: Iterable[str | os.PathLike]) -> pl.DataFrame:
     see ``_mid_times`` for the header fallback.
     """
     spectra: list[_Spectrum] = []
-    for file_index, info in enumerate(_identified(paths, "spectra")):
-        with _open(info.path) as hdul:
+    with ExitStack() as stack:
+        for file_index, (info, hdul) in enumerate(_opened(paths, "spectra", stack)):
             spectra += _spectra_in_file(hdul, info, file_index)
     if not spectra:
         return empty(SPECTRA_SCHEMA)
@@ -457,8 +462,8 @@ def read_images(paths: Iterable[str | os.PathLike], tile_size: int = 128) -> pl.
         raise ValueError(f"tile_size must be positive, got {tile_size}")
     chunks = [empty(IMAGE_TILE_SCHEMA)]
     seq = frame = 0
-    for info in _identified(paths, "images"):
-        with _open(info.path, do_not_scale_image_data=True) as hdul:
+    with ExitStack() as stack:
+        for info, hdul in _opened(paths, "images", stack, do_not_scale_image_data=True):
             for event_time, planes in _frames(hdul, info):
                 tiles = _tiles(planes, tile_size)
                 n = len(tiles["y0"])

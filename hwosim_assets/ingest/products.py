@@ -265,7 +265,7 @@ def check_complete(hdul: fits.HDUList, path: Path) -> None:
     guarantee. astropy reads a truncated file with only a warning (zero-filling
     the tail, or silently dropping a half-written HDU), so this is the check."""
     size = os.path.getsize(path)
-    last = hdul.fileinfo(len(hdul) - 1)
+    last = hdul[len(hdul) - 1].fileinfo()  # the HDU's own (HDUList.fileinfo re-serialises every header)
     end = last["datLoc"] + last["datSpan"]
     if end > size:
         raise FitsProductError(f"{path}: truncated: its HDUs need {end} bytes, the file has {size}")
