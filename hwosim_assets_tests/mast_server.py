@@ -21,6 +21,7 @@ and logs every request so tests can check what astroquery asked.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -34,7 +35,10 @@ from hwosim_assets.ingest.mast import COLUMNS_CONFIG_PATH, DOWNLOAD_PATH, INVOKE
 from hwosim_assets.ingest.products import FitsProductError, identify, instrument_mode, observation_id
 
 TEMPLATES = Path(__file__).parent / "data" / "mast"
-REAL_JWST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "jwst"
+# Real JWST products beside the repository (../shared/data/jwst), or where HWOSIM_TEST_JWST_DIR says.
+REAL_JWST_DIR = Path(
+    os.environ.get("HWOSIM_TEST_JWST_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "jwst"
+)
 
 DESCRIPTIONS = {
     "x1dints": "exposure (L2b): 1D extracted spectra per integration",
