@@ -7,7 +7,9 @@ One arrow per step, no Dagster here:
 * :mod:`.pacing`  due times from one absolute start, and the :class:`Pacer`
 * :mod:`.faults`  loss, duplicates, reordering, jitter, outages, with truth
 * :mod:`.writer`  exactly-once batches with the offset in the same transaction
-* :mod:`.replay`  one run = one window: :func:`replay_window`
+* :mod:`.replay`  one window, exactly once: :func:`replay_window`
+* :mod:`.runs`    one run = consecutive windows after the run before: :func:`replay_run`
+* :mod:`.schedule` what a stream's sensor asks for next (pure): :func:`decide`
 * :mod:`.reader`  what a consumer uses: :class:`StreamReader`
 """
 
@@ -20,6 +22,7 @@ from hwosim_assets.stream.replay import (
     register_stream,
     replay_window,
     resume_point,
+    stream_status,
     window_bounds,
     window_packets,
 )
@@ -43,6 +46,7 @@ __all__ = [
     "register_stream",
     "replay_window",
     "resume_point",
+    "stream_status",
     "window_bounds",
     "window_packets",
 ]

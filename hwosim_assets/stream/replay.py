@@ -34,7 +34,7 @@ from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.faults import plan_window
 from hwosim_assets.stream.pacing import Pacer, pace_stats, schedule_offsets, window_duration
-from hwosim_assets.stream.writer import Committed, StreamWriter
+from hwosim_assets.stream.writer import Committed, StreamWriter, insert_if_absent
 
 IMAGE_DTYPE = ",".join(PIXEL_DTYPES[p] for p in ("sci", "err", "dq"))
 
@@ -82,9 +82,12 @@ def window_bounds(spec: StreamSpec, window_index: int, n_packets: int) -> Window
     return WindowBounds(window_index, start, stop, n_packets, spec.loop)
 
 
-def window_packets(spec: StreamSpec, table: pl.DataFrame, window_index: int) -> pl.DataFrame:
-    """The rows of ``table`` (a perturbed table) for one window, in delivery order, with ``lap`` and ``position``."""
-    seqs = table["seq"].unique().sort()
+def window_packets(spec: StreamSpec, table: pl.DataFrame, window_index: int, seqs: pl.Series | None = None) -> pl.DataFrame:
+    """The rows of ``table`` (a perturbed table) for one window, in delivery order, with ``lap`` and ``position``.
+
+    ``seqs`` (the table's packet numbers, unique and sorted) may be passed by
+    a caller that takes several windows from one table."""
+    seqs = table["seq"].unique().sort() if seqs is None else seqs
     bounds = window_bounds(spec, window_index, len(seqs))
     chosen = pl.DataFrame(
         {"seq": seqs.gather(bounds.seq_index), "lap": bounds.laps, "position": bounds.positions},
@@ -120,14 +123,16 @@ class WindowReport:
     next_start_time: float | None = None  # due time of the next window's first packet
     wall_seconds: float = 0.0
     truth: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    scheduled: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)  # due times of what was written
+    emitted: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)  # when each was committed
 
     def metadata(self) -> dict:
         """Plain values for Dagster materialization metadata."""
-        return {k: v for k, v in self.__dict__.items() if k != "truth"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("truth", "scheduled", "emitted")}
 
 
 def register_stream(engine: sa.Engine, spec: StreamSpec, profile_hash: str, status: str = "registered") -> None:
-    """Insert or update the stream's row in ``hwosim_streams``."""
+    """Insert or update the stream's row in ``hwosim_streams`` (safe when runs race to do it)."""
     s = schema.streams
     now = time.time()
     values = dict(
@@ -140,11 +145,15 @@ def register_stream(engine: sa.Engine, spec: StreamSpec, profile_hash: str, stat
         updated=now,
     )
     with engine.begin() as conn:
-        exists = conn.execute(sa.select(s.c.name).where(s.c.name == spec.name)).first()
-        if exists:
-            conn.execute(s.update().where(s.c.name == spec.name).values(**values))
-        else:
-            conn.execute(s.insert().values(name=spec.name, created=now, **values))
+        insert_if_absent(conn, s, name=spec.name, created=now, **values)
+        conn.execute(s.update().where(s.c.name == spec.name).values(**values))
+
+
+def stream_status(engine: sa.Engine, stream: str) -> str | None:
+    """The stream's status in ``hwosim_streams`` (registered, running, idle, finished), None if unknown."""
+    s = schema.streams
+    with engine.connect() as conn:
+        return conn.execute(sa.select(s.c.status).where(s.c.name == stream)).scalar()
 
 
 def resume_point(engine: sa.Engine, stream: str) -> Committed | None:
@@ -268,12 +277,14 @@ def _deliver(report, writer, spec, df, plan, lap, row_start, row_count, state, s
     else:
         batches = ((i, min(i + max_batch, len(scheduled)), time.time()) for i in range(0, len(scheduled), max_batch))
     emitted = np.full(len(scheduled), np.nan)
+    written_before = writer.packets_written
     for i, j, now in batches:
         emitted[i:j] = now
         offsets = base + done + np.arange(i, j)
         rows = build(df, deliveries[i:j], row_start, row_count, lap, offsets, scheduled[i:j], now)
         report.rows_written += writer.write_batch(rows, window=state.window, end_offset=base + done + j)
-        report.packets_delivered += j - i
+    report.packets_delivered = writer.packets_written - written_before  # what this run committed itself
+    report.scheduled, report.emitted = scheduled, emitted
     stats = pace_stats(scheduled, emitted)
     report.achieved_rate = stats.achieved_rate
     report.lateness_p50, report.lateness_p99, report.lateness_max = (

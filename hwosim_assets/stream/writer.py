@@ -170,6 +170,7 @@ class StreamWriter:
         self.spool_dir = spool_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
         self.load_data_min_rows = load_data_min_rows
         self.retries = 0  # connection-loss retries so far (reported by replay)
+        self.packets_written = 0  # deliveries (offsets) this writer committed itself
         self._conn: sa.Connection | None = None
         # the two statements of every batch, as plain SQL (no per-call compile); values bound
         marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
@@ -243,7 +244,8 @@ class StreamWriter:
 
     def _lock_state(self, conn) -> Committed | None:
         row = conn.exec_driver_sql(self._select_state_sql, (self.stream,)).first()
-        return Committed(*map(int, row)) if row else None
+        state = Committed(*map(int, row)) if row else None
+        return None if state is None or state.window < 0 else state  # window -1: the row of a stream never opened
 
     def committed(self) -> Committed | None:
         """The committed state, or None for a stream that never delivered."""
@@ -266,7 +268,8 @@ class StreamWriter:
 
         def work(conn):
             now = time.time()
-            state = self._lock_state(conn)
+            insert_if_absent(conn, schema.offsets, stream=self.stream, **NEVER_DELIVERED, updated=now)
+            state = self._lock_state(conn)  # the row exists now: concurrent openers queue on its lock
             if state is not None and state.window >= window:
                 return state  # rerun of an opened (maybe finished) window, or an old one
             if state is not None and not state.window_complete:
@@ -285,10 +288,7 @@ class StreamWriter:
                 updated=now,
             )
             o = schema.offsets
-            if state is None:
-                conn.execute(o.insert().values(stream=self.stream, **values))
-            else:
-                conn.execute(o.update().where(o.c.stream == self.stream).values(**values))
+            conn.execute(o.update().where(o.c.stream == self.stream).values(**values))
             if truth is not None and truth.height:
                 rows = truth.with_columns(
                     (pl.col("delivery") + first).alias("offset"),
@@ -304,9 +304,11 @@ class StreamWriter:
         """Insert ``rows`` (table columns, ``stream`` optional) and advance the offset to ``end_offset``.
 
         Rows whose offset is already committed are skipped, so calling this
-        again with the same or an overlapping batch is harmless. Returns the
-        number of rows inserted. Raises :class:`StreamStateError` when the
-        batch does not continue the committed offsets of ``window``.
+        again with the same or an overlapping batch is harmless (and two runs
+        of one window share its batches, each writing what it claimed first).
+        Returns the number of rows inserted; ``packets_written`` counts the
+        offsets. Raises :class:`StreamStateError` when the batch does not
+        continue the committed offsets of ``window``.
         """
         if "stream" not in rows.columns:
             rows = rows.hstack([pl.Series("stream", [self.stream] * rows.height, dtype=pl.Utf8)])
@@ -320,12 +322,12 @@ class StreamWriter:
                 claim = (end_offset, time.time(), self.stream, window, first)
                 if conn.exec_driver_sql(self._claim_sql, claim).rowcount == 1:
                     self._insert(conn, rows)
-                    return rows.height
+                    return rows.height, end_offset - first
             state = self._lock_state(conn)
             if state is None or state.window != window:
                 raise StreamStateError(f"stream {self.stream}: window {window} is not the open window ({state})")
             if state.next_offset >= end_offset:
-                return 0  # committed before (a retry whose commit went through)
+                return 0, 0  # committed before (a retry whose commit went through, or another run)
             pending = rows.filter(pl.col("offset") >= state.next_offset)
             if pending.height and int(pending["offset"][0]) != state.next_offset:
                 raise StreamStateError(
@@ -334,9 +336,11 @@ class StreamWriter:
                 )
             self._insert(conn, pending)
             conn.exec_driver_sql(self._advance_sql, (end_offset, time.time(), self.stream))
-            return pending.height
+            return pending.height, end_offset - state.next_offset
 
-        return self._retrying(work)
+        rows_written, packets = self._retrying(work)
+        self.packets_written += packets
+        return rows_written
 
     def _insert(self, conn, rows: pl.DataFrame) -> None:
         if rows.height == 0:
@@ -361,6 +365,30 @@ class StreamWriter:
             os.unlink(path)
 
 
+# hwosim_offsets of a stream before its first window: window -1, complete, so window 0 comes next
+NEVER_DELIVERED = dict(next_offset=0, next_seq_position=0, window=-1, window_first_offset=0, window_end_offset=0)
+
+
+def insert_if_absent(conn, table: sa.Table, **values) -> None:
+    """INSERT a row unless one with its primary key exists, without an error
+    either way: concurrent callers both succeed (MySQL/MariaDB ``ON DUPLICATE
+    KEY UPDATE`` of the key to itself, SQLite ``ON CONFLICT DO NOTHING``).
+    Checking first and then inserting races; this does not."""
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert
+
+        key = table.primary_key.columns[0].name
+        statement = insert(table).values(**values).on_duplicate_key_update({key: table.c[key]})
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+
+        statement = insert(table).values(**values).on_conflict_do_nothing()
+    else:
+        raise NotImplementedError(f"insert_if_absent: no upsert for {dialect}")
+    conn.execute(statement)
+
+
 def _executemany(conn, table: sa.Table, rows: pl.DataFrame) -> None:
     """INSERT the frame's columns through DB-API executemany (PyMySQL: multi-row INSERT), values bound."""
     preparer = conn.dialect.identifier_preparer
@@ -375,6 +403,7 @@ __all__ = [
     "StreamStateError",
     "StreamWriter",
     "make_engine",
+    "insert_if_absent",
     "is_retryable",
     "backoff_schedule",
     "RETRYABLE_MYSQL_ERRORS",
