@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+from hwosim_assets.perturb import ProfileError, load_profiles
+from hwosim_assets.stream.config import StreamConfigError, load_streams
 from hwosim_assets.userconfig import MAX_BYTES, MAX_DEPTH, ConfigFileError, DuplicateKeyError, read_text, read_yaml
 
 # 9 levels of 9 aliases: 9**9 (387 million) strings once expanded.
@@ -20,6 +22,18 @@ def test_plain_data_reads_as_pyyaml_reads_it():
 
 def test_timestamps_and_merge_keys_stay_text():
     assert read_yaml("start: 2026-01-01T00:00:00Z\n<<: x\n") == {"start": "2026-01-01T00:00:00Z", "<<": "x"}
+
+
+@pytest.mark.parametrize("loader, error", [(load_profiles, ProfileError), (load_streams, StreamConfigError)])
+def test_alias_bomb_is_refused_at_once(tmp_path, loader, error):
+    assert len(ALIAS_BOMB) < 420
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    began = time.perf_counter()
+    with pytest.raises(error, match="anchors .* are not allowed") as raised:
+        loader(path)
+    assert time.perf_counter() - began < 1.0
+    assert str(raised.value).startswith(f"{path}: line 1:")
 
 
 def test_alias_bomb_is_refused_before_anything_is_expanded():
@@ -80,3 +94,5 @@ def test_size_bound_and_encoding(tmp_path):
     latin.write_bytes("a: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigFileError, match="not UTF-8 text"):
         read_text(latin)
+    with pytest.raises(ProfileError, match=f"^{latin}: not UTF-8 text"):
+        load_profiles(latin)

@@ -38,7 +38,9 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # stream names; matched with fullmatch ("abc\n" is not one)
+# Observation ids as the catalogue makes them (ingest.mast.partition_safe), at most as long as the column.
+OBSERVATION = re.compile(r"[a-z0-9][a-z0-9._+-]{0,127}")
 FAMILIES = ("spectra", "images")
 
 metadata = sa.MetaData()
@@ -136,7 +138,7 @@ ROW_TABLES = {"spectra": spectra_rows, "images": image_packets}
 
 def check_slug(name: str, what: str = "stream name") -> str:
     """Return ``name`` if it is a safe identifier; names reach SQL only after this."""
-    if not isinstance(name, str) or not SLUG.match(name):
+    if not isinstance(name, str) or not SLUG.fullmatch(name):
         raise ValueError(f"{what} {name!r} must match {SLUG.pattern}")
     return name
 
