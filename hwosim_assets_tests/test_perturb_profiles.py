@@ -97,7 +97,7 @@ BAD = {
     "level as bool": ("profiles:\n  p: {all: true}\n", ["profile 'p'", "all", "level"]),
     "negative sigma": (
         "profiles:\n  p: {kinds: {read_noise: {level: 2, params: {sigma_e: -1}}}}\n",
-        ["profile 'p'", "kinds.read_noise.params.sigma_e", ">= 0"],
+        ["profile 'p'", "kinds.read_noise.params.sigma_e", "must be a number in [0, 1e6], got -1"],
     ),
     "probability above one": (
         "profiles:\n  p: {kinds: {missing_values: {params: {probability: 1.5}}}}\n",
@@ -138,6 +138,50 @@ BAD = {
         "profiles:\n  p: {kinds: {shot_noise: {params: {throughput: 0}}}}\n",
         ["profile 'p'", "kinds.shot_noise.params.throughput"],
     ),
+    # what failed only at replay, or was silently read as something else
+    "loss probability one": (
+        "profiles:\n  p: {kinds: {packet_loss: {level: 2, params: {p_loss: 1.0}}}}\n",
+        ["kinds.packet_loss.params.p_loss", "must be a probability in [0, 1), got 1.0"],
+    ),
+    "infinite outage": (
+        "profiles:\n  p: {kinds: {outage: {level: 1, params: {duration_s: .inf}}}}\n",
+        ["kinds.outage.params.duration_s", "must be a number in [0, 86400], got inf"],
+    ),
+    "infinite jitter": ("profiles:\n  p: {kinds: {latency_jitter: {params: {sigma_s: .inf}}}}\n", ["sigma_s", "got inf"]),
+    "infinite read noise": ("profiles:\n  p: {kinds: {read_noise: {params: {sigma_e: .inf}}}}\n", ["sigma_e", "got inf"]),
+    "infinite exposure": ("profiles:\n  p: {kinds: {cosmic_rays: {level: 1, params: {exposure_s: .inf}}}}\n", ["exposure_s", "got inf"]),
+    "not a number": ("profiles:\n  p: {kinds: {read_noise: {params: {sigma_e: .nan}}}}\n", ["sigma_e", "got nan"]),
+    "zero mean burst": (
+        "profiles:\n  p: {kinds: {dropouts: {level: 2, params: {mean_burst: 0}}}}\n",
+        ["kinds.dropouts.params.mean_burst", "must be a number in [1, 1e6], got 0"],
+    ),
+    "kinds zero": ("profiles:\n  p: {kinds: 0}\n", ["profile 'p': kinds: expected a mapping, got 0"]),
+    "kinds false": ("profiles:\n  p: {kinds: false}\n", ["profile 'p': kinds: expected a mapping, got False"]),
+    "kinds empty list": ("profiles:\n  p: {kinds: []}\n", ["profile 'p': kinds: expected a mapping, got []"]),
+    "kinds empty text": ("profiles:\n  p: {kinds: ''}\n", ["profile 'p': kinds: expected a mapping, got ''"]),
+    "version true": ("version: true\nprofiles:\n  p: {}\n", ["version: must be 1 (the only version understood), got True"]),
+    "version two": ("version: 2\nprofiles:\n  p: {}\n", ["version: must be 1", "got 2"]),
+    "alias and its target": (
+        "profiles:\n  p: {kinds: {noise: 1, read_noise: 5}}\n",
+        ["profile 'p': kinds.noise: noise is another name for read_noise: give one of them, not both"],
+    ),
+    "explicit null level": ("profiles:\n  p: {kinds: {read_noise: {level: null}}}\n", ["kinds.read_noise.level", "got None"]),
+    "name with a newline": ('profiles:\n  "abc\\n": {}\n', ["profile 'abc\\n': name: must be a slug"]),
+    "400-digit level": ("profiles:\n  p: {all: " + "9" * 400 + "}\n", ["profile 'p': all: must be a level", "..."]),
+    "duplicate top-level key": (
+        "profiles:\n  a: {}\nprofiles:\n  b: {}\n",
+        ["profiles: duplicate key 'profiles' at line 3 (first at line 1)"],
+    ),
+    "duplicate parameter": (
+        "profiles:\n  p:\n    kinds:\n      read_noise:\n        params: {sigma_e: 1, sigma_e: 2}\n",
+        ["profile 'p': kinds.read_noise.params.sigma_e: duplicate key 'sigma_e' at line 5"],
+    ),
+    "anchor": ("profiles:\n  a: &a {all: 1}\n", ["line 2: YAML anchors (&a) are not allowed"]),
+    "deep nesting": ("profiles:\n  p: " + "[" * 5000 + "]" * 5000 + "\n", ["nested deeper than"]),
+    "two problems": (
+        "profiles:\n  p: {all: 7}\n  q: {kinds: {read_noise: x}}\n",
+        ["profile 'p': all: must be a level", "\n", "profile 'q': kinds.read_noise.level: must be a level"],
+    ),
 }
 
 
@@ -153,6 +197,30 @@ def test_validation_error_names_file_profile_and_field(case, tmp_path: Path):
     for fragment in fragments:
         assert fragment in message, (fragment, message)
     assert isinstance(raised.value, ValueError)
+
+
+def test_shipped_profile_hashes_are_pinned():
+    """The shipped profiles' data versions: a change here makes every
+    materialized partition of that profile stale."""
+    hashes = {name: profile.config_hash for name, profile in load_profiles().items()}
+    assert hashes == {
+        "clean": "855d619750eca3bb", "nominal": "909e525ba03b5a2e", "degraded": "bbd1924a5252a838",
+        "storm": "eafb0874f8f1b91e", "level-0": "855d619750eca3bb", "level-1": "56d79e6121f70980",
+        "level-2": "b61aef25430151ab", "level-3": "2493271901bd0ded", "level-4": "301fc08b8afa01b8",
+        "level-5": "9fb5aaf09ef645e0",
+    }
+
+
+def test_an_alias_replaces_its_target_from_all():
+    profile = parse_profiles("profiles:\n  p: {all: 3, kinds: {noise: 1}}\n")["p"]
+    kinds = [s.kind for s in profile.settings]
+    assert "noise" in kinds and "read_noise" not in kinds
+    assert profile.resolved["noise"] == {"sigma_e": KINDS["read_noise"].at_level(1)["sigma_e"]}
+
+
+def test_an_empty_profile_or_kinds_block_is_empty():
+    profiles = parse_profiles("profiles:\n  a:\n  b:\n    kinds:\n")
+    assert profiles["a"].resolved == profiles["b"].resolved == {}
 
 
 def test_missing_file_is_a_profile_error(tmp_path: Path):

@@ -1,10 +1,16 @@
-"""Stream faults are deterministic, match their configured rates, and their truth explains every delivery."""
+"""Stream faults are deterministic, match their configured rates, and their truth explains every delivery;
+a profile that loads replays, with exactly the bounds the replay checks."""
+
+import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+import yaml
+from hypothesis import example, given, settings, strategies as st
 
-from hwosim_assets.stream.faults import gilbert_elliott, plan_window, validate_faults
+from hwosim_assets.perturb import STREAM_KINDS, ProfileError, parse_profiles
+from hwosim_assets.perturb.rng import Stream, stream_key
+from hwosim_assets.stream.faults import FaultRandom, gilbert_elliott, packet_index, plan_window, validate_faults
 
 N = 20_000
 SEQ = np.arange(N)
@@ -132,11 +138,102 @@ def test_any_plan_is_the_kept_packets_plus_copies(n, p_loss, burst, p_dup, p_reo
 
 @pytest.mark.parametrize("faults, message", [
     ({"lightning": {"p": 0.1}}, "unknown stream fault kind"),
-    ({"duplicates": {"p_dupe": 0.1}}, "unknown parameters"),
-    ({"duplicates": {"p_dup": 1.5}}, "probability"),
-    ({"latency_jitter": {"sigma_s": -1}}, ">= 0"),
-    ({"packet_loss": {"p_loss": 1.0, "mean_burst": 1}}, "< 1"),
+    ({"duplicates": {"p_dupe": 0.1}}, r"duplicates.p_dupe: unknown parameter 'p_dupe' \(did you mean 'p_dup'\?\)"),
+    ({"duplicates": {"p_dup": 1.5}}, r"duplicates.p_dup: must be a probability in \[0, 1\], got 1.5"),
+    ({"latency_jitter": {"sigma_s": -1}}, r"latency_jitter.sigma_s: must be a number in \[0, 86400\], got -1"),
+    ({"packet_loss": {"p_loss": 1.0, "mean_burst": 1}}, r"packet_loss.p_loss: must be a probability in \[0, 1\), got 1.0"),
+    ({"packet_loss": {"p_loss": 0.1}}, "packet_loss.mean_burst: missing"),
 ])
 def test_bad_fault_parameters_are_refused(faults, message):
     with pytest.raises(ValueError, match=message):
         validate_faults(faults)
+
+
+def test_draws_come_from_the_engine_generator_keyed_by_kind_name_lap_and_seq():
+    lap, seq = np.array([0, 0, 1, 1, 2**23]), np.array([0, 5, 0, 5, 2**39])
+    assert len(set(packet_index(lap, seq))) == 5 and packet_index(lap, seq)[1] == 5
+    key = stream_key(KEY["seed"], KEY["profile_hash"], KEY["observation"], "duplicates", "packet")
+    expected = Stream(key, packet_index(lap, seq)).uniform(1, lane=0)[:, 0]
+    random = FaultRandom(KEY["seed"], KEY["profile_hash"], KEY["observation"])
+    assert np.array_equal(random.uniform("duplicates", lap, seq), expected)
+    # so a packet's faults do not depend on where its window starts
+    dup = {"duplicates": ALL["duplicates"]}
+    whole = plan_window(SEQ[:2000], LAP[:2000], DUE[:2000], dup, **KEY)
+    part = plan_window(SEQ[1000:2000], LAP[1000:2000], DUE[1000:2000] - DUE[1000], dup, **KEY)
+    later = {s for s in kind_seqs(whole, "duplicates") if s >= 1000}
+    assert set(kind_seqs(part, "duplicates")) == later and later
+
+
+# One validation for profiles and replay: every parameter set the profile loader accepts plans a
+# window, and every set it refuses the replay refuses too.
+
+N_SOURCE = 37  # a looping window over a short source crosses laps
+POSITIONS = np.arange(300)
+WINDOW = dict(seq=POSITIONS % N_SOURCE, lap=POSITIONS // N_SOURCE)
+SCHEDULES = {
+    "rate": POSITIONS / 50.0,
+    "cadence": np.cumsum(np.random.default_rng(1).exponential(20.0, len(POSITIONS))),  # irregular, sparse
+    "asap": np.zeros(len(POSITIONS)),
+}
+
+
+class PlainDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data):  # write a repeated value again, not as an alias
+        return True
+
+
+def profile_with(kind: str, setting) -> str:
+    return yaml.dump({"profiles": {"p": {"kinds": {kind: setting}}}}, Dumper=PlainDumper)
+
+
+def plans_every_schedule(stream_faults: dict) -> None:
+    for due in SCHEDULES.values():
+        plan = plan_window(WINDOW["seq"], WINDOW["lap"], due, stream_faults, **KEY)
+        assert len(plan) >= len(POSITIONS) - len(kind_seqs(plan, "packet_loss"))
+        assert (np.diff(plan.due_s) >= 0).all() and np.isfinite(plan.due_s).all()
+
+
+@pytest.mark.parametrize("kind", sorted(STREAM_KINDS))
+@pytest.mark.parametrize("level", range(6))
+def test_every_level_of_every_stream_kind_replays(kind, level):
+    faults = parse_profiles(profile_with(kind, level))["p"].stream_faults
+    assert (kind in faults) == (level > 0)
+    plans_every_schedule(faults)
+
+
+def boundary_values(kind: str, name: str) -> list:
+    """Each bound of the parameter, and just outside it, from the declaration."""
+    low, high = STREAM_KINDS[kind].param(name).bounds
+    return [low, high, math.nextafter(low, -math.inf), math.nextafter(high, math.inf), low - 1, high + 1]
+
+
+def parameter_values(kind: str):
+    value = st.one_of(
+        st.sampled_from(sorted({v for p in STREAM_KINDS[kind].params for v in boundary_values(kind, p.name)})),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.floats(0, 2),
+        st.integers(-2, 2**64),
+        st.sampled_from([True, False, None, "0.1", [], {}]),
+    )
+    return st.fixed_dictionaries({p.name: value for p in STREAM_KINDS[kind].params})
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.sampled_from(sorted(STREAM_KINDS)).flatmap(lambda kind: st.tuples(st.just(kind), parameter_values(kind))))
+@example(("packet_loss", {"p_loss": 1.0, "mean_burst": 2}))
+@example(("packet_loss", {"p_loss": 0.5, "mean_burst": 0}))
+@example(("outage", {"rate_per_hour": 1.0, "duration_s": math.inf}))
+@example(("latency_jitter", {"sigma_s": math.inf}))
+@example(("reordering", {"p_reorder": 1.0, "max_delay_packets": 1_000_000}))
+@example(("outage", {"rate_per_hour": 3600, "duration_s": 86_400}))
+def test_profile_validation_and_replay_agree(kind_params):
+    kind, params = kind_params
+    try:
+        profile = parse_profiles(profile_with(kind, {"params": params}))["p"]
+    except ProfileError as error:
+        assert f"profile 'p': kinds.{kind}.params." in str(error)
+        with pytest.raises(ValueError, match=f"^{kind}\\."):
+            validate_faults({kind: params})
+        return
+    plans_every_schedule(profile.stream_faults)
+    plans_every_schedule({kind: params})  # as given, even when the profile finds it off

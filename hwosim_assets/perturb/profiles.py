@@ -17,32 +17,48 @@ Format (``hwosim_assets/defaults/profiles.yaml`` is the packaged example)::
       level-3:
         all: 3                      # every kind at level 3 (``kinds`` may override)
 
-Everything is checked when the file is loaded; a mistake raises
-:class:`ProfileError` naming the file, the profile and the field.
+Everything is checked when the file is loaded, by the strict models below
+(built from the kind declarations, so a parameter has the same bounds here
+as where it is used, the stream replay included) after
+:mod:`hwosim_assets.userconfig` has read the YAML (no aliases, no duplicate
+keys). A mistake raises :class:`ProfileError` naming the file, the profile
+and the field. ``kinds:`` with nothing under it, or a profile with nothing
+under its name, is empty; ``noise`` and ``read_noise`` (an alias and its
+target) in one profile are an error, and an alias given in ``kinds``
+replaces its target set by ``all``.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
-import yaml
+from pydantic import BeforeValidator, Field, ValidationError, create_model, model_validator
 
-from hwosim_assets.perturb.kinds import ELEMENT_KINDS, KINDS, STREAM_KINDS, chain_order
-from hwosim_assets.perturb.spec import LEVELS
+from hwosim_assets.perturb.kinds import ALIASES, ELEMENT_KINDS, KINDS, STREAM_KINDS, chain_order
+from hwosim_assets.perturb.spec import KindSpec, ParamsModel
+from hwosim_assets.userconfig import (
+    ConfigFileError,
+    DuplicateKeyError,
+    Location,
+    StrictModel,
+    integer,
+    problems,
+    read_text,
+    read_yaml,
+    rule_error,
+    shown,
+    text,
+)
 
 DEFAULT_PROFILES = Path(__file__).resolve().parent.parent / "defaults" / "profiles.yaml"
 ENGINE_VERSION = 1  # bump when a kind's algorithm changes: every config hash changes with it
-SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-TOP_KEYS = {"version", "profiles"}
-PROFILE_KEYS = {"description", "all", "kinds"}
-SETTING_KEYS = {"level", "params"}
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # matched with fullmatch
 
 
 class ProfileError(ValueError):
@@ -99,118 +115,136 @@ def load_profiles(path: Path | str | None = None) -> dict[str, Profile]:
     """Every profile of a YAML file (the packaged defaults when ``path`` is None)."""
     path = Path(path) if path else DEFAULT_PROFILES
     try:
-        text = path.read_text()
+        content = read_text(path)
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read profiles file: {exc}") from None
-    return parse_profiles(text, str(path))
+    except ConfigFileError as exc:
+        raise ProfileError(f"{path}: {exc.problem}") from None
+    return parse_profiles(content, str(path))
 
 
-def parse_profiles(text: str, source: str = "<memory>") -> dict[str, Profile]:
+def parse_profiles(content: str, source: str = "<memory>") -> dict[str, Profile]:
     """Profiles from YAML text; ``source`` names the file in error messages."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _refuse_duplicate_keys(node, source)
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{source}: not valid YAML: {exc}") from None
+        document = read_yaml(content, source)
+    except DuplicateKeyError as exc:
+        if exc.path == ("profiles", exc.key):
+            where = f"duplicate profile name {shown(exc.key)} at line {exc.line} (first at line {exc.first_line})"
+            raise ProfileError(f"{source}: profiles: {where}") from None
+        raise ProfileError(f"{source}: {_where(exc.path)}{exc.problem}") from None
+    except ConfigFileError as exc:
+        raise ProfileError(f"{source}: {_where(exc.path)}{exc.problem}") from None
     if not isinstance(document, dict):
-        raise ProfileError(f"{source}: expected a mapping with a 'profiles' key, got {type(document).__name__}")
-    _unknown(document, TOP_KEYS, lambda key: f"{source}: unknown top-level key {key!r}")
-    if document.get("version", 1) != 1:
-        raise ProfileError(f"{source}: version: only version 1 is understood, got {document['version']!r}")
-    profiles = document.get("profiles")
-    if not isinstance(profiles, dict) or not profiles:
-        raise ProfileError(f"{source}: profiles: expected a non-empty mapping of profile name to profile")
-    return {str(name): _profile(str(name), body, source) for name, body in profiles.items()}
+        raise ProfileError(f"{source}: expected a mapping with a 'profiles' key, got {shown(document)}")
+    try:
+        parsed = ProfilesFile.model_validate(document)
+    except ValidationError as exc:
+        raise ProfileError("\n".join(f"{source}: {_where(loc)}{message}" for loc, message in problems(exc))) from None
+    return {name: _profile(name, body, source) for name, body in parsed.profiles.items()}
 
 
-def _unknown(mapping: Mapping, allowed: set[str], message) -> None:
-    for key in mapping:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            raise ProfileError(message(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+def _where(loc: Location) -> str:
+    """A location as messages give it: "profile 'p': kinds.read_noise.level: "."""
+    if len(loc) >= 2 and loc[0] == "profiles":
+        rest = ["name" if part == "[key]" else str(part) for part in loc[2:]]
+        return f"profile {shown(loc[1])}: " + (".".join(rest) + ": " if rest else "")
+    return ".".join(map(str, loc)) + ": " if loc else ""
 
 
-def _profile(name: str, body: Any, source: str) -> Profile:
-    where = f"{source}: profile {name!r}"
-    if not SLUG.match(name):
-        raise ProfileError(f"{where}: name must be a slug of a-z, 0-9 and single dashes (it is a partition key)")
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise ProfileError(f"{where}: expected a mapping with 'description', 'all' and/or 'kinds'")
-    _unknown(body, PROFILE_KEYS, lambda key: f"{where}: unknown key {key!r}")
-    description = body.get("description", "")
-    if not isinstance(description, str):
-        raise ProfileError(f"{where}: description: must be text")
-    settings: dict[str, Any] = {}
-    if "all" in body:
-        level = _level(body["all"], f"{where}: all")
-        settings = {kind: level for kind, spec in KINDS.items() if spec.alias_of is None}
-    kinds = body.get("kinds") or {}
-    if not isinstance(kinds, dict):
-        raise ProfileError(f"{where}: kinds: expected a mapping of kind name to level or settings")
-    settings.update(kinds)
-    resolved = [_setting(str(kind), value, f"{where}: kinds.{kind}") for kind, value in settings.items()]
-    resolved.sort(key=lambda s: chain_order(s.kind))
-    return Profile(name=name, description=description, settings=tuple(resolved), source=source)
+# The file's schema. Level and parameter bounds come from the kind declarations.
+# A field that defaults to None may be left out, but not given as null:
+# defaults are not validated, values are.
+
+Level = integer(0, 5, "a level")
+Version = integer(1, 1, "the only version understood")
+ProfileName = text("a slug of a-z, 0-9 and single dashes (it is a partition key)", pattern=SLUG, max_length=64)
+Text = text()
 
 
-def _level(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value not in LEVELS:
-        raise ProfileError(f"{where}: level must be an integer 0-5, got {value!r}")
-    return value
+def _level_alone(value: Any) -> Any:
+    """``read_noise: 3`` is short for ``read_noise: {level: 3}``."""
+    return value if isinstance(value, dict) else {"level": value}
 
 
-def _setting(kind: str, value: Any, where: str) -> KindSetting:
-    if kind not in KINDS:
-        close = difflib.get_close_matches(kind, sorted(KINDS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f"; known kinds: {', '.join(sorted(KINDS))}"
-        raise ProfileError(f"{where}: unknown kind {kind!r}{hint}")
+def _empty_when_null(value: Any) -> Any:
+    """A YAML key with nothing under it (``kinds:``) is null: read it as empty."""
+    return {} if value is None else value
+
+
+class KindSettingModel(StrictModel):
+    """One kind in a profile: a level, parameters overriding it, or every parameter."""
+
+    level: Level = None
+    params: ParamsModel = None
+
+    @model_validator(mode="after")
+    def _level_or_every_parameter(self):
+        if self.level is None:
+            given = self.params.model_fields_set if self.params is not None else set()
+            declared = type(self).model_fields["params"].annotation.model_fields  # this kind's parameters
+            missing = [name for name in declared if name not in given]
+            if missing:
+                raise rule_error(f"give a level or every parameter; missing {', '.join(missing)}")
+        return self
+
+
+def _setting_model(spec: KindSpec) -> Any:
+    model = create_model(f"{spec.name}_setting", __base__=KindSettingModel, params=(spec.overrides_model, None))
+    return Annotated[model, BeforeValidator(_level_alone)]
+
+
+class KindsModel(StrictModel):
+    """The ``kinds:`` mapping: one optional field per kind (subclassed below)."""
+
+    key_word = "kind"
+
+    @model_validator(mode="after")
+    def _alias_or_target(self):
+        for alias, target in ALIASES.items():
+            if alias in self.model_fields_set and target in self.model_fields_set:
+                raise rule_error(f"{alias} is another name for {target}: give one of them, not both", alias)
+        return self
+
+
+Kinds = create_model("Kinds", __base__=KindsModel, **{kind: (_setting_model(spec), None) for kind, spec in KINDS.items()})
+
+
+class ProfileBody(StrictModel):
+    """One profile: ``all`` sets every kind at a level, ``kinds`` sets or overrides some."""
+
+    description: Text = ""
+    all: Level = None
+    kinds: Annotated[Kinds, BeforeValidator(_empty_when_null)] = Kinds()
+
+
+class ProfilesFile(StrictModel):
+    """The whole file."""
+
+    key_word = "top-level key"
+
+    version: Version = 1
+    profiles: Annotated[dict[ProfileName, Annotated[ProfileBody, BeforeValidator(_empty_when_null)]], Field(min_length=1)]
+
+
+def _profile(name: str, body: ProfileBody, source: str) -> Profile:
+    """Resolve a validated profile: ``all`` sets every kind, ``kinds`` overrides
+    it (a kind given by its alias replaces its target, so it is applied once)."""
+    chosen: dict[str, Any] = {}
+    if body.all is not None:
+        chosen = {kind: body.all for kind, spec in KINDS.items() if spec.alias_of is None}
+    for kind in body.kinds.model_fields_set:
+        chosen.pop(KINDS[kind].alias_of, None)
+        chosen[kind] = getattr(body.kinds, kind)
+    settings = [_setting(kind, value) for kind, value in chosen.items()]
+    settings.sort(key=lambda s: chain_order(s.kind))
+    return Profile(name=name, description=body.description, settings=tuple(settings), source=source)
+
+
+def _setting(kind: str, value: int | KindSettingModel) -> KindSetting:
     spec = KINDS[kind]
-    if not isinstance(value, dict):
-        level = _level(value, f"{where}")
-        return KindSetting(kind, level, {k: float(v) for k, v in spec.at_level(level).items()})
-    _unknown(value, SETTING_KEYS, lambda key: f"{where}: unknown key {key!r}")
-    level = _level(value["level"], f"{where}.level") if "level" in value else None
-    overrides = value.get("params") or {}
-    if not isinstance(overrides, dict):
-        raise ProfileError(f"{where}.params: expected a mapping of parameter name to number")
-    names = [p.name for p in spec.params]
-    _unknown(overrides, set(names), lambda key: f"{where}.params: unknown parameter {key!r} of {kind} (has {', '.join(names)})")
-    if level is None:
-        missing = [n for n in names if n not in overrides]
-        if missing:
-            raise ProfileError(f"{where}: give a level or every parameter; missing {', '.join(missing)}")
-    params = spec.at_level(level) if level is not None else {}
-    for name, number in overrides.items():
-        problem = spec.param(name).problem(number)
-        if problem:
-            raise ProfileError(f"{where}.params.{name}: {problem}")
-        params[name] = number
-    return KindSetting(kind, level, {k: float(params[k]) for k in names})
-
-
-def _refuse_duplicate_keys(node: yaml.Node, source: str, path: tuple[str, ...] = ()) -> None:
-    """PyYAML keeps the last of two equal keys silently; a profile file must not."""
-    if isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _refuse_duplicate_keys(item, source, path)
-    if not isinstance(node, yaml.MappingNode):
-        return
-    seen: dict[str, int] = {}
-    for key_node, value_node in node.value:
-        key = str(key_node.value)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            if path == ("profiles",):
-                where = f"{source}: profiles: duplicate profile name {key!r}"
-            elif len(path) >= 2 and path[0] == "profiles":
-                field = ".".join(path[2:] + (key,))
-                where = f"{source}: profile {path[1]!r}: {field}: duplicate key {key!r}"
-            else:
-                where = f"{source}: {'.'.join(path + (key,))}: duplicate key {key!r}"
-            raise ProfileError(f"{where} at line {line} (first at line {seen[key]})")
-        seen[key] = line
-        _refuse_duplicate_keys(value_node, source, path + (key,))
+    if isinstance(value, int):
+        return KindSetting(kind, value, {name: float(v) for name, v in spec.at_level(value).items()})
+    params = spec.at_level(value.level) if value.level is not None else {}
+    if value.params is not None:
+        params.update(value.params.model_dump(exclude_unset=True))
+    return KindSetting(kind, value.level, {p.name: float(params[p.name]) for p in spec.params})

@@ -1,16 +1,23 @@
-"""How a perturbation kind is declared: its parameters, its six severity
-levels, the function that applies it and the fraction of elements it is
-expected to touch.
+"""How a perturbation kind is declared: its parameters with their bounds,
+its six severity levels, the function that applies it and the fraction of
+elements it is expected to touch.
 
 Everything a profile can say about a kind is checked against these
-declarations, and the README's level table is rendered from them.
+declarations - by pydantic models built from them - and so is what the
+stream replay is handed (:meth:`KindSpec.check_params`): one set of bounds,
+checked when profiles.yaml is loaded. The README's level table is rendered
+from the same declarations.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+
+from pydantic import ValidationError, create_model
+
+from hwosim_assets.userconfig import StrictModel, number, problems
 
 if TYPE_CHECKING:
     from hwosim_assets.perturb.batch import Batch, Coverage, Effect
@@ -18,34 +25,77 @@ if TYPE_CHECKING:
 
 LEVELS = range(6)  # 0 = untouched ... 5 = worst
 
-# Checks a parameter value must pass; the message names what was expected.
-CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
-    "nonneg": (lambda v: v >= 0, "must be >= 0"),
-    "positive": (lambda v: v > 0, "must be > 0"),
-    "probability": (lambda v: 0 <= v <= 1, "must be a probability in [0, 1]"),
-    "fraction": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    "count": (lambda v: v >= 0 and float(v).is_integer(), "must be a whole number >= 0"),
-    "real": (lambda v: math.isfinite(v), "must be a finite number"),
+
+class Range(NamedTuple):
+    """The values a kind of parameter accepts; ``high`` None means the
+    parameter declares its own upper bound (``Param.high``)."""
+
+    what: str
+    low: float | None  # None: symmetric, [-high, high]
+    high: float | None
+    low_open: bool = False
+    high_open: bool = False
+    whole: bool = False
+
+
+CHECKS: dict[str, Range] = {
+    "probability": Range("a probability", 0, 1),
+    "below_one": Range("a probability", 0, 1, high_open=True),  # where 1 would be a division by zero
+    "fraction": Range("a fraction", 0, 1, low_open=True),
+    "nonneg": Range("a number", 0, None),
+    "positive": Range("a number", 0, None, low_open=True),
+    "at_least_one": Range("a number", 1, None),  # mean lengths of runs: a run has at least one packet
+    "count": Range("a whole number", 0, None, whole=True),
+    "real": Range("a number", None, None),
 }
 
 
 @dataclass(frozen=True)
 class Param:
+    """One parameter of a kind. ``high`` is its largest accepted value (an
+    order of magnitude or more beyond level 5: room to explore, but no value
+    that overflows a count or hangs a run); ``math.inf`` where infinity has a
+    meaning (a full well of inf = no saturation)."""
+
     name: str
     unit: str
     check: str  # a key of CHECKS
     meaning: str
+    high: float | None = None
 
-    def problem(self, value: object) -> str | None:
-        """Why ``value`` is not acceptable for this parameter, or None."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a number, got {type(value).__name__} {value!r}"
-        if math.isnan(value):
-            return "must not be NaN"
-        if math.isinf(value) and not (value > 0 and self.check in ("nonneg", "positive")):
-            return "must be finite"
-        test, message = CHECKS[self.check]
-        return None if test(value) else f"{message}, got {value!r}"
+    def __post_init__(self) -> None:
+        if self.check not in CHECKS:
+            raise ValueError(f"{self.name}: unknown check {self.check!r}")
+        if (CHECKS[self.check].high is None) != (self.high is not None):
+            raise ValueError(f"{self.name}: give high for a {self.check} parameter, and only then")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Lowest and highest value (each accepted unless the check's range is open there)."""
+        _, low, high, *_ = CHECKS[self.check]
+        high = self.high if high is None else high
+        return (-high if low is None else low), high
+
+    @property
+    def annotation(self) -> Any:
+        """The pydantic type of this parameter: strict number, bounds, message."""
+        what, _, _, low_open, high_open, whole = CHECKS[self.check]
+        return number(*self.bounds, what, low_open=low_open, high_open=high_open, whole=whole)
+
+
+class ParamsModel(StrictModel):
+    """Parameters of one kind; subclasses are built from the declarations."""
+
+    key_word = "parameter"
+
+
+@lru_cache(maxsize=None)
+def params_model(params: tuple[Param, ...], complete: bool) -> type[ParamsModel]:
+    """The model of a kind's parameters: every one required (``complete``), or
+    each optional (the overrides of a profile, laid over a level). An omitted
+    optional parameter is None; an explicit null is refused like any non-number."""
+    fields = {p.name: (p.annotation, ...) if complete else (p.annotation, None) for p in params}
+    return create_model("Params" if complete else "ParamOverrides", __base__=ParamsModel, **fields)
 
 
 @dataclass(frozen=True)
@@ -96,6 +146,8 @@ class KindSpec:
         for name, values in self.levels.items():
             if len(values) not in (1, len(LEVELS)):
                 raise ValueError(f"{self.name}.{name}: need 1 or 6 level values")
+        for level in LEVELS:  # a level the kind's own bounds refuse would fail only when used
+            self.check_params(self.at_level(level))
         if not self.is_off(self.at_level(0)):
             raise ValueError(f"{self.name}: level 0 must leave the data untouched")
 
@@ -109,3 +161,19 @@ class KindSpec:
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
+
+    @cached_property
+    def overrides_model(self) -> type[ParamsModel]:
+        """The model of a profile's ``params:`` for this kind (any subset)."""
+        return params_model(self.params, complete=False)
+
+    def check_params(self, params: Mapping[str, float]) -> dict[str, float]:
+        """A complete parameter set of this kind, as floats, or ValueError naming
+        ``kind.parameter`` and the accepted range. The profile loader's bounds:
+        what the stream replay calls on the faults it is handed."""
+        try:
+            checked = params_model(self.params, complete=True).model_validate(dict(params))
+        except ValidationError as exc:
+            found = [f"{self.name}.{'.'.join(map(str, where))}: {what}" for where, what in problems(exc)]
+            raise ValueError("; ".join(found)) from None
+        return checked.model_dump()

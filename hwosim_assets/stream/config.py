@@ -4,14 +4,15 @@ File format::
 
     streams:
       - name: soss-nominal                # slug: [a-z0-9][a-z0-9_-]{0,63}
-        observation: jw09999-o001_niriss_clear-gr700xd-substrip256
+        observation: jw09999-o001_niriss_clear-gr700xd-substrip256   # [a-z0-9][a-z0-9._+-]{0,127}
         profile: nominal                  # a profile name of profiles.yaml
         family: spectra                   # spectra | images
-        pacing: {mode: rate, rate: 2}     # rate | cadence (speed, gap_cap_s) | asap
-        tick_seconds: 30                  # the sensor's interval (default 30)
-        window: 60                        # packets per run (default rate x tick)
+        pacing: {mode: rate, rate: 2}     # rate (0.001-100000 packets/s) | cadence (speed, gap_cap_s) | asap
+        tick_seconds: 30                  # the sensor's interval (default 30, 1 s to 1 day)
+        window: 60                        # packets per run (default rate x tick; at most 1,000,000)
         loop: true                        # start again at seq 0 after the last packet
         start: 2026-01-01T00:00:00Z       # optional absolute start of window 0
+        retain: {hours: 6}                # optional: keep only the last 6 hours (or {laps: N}) of rows
 
 ``tick_seconds`` defaults to 30 s, the interval at which the Dagster daemon
 evaluates sensors anyway; a smaller value must be written explicitly, must be
@@ -21,27 +22,47 @@ lasts ``window / rate`` seconds; when ``window`` is omitted it is
 start exactly one tick apart. ``cadence`` and ``asap`` need an explicit
 ``window``.
 
-Every error is a :class:`StreamConfigError` naming the file, the stream and
-the field.
+The bounds keep every accepted stream replayable: a window of more than a
+million packets or a rate outside 0.001-100,000 packets/s is refused here
+rather than failing (or giving empty windows) at run time. The file is read
+by :mod:`hwosim_assets.userconfig` (no aliases, no duplicate keys) and
+checked by the strict models below; every error is a
+:class:`StreamConfigError` naming the file, the stream and the field.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from hwosim_assets.stream.pacing import MODES, Pacing
-from hwosim_assets.stream.schema import FAMILIES, SLUG
+from hwosim_assets.stream.schema import FAMILIES, OBSERVATION, SLUG
+from hwosim_assets.userconfig import (
+    ConfigFileError,
+    Location,
+    StrictModel,
+    integer,
+    number,
+    problems,
+    read_text,
+    read_yaml,
+    rule_error,
+    shown,
+    text,
+)
 
-STREAM_KEYS = {"name", "observation", "profile", "family", "pacing", "tick_seconds", "window", "loop", "start", "description"}
-PACING_KEYS = {"mode", "rate", "speed", "gap_cap_s"}
 DEFAULT_TICK_SECONDS = 30.0
 MIN_TICK_SECONDS = 1.0
+MAX_TICK_SECONDS = 86_400.0
+MIN_RATE, MAX_RATE = 1e-3, 1e5  # packets per second
+MAX_WINDOW = 1_000_000  # packets per run
+MAX_STREAMS = 1000
 
 
 class StreamConfigError(ValueError):
@@ -62,6 +83,8 @@ class StreamSpec:
     loop: bool = False
     start: float | None = None  # UTC epoch seconds of window 0's first packet
     description: str = ""
+    retain_laps: int | None = None  # keep the rows of the last N laps only
+    retain_hours: float | None = None  # keep the rows emitted in the last N hours only
 
     @property
     def window_seconds(self) -> float | None:
@@ -87,136 +110,159 @@ def load_streams(path: str | Path | None = None, known_profiles: set[str] | None
     """Read and validate streams.yaml (the packaged default when ``path`` is None)."""
     path = Path(path) if path else default_streams_path()
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        document = read_yaml(read_text(path), str(path))
+    except OSError as error:
         raise StreamConfigError(f"{path}: cannot read: {error}") from None
-    if not isinstance(doc, dict) or set(doc) != {"streams"} or not isinstance(doc["streams"], list):
-        raise StreamConfigError(f"{path}: expected a top-level 'streams:' list and nothing else")
+    except ConfigFileError as error:
+        raise StreamConfigError(f"{path}: {_where(error.path, None)}{error.problem}") from None
+    if not isinstance(document, dict):
+        raise StreamConfigError(f"{path}: expected a top-level 'streams:' list and nothing else, got {shown(document)}")
+    try:
+        parsed = StreamsFile.model_validate(document)
+    except ValidationError as error:
+        found = [f"{path}: {_where(loc, document)}{message}" for loc, message in problems(error)]
+        raise StreamConfigError("\n".join(found)) from None
     specs: dict[str, StreamSpec] = {}
-    for i, entry in enumerate(doc["streams"]):
-        spec = _parse(path, i, entry, known_profiles)
-        if spec.name in specs:
-            raise StreamConfigError(f"{path}: stream {spec.name!r}: field name: duplicate stream name")
-        specs[spec.name] = spec
+    for entry in parsed.streams:
+        where = f"{path}: stream {entry.name!r}"
+        if entry.name in specs:
+            raise StreamConfigError(f"{where}: field name: duplicate stream name")
+        if known_profiles is not None and entry.profile not in known_profiles:
+            known = ", ".join(sorted(known_profiles))
+            raise StreamConfigError(f"{where}: field profile: unknown profile {entry.profile!r} (known: {known})")
+        specs[entry.name] = entry.spec()
     return specs
 
 
-def _parse(path: Path, index: int, entry, known_profiles: set[str] | None) -> StreamSpec:
-    label = entry.get("name", f"#{index}") if isinstance(entry, dict) else f"#{index}"
-
-    def fail(field: str, problem: str):
-        raise StreamConfigError(f"{path}: stream {label!r}: field {field}: {problem}")
-
-    if not isinstance(entry, dict):
-        fail("-", "each stream must be a mapping")
-    for key in entry:
-        if key not in STREAM_KEYS:
-            fail(key, f"unknown key (known: {', '.join(sorted(STREAM_KEYS))})")
-    for key in ("name", "observation", "profile", "family", "pacing"):
-        if key not in entry:
-            fail(key, "missing")
-
-    name = entry["name"]
-    if not isinstance(name, str) or not SLUG.match(name):
-        fail("name", f"{name!r} is not a slug matching {SLUG.pattern}")
-    observation = entry["observation"]
-    if not isinstance(observation, str) or not observation.strip():
-        fail("observation", "must be an observation id")
-    profile = entry["profile"]
-    if not isinstance(profile, str) or not SLUG.match(profile):
-        fail("profile", f"{profile!r} is not a slug matching {SLUG.pattern}")
-    if known_profiles is not None and profile not in known_profiles:
-        fail("profile", f"unknown profile {profile!r} (known: {', '.join(sorted(known_profiles))})")
-    family = entry["family"]
-    if family not in FAMILIES:
-        fail("family", f"{family!r} is not one of {', '.join(FAMILIES)}")
-
-    pacing = _parse_pacing(entry["pacing"], fail)
-
-    tick = entry.get("tick_seconds", DEFAULT_TICK_SECONDS)
-    if not _is_number(tick) or not math.isfinite(tick) or tick < MIN_TICK_SECONDS:
-        fail("tick_seconds", f"{tick!r} must be a number >= {MIN_TICK_SECONDS:g} (default {DEFAULT_TICK_SECONDS:g})")
-
-    window = entry.get("window")
-    if window is None:
-        if pacing.mode != "rate":
-            fail("window", f"required with pacing mode {pacing.mode}")
-        exact = pacing.rate * tick
-        window = round(exact)
-        if window < 1 or abs(window - exact) > 1e-9 * max(1.0, exact):
-            fail("window", f"rate x tick_seconds = {exact:g} is not a whole number of packets; set window")
-    elif isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        fail("window", f"{window!r} must be a positive integer (packets per run)")
-
-    loop = entry.get("loop", False)
-    if not isinstance(loop, bool):
-        fail("loop", f"{loop!r} must be true or false")
-
-    start = entry.get("start")
-    if start is not None:
-        start = _parse_time(start, fail)
-
-    description = entry.get("description", "")
-    if not isinstance(description, str):
-        fail("description", "must be text")
-
-    return StreamSpec(
-        name=name,
-        observation=observation,
-        profile=profile,
-        family=family,
-        pacing=pacing,
-        tick_seconds=float(tick),
-        window=int(window),
-        loop=loop,
-        start=start,
-        description=description,
-    )
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _parse_pacing(block, fail) -> Pacing:
-    if not isinstance(block, dict):
-        fail("pacing", "must be a mapping with 'mode'")
-    for key in block:
-        if key not in PACING_KEYS:
-            fail(f"pacing.{key}", f"unknown key (known: {', '.join(sorted(PACING_KEYS))})")
-    mode = block.get("mode")
-    if mode not in MODES:
-        fail("pacing.mode", f"{mode!r} is not one of {', '.join(MODES)}")
-    rate = block.get("rate")
-    if mode == "rate":
-        if rate is None:
-            fail("pacing.rate", "required with mode rate (packets per second)")
-        if not _is_number(rate) or not math.isfinite(rate) or rate <= 0:
-            fail("pacing.rate", f"{rate!r} must be a positive number of packets per second")
-    elif rate is not None:
-        fail("pacing.rate", f"only used with mode rate, not {mode}")
-    speed = block.get("speed", 1.0)
-    if not _is_number(speed) or not math.isfinite(speed) or speed <= 0:
-        fail("pacing.speed", f"{speed!r} must be a positive number")
-    gap_cap = block.get("gap_cap_s")
-    if gap_cap is not None and (not _is_number(gap_cap) or not math.isfinite(gap_cap) or gap_cap < 0):
-        fail("pacing.gap_cap_s", f"{gap_cap!r} must be a number of seconds >= 0")
-    return Pacing(
-        mode=mode,
-        rate=float(rate) if rate is not None else None,
-        speed=float(speed),
-        gap_cap_s=float(gap_cap) if gap_cap is not None else None,
-    )
-
-
-def _parse_time(value, fail) -> float:
-    if isinstance(value, datetime):  # YAML timestamps arrive parsed
-        moment = value
-    else:
+def _where(loc: Location, document: Any) -> str:
+    """A location as messages give it: "stream 'soss-fast': field pacing.rate: ".
+    A stream is named by its ``name`` when it has a usable one, else by its position."""
+    if len(loc) >= 2 and loc[0] == "streams":
         try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            fail("start", f"{value!r} is not an ISO 8601 time")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+            label = document["streams"][loc[1]]["name"]
+        except (KeyError, IndexError, TypeError):
+            label = f"#{loc[1]}"
+        field = ".".join(map(str, loc[2:]))
+        return f"stream {shown(label)}: " + (f"field {field}: " if field else "")
+    return ".".join(map(str, loc)) + ": " if loc else ""
+
+
+# The file's schema. A field that defaults to None may be left out, but not
+# given as null: defaults are not validated, values are.
+
+Text = text()
+
+
+def _iso_time(value: Any) -> Any:
+    """ISO 8601 text to a datetime (YAML timestamps are read as text)."""
+    if not isinstance(value, str):
+        return value  # refused by the datetime type
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PydanticCustomError("value", "must be an ISO 8601 time such as 2026-01-01T00:00:00Z") from None
+
+
+StreamName = text("a slug: a-z or 0-9, then up to 63 of a-z, 0-9, '_' and '-'", pattern=SLUG, max_length=64)
+ObservationId = text(
+    "an observation id: a-z or 0-9, then up to 127 of a-z, 0-9, '.', '_', '+' and '-'", pattern=OBSERVATION, max_length=128
+)
+ProfileName = text("a profile name (a slug)", pattern=SLUG, max_length=64)
+Rate = number(MIN_RATE, MAX_RATE, "a number of packets per second")
+Speed = number(1e-3, 1e6, "a speed-up factor")
+GapCap = number(0, 1e7, "a number of seconds")
+TickSeconds = number(MIN_TICK_SECONDS, MAX_TICK_SECONDS, "a number of seconds")
+Window = integer(1, MAX_WINDOW, "a number of packets per run")
+Time = Annotated[datetime, BeforeValidator(_iso_time)]
+
+
+class PacingBlock(StrictModel):
+    """``pacing:``; ``rate`` is given in rate mode and only then."""
+
+    mode: Literal[MODES]
+    rate: Rate = None
+    speed: Speed = 1.0
+    gap_cap_s: GapCap = None
+
+    @model_validator(mode="after")
+    def _rate_only_in_rate_mode(self):
+        if self.mode == "rate" and self.rate is None:
+            raise rule_error("required with mode rate (packets per second)", "rate")
+        if self.mode != "rate" and self.rate is not None:
+            raise rule_error(f"only used with mode rate, not {self.mode}", "rate")
+        return self
+
+
+class RetainBlock(StrictModel):
+    """``retain:``: how much of a stream's rows the database keeps (a looping stream never ends)."""
+
+    laps: integer(1, 1_000_000, "a number of laps") = None
+    hours: number(1e-3, 1e6, "a number of hours") = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.laps is None) == (self.hours is None):
+            raise rule_error("give either laps or hours", "laps")
+        return self
+
+
+class StreamEntry(StrictModel):
+    """One entry of ``streams:``."""
+
+    name: StreamName
+    observation: ObservationId
+    profile: ProfileName
+    family: Literal[FAMILIES]
+    pacing: PacingBlock
+    tick_seconds: TickSeconds = DEFAULT_TICK_SECONDS
+    window: Window = None
+    loop: bool = False
+    start: Time = None
+    description: Text = ""
+    retain: RetainBlock = None
+
+    @model_validator(mode="after")
+    def _window_is_known(self):
+        """Without ``window``, a rate stream replays rate x tick_seconds packets
+        per run: a whole number, so that windows start exactly one tick apart."""
+        if self.window is None:
+            if self.pacing.mode != "rate":
+                raise rule_error(f"required with pacing mode {self.pacing.mode}", "window")
+            exact = self.pacing.rate * self.tick_seconds
+            if round(exact) < 1 or abs(round(exact) - exact) > 1e-9 * max(1.0, exact):
+                problem = "is not a whole number of packets"
+            elif round(exact) > MAX_WINDOW:
+                problem = f"packets is more than {MAX_WINDOW:,}"
+            else:
+                return self
+            raise rule_error(f"rate x tick_seconds = {exact:g} {problem}; set window", "window")
+        return self
+
+    def spec(self) -> StreamSpec:
+        """The stream as the rest of the code uses it: window resolved, start in UTC epoch seconds."""
+        pacing = self.pacing
+        start = self.start
+        if start is not None and start.tzinfo is None:
+            start = start.replace(tzinfo=timezone.utc)
+        return StreamSpec(
+            name=self.name,
+            observation=self.observation,
+            profile=self.profile,
+            family=self.family,
+            pacing=Pacing(mode=pacing.mode, rate=pacing.rate, speed=pacing.speed, gap_cap_s=pacing.gap_cap_s),
+            tick_seconds=self.tick_seconds,
+            window=self.window if self.window is not None else round(pacing.rate * self.tick_seconds),
+            loop=self.loop,
+            start=start.timestamp() if start is not None else None,
+            description=self.description,
+            retain_laps=self.retain.laps if self.retain else None,
+            retain_hours=self.retain.hours if self.retain else None,
+        )
+
+
+class StreamsFile(StrictModel):
+    """The whole file."""
+
+    key_word = "top-level key"
+
+    streams: Annotated[list[StreamEntry], Field(max_length=MAX_STREAMS)]

@@ -26,35 +26,36 @@ is absent or has zero probability does nothing):
   spacecraft recorder does), not dropped. As-fast-as-possible streams have no
   stream time, hence no outages.
 
+Parameters, their bounds and levels are declared once, with the other kinds,
+in :mod:`hwosim_assets.perturb.kinds.stream`; :func:`validate_faults` checks
+what the replay is handed against those declarations, so a profile that
+loads always replays.
+
 Determinism: each draw is a pure function of (global seed, profile hash,
-observation, lap, seq, fault kind, draw index): a SeedSequence over (seed,
-profile hash, crc32(observation), kind) gives a per-kind key, and a
-counter-based hash (splitmix64) of (key, lap, seq, draw) gives the uniform.
-That is the SeedSequence derivation of the design, vectorised: building a
-generator per packet costs ~20 us, too slow for windows of 100k packets. The
-one sequential piece, the loss chain, starts each window from its stationary
-distribution, so a window always gets the same faults, whoever replays it.
+observation, fault kind, lap, seq, draw index), taken from the keyed
+generator of the perturbation engine (:mod:`hwosim_assets.perturb.rng`): the
+kind's key is ``stream_key(seed, profile hash, observation, kind name,
+"packet")`` - keyed by the kind's name, so adding or reordering kinds changes
+no draw - and a packet's index is its (lap, seq) packed into 64 bits (see
+:func:`packet_index`); the draw index is the generator's lane. Building a
+generator per packet would cost ~20 us, too slow for windows of 100k packets;
+these draws are vectorised. The one sequential piece, the loss chain, starts
+each window from its stationary distribution, so a window always gets the
+same faults, whoever replays it.
 """
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-KINDS = ("packet_loss", "duplicates", "reordering", "latency_jitter", "outage")
-PARAMETERS = {
-    "packet_loss": ("p_loss", "mean_burst"),
-    "duplicates": ("p_dup",),
-    "reordering": ("p_reorder", "max_delay_packets"),
-    "latency_jitter": ("sigma_s",),
-    "outage": ("rate_per_hour", "duration_s"),
-}
-TRUTH_SCHEMA = {"lap": pl.Int32, "seq": pl.Int64, "delivery": pl.Int64, "kind": pl.Utf8, "detail": pl.Utf8}
+from hwosim_assets.perturb.kinds import STREAM_KINDS
+from hwosim_assets.perturb.rng import Stream, stream_key
 
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+TRUTH_SCHEMA = {"lap": pl.Int32, "seq": pl.Int64, "delivery": pl.Int64, "kind": pl.Utf8, "detail": pl.Utf8}
+LAP_SHIFT = 40  # seq of one observation stays far below 2**40 packets
 
 
 @dataclass
@@ -73,48 +74,48 @@ class DeliveryPlan:
         return len(self.packet)
 
 
-def validate_faults(stream_faults: dict[str, dict[str, float]]) -> None:
-    """Reject unknown kinds or parameters and out-of-range values."""
-    for kind, params in stream_faults.items():
-        if kind not in PARAMETERS:
-            raise ValueError(f"unknown stream fault kind {kind!r}; known: {', '.join(KINDS)}")
-        unknown = set(params) - set(PARAMETERS[kind])
-        if unknown:
-            raise ValueError(f"{kind}: unknown parameters {sorted(unknown)}; expected {PARAMETERS[kind]}")
-        for name, value in params.items():
-            if value is None or not np.isfinite(value) or value < 0:
-                raise ValueError(f"{kind}.{name}={value!r} must be a finite number >= 0")
-            if name.startswith("p_") and value > 1:
-                raise ValueError(f"{kind}.{name}={value!r} is a probability (0..1)")
-        if kind == "packet_loss" and params.get("p_loss", 0) >= 1:
-            raise ValueError("packet_loss.p_loss must be < 1")
+def validate_faults(stream_faults: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Every stream kind's parameters: those given, checked against the kind's
+    declaration (complete sets, within the bounds the profile loader applies),
+    and level 0 - off - for the kinds not given. ValueError names kind and
+    parameter."""
+    for kind in stream_faults:
+        if kind not in STREAM_KINDS:
+            raise ValueError(f"unknown stream fault kind {kind!r}; known: {', '.join(STREAM_KINDS)}")
+    return {
+        kind: spec.check_params(stream_faults[kind]) if kind in stream_faults else spec.at_level(0)
+        for kind, spec in STREAM_KINDS.items()
+    }
 
 
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
-    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
-    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
-    return x ^ (x >> np.uint64(31))
+def packet_index(lap: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """One 64-bit generator index per packet of a looping stream: lap in the
+    high 24 bits, seq in the low 40. Distinct for every (lap, seq) a stream
+    meets (laps repeat their draws only after 16.7 million passes)."""
+    lap = np.asarray(lap, dtype=np.int64).astype(np.uint64)
+    seq = np.asarray(seq, dtype=np.int64).astype(np.uint64)
+    return ((lap << np.uint64(LAP_SHIFT)) | seq).view(np.int64)
 
 
 class FaultRandom:
-    """Uniform and normal draws keyed by (seed, profile hash, observation, kind, lap, seq, draw)."""
+    """Uniform and normal draws of one stream's faults, one row per packet."""
 
     def __init__(self, seed: int, profile_hash: str, observation: str):
-        self._base = [int(seed), int(profile_hash[:8], 16), zlib.crc32(observation.encode())]
+        self._address = (int(seed), profile_hash, observation)
+        self._keys: dict[str, int] = {}
+
+    def _stream(self, kind: str, lap: np.ndarray, seq: np.ndarray) -> Stream:
+        if kind not in self._keys:
+            self._keys[kind] = stream_key(*self._address, kind, "packet")
+        return Stream(self._keys[kind], packet_index(lap, seq))
 
     def uniform(self, kind: str, lap: np.ndarray, seq: np.ndarray, draw: int = 0) -> np.ndarray:
-        key = np.random.SeedSequence(self._base + [KINDS.index(kind)]).generate_state(2, np.uint64)
-        with np.errstate(over="ignore"):
-            x = _splitmix(np.asarray(seq, dtype=np.int64).astype(np.uint64) ^ key[0])
-            x = _splitmix(x ^ (np.asarray(lap, dtype=np.int64).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))
-            x = _splitmix(x ^ key[1] ^ np.uint64(draw))
-        return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        """Uniform in (0, 1)."""
+        return self._stream(kind, lap, seq).uniform(1, lane=draw)[:, 0]
 
-    def normal(self, kind: str, lap, seq, draw: int = 0) -> np.ndarray:
-        u1 = self.uniform(kind, lap, seq, draw)
-        u2 = self.uniform(kind, lap, seq, draw + 1)
-        return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+    def normal(self, kind: str, lap: np.ndarray, seq: np.ndarray, draw: int = 0) -> np.ndarray:
+        """Standard normal."""
+        return self._stream(kind, lap, seq).normal(1, lane=draw)[:, 0]
 
 
 def gilbert_elliott(u: np.ndarray, p_loss: float, mean_burst: float) -> np.ndarray:
@@ -143,20 +144,20 @@ def plan_window(
     observation: str,
 ) -> DeliveryPlan:
     """Apply the stream faults to one window of packets (in source order) and return the plan."""
-    validate_faults(stream_faults)
+    faults = validate_faults(stream_faults)
     seq = np.asarray(seq, dtype=np.int64)
     lap = np.asarray(lap, dtype=np.int64)
     due_s = np.asarray(due_s, dtype=np.float64)
     rnd = FaultRandom(seed, profile_hash, observation)
     truth: list[tuple[int, int, int, str]] = []  # (packet, delivery-or-(-1), kind, detail) filled below
     events: list[tuple[int, str, str]] = []  # (packet, kind, detail) for delivered-packet faults
-    p = lambda kind, name, default=0.0: float(stream_faults.get(kind, {}).get(name, default))  # noqa: E731
+    p = lambda kind, name: faults[kind][name]  # noqa: E731
 
     # 1. loss
     packets = np.arange(len(seq))
     p_loss = p("packet_loss", "p_loss")
     lost = (
-        gilbert_elliott(rnd.uniform("packet_loss", lap, seq), p_loss, p("packet_loss", "mean_burst", 1.0))
+        gilbert_elliott(rnd.uniform("packet_loss", lap, seq), p_loss, p("packet_loss", "mean_burst"))
         if p_loss > 0
         else np.zeros(len(seq), dtype=bool)
     )
@@ -181,7 +182,7 @@ def plan_window(
         else np.zeros(len(deliv_packet), dtype=bool)
     )
     held &= ~dup[order]  # a duplicated packet keeps its place (keeps the truth readable)
-    max_delay = int(p("reordering", "max_delay_packets", 1))
+    max_delay = int(p("reordering", "max_delay_packets"))
     delay = 1 + np.floor(rnd.uniform("reordering", lap[deliv_packet], seq[deliv_packet], 1) * max(max_delay, 1)).astype(np.int64)
     key = np.arange(len(order), dtype=np.float64) + np.where(held, delay + 0.5, 0.0)
     perm = np.argsort(key, kind="stable")

@@ -40,7 +40,9 @@ from sqlalchemy.dialects import mysql
 
 from hwosim_assets.records import FAMILIES as RECORD_FAMILIES
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # stream names; matched with fullmatch ("abc\n" is not one)
+# Observation ids as the catalogue makes them (ingest.products.partition_safe), at most as long as the column.
+OBSERVATION = re.compile(r"[a-z0-9][a-z0-9._+-]{0,127}")
 FAMILIES = tuple(RECORD_FAMILIES)
 
 metadata = sa.MetaData()
@@ -139,7 +141,7 @@ ROW_TABLES = {name: metadata.tables[f.stream_table] for name, f in RECORD_FAMILI
 
 def check_slug(name: str, what: str = "stream name") -> str:
     """Return ``name`` if it is a safe identifier; names reach SQL only after this."""
-    if not isinstance(name, str) or not SLUG.match(name):
+    if not isinstance(name, str) or not SLUG.fullmatch(name):
         raise ValueError(f"{what} {name!r} must match {SLUG.pattern}")
     return name
 

@@ -377,12 +377,12 @@ COSMIC_RAYS = KindSpec(
     ),
     families=BOTH,
     params=(
-        Param("rate_cm2_s", "events/cm^2/s", "nonneg", "hit rate on the detector"),
-        Param("exposure_s", "s", "nonneg", "integration time of one packet"),
-        Param("deposit_e", "e-", "nonneg", "mean charge of a single hit (centre pixel)"),
+        Param("rate_cm2_s", "events/cm^2/s", "nonneg", "hit rate on the detector", high=1e4),
+        Param("exposure_s", "s", "nonneg", "integration time of one packet", high=1e5),
+        Param("deposit_e", "e-", "nonneg", "mean charge of a single hit (centre pixel)", high=1e7),
         Param("snowball_fraction", "", "probability", "share of hits that are snowballs"),
         Param("shower_fraction", "", "probability", "share of hits that are showers"),
-        Param("aperture_px", "px", "positive", "spectra: extraction height (pixels summed per channel)"),
+        Param("aperture_px", "px", "positive", "spectra: extraction height (pixels summed per channel)", high=2048),
     ),
     levels={
         "rate_cm2_s": (0, 2.3, 5.0, 8.0, 50.0, 500.0),
@@ -410,9 +410,9 @@ HOT_PIXELS = KindSpec(
         Param("hot_fraction", "", "probability", "share of hot pixels"),
         Param("warm_fraction", "", "probability", "share of warm pixels"),
         Param("dead_fraction", "", "probability", "share of dead pixels (read zero)"),
-        Param("hot_e_s", "e-/s", "nonneg", "mean dark current of a hot pixel"),
-        Param("warm_e_s", "e-/s", "nonneg", "mean dark current of a warm pixel"),
-        Param("exposure_s", "s", "nonneg", "integration time of one packet"),
+        Param("hot_e_s", "e-/s", "nonneg", "mean dark current of a hot pixel", high=1e6),
+        Param("warm_e_s", "e-/s", "nonneg", "mean dark current of a warm pixel", high=1e6),
+        Param("exposure_s", "s", "nonneg", "integration time of one packet", high=1e5),
     ),
     levels={
         "hot_fraction": (0, 0.0002, 0.0005, 0.001, 0.003, 0.01),
@@ -436,7 +436,7 @@ DEAD_COLUMNS = KindSpec(
         "of a 2048-column H2RG."
     ),
     families=BOTH,
-    params=(Param("columns", "columns per 2048", "count", "dead columns on the detector"),),
+    params=(Param("columns", "columns per 2048", "count", "dead columns on the detector", high=2048),),
     levels={"columns": (0, 1, 2, 4, 8, 32)},
     is_off=lambda p: p["columns"] == 0,
     apply=dead_columns,
@@ -452,7 +452,7 @@ SATURATION = KindSpec(
         "reduced well (higher bias or longer groups)."
     ),
     families=BOTH,
-    params=(Param("full_well_e", "e-", "positive", "clip level (inf = off)"),),
+    params=(Param("full_well_e", "e-", "positive", "clip level (inf = off)", high=math.inf),),
     levels={"full_well_e": (math.inf, 100_000, 80_000, 60_000, 40_000, 20_000)},
     is_off=lambda p: math.isinf(p["full_well_e"]),
     apply=saturation,
@@ -469,10 +469,10 @@ PERSISTENCE = KindSpec(
     ),
     families=BOTH,
     params=(
-        Param("rate_per_hour", "1/h", "nonneg", "new afterimages per hour on the detector"),
-        Param("amplitude_e", "e-", "nonneg", "initial afterimage peak"),
-        Param("tau_s", "s", "positive", "decay time constant"),
-        Param("radius_px", "px", "positive", "afterimage (PSF core) sigma"),
+        Param("rate_per_hour", "1/h", "nonneg", "new afterimages per hour on the detector", high=1e4),
+        Param("amplitude_e", "e-", "nonneg", "initial afterimage peak", high=1e7),
+        Param("tau_s", "s", "positive", "decay time constant", high=1e6),
+        Param("radius_px", "px", "positive", "afterimage (PSF core) sigma", high=100),
     ),
     levels={
         "rate_per_hour": (0, 2, 5, 10, 30, 100),

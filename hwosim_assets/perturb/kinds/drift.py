@@ -146,10 +146,10 @@ GAIN_DRIFT = KindSpec(
     grounding=SETTLE_GROUNDING,
     families=BOTH,
     params=(
-        Param("slope_per_hour", "1/h", "real", "linear relative gain change per hour"),
-        Param("settle_amplitude", "", "real", "relative offset at t_ref, decaying"),
-        Param("settle_tau_s", "s", "positive", "settling time constant"),
-        Param("walk_sigma", "", "nonneg", "relative random-walk step per exposure"),
+        Param("slope_per_hour", "1/h", "real", "linear relative gain change per hour", high=1),
+        Param("settle_amplitude", "", "real", "relative offset at t_ref, decaying", high=1),
+        Param("settle_tau_s", "s", "positive", "settling time constant", high=1e6),
+        Param("walk_sigma", "", "nonneg", "relative random-walk step per exposure", high=1),
     ),
     levels={
         "slope_per_hour": (0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
@@ -173,10 +173,10 @@ OFFSET_DRIFT = KindSpec(
     ),
     families=BOTH,
     params=(
-        Param("slope_e_per_hour", "e-/h", "real", "linear offset change per hour"),
-        Param("settle_e", "e-", "real", "offset at t_ref, decaying"),
-        Param("settle_tau_s", "s", "positive", "settling time constant"),
-        Param("walk_sigma_e", "e-", "nonneg", "random-walk step per exposure"),
+        Param("slope_e_per_hour", "e-/h", "real", "linear offset change per hour", high=1e6),
+        Param("settle_e", "e-", "real", "offset at t_ref, decaying", high=1e6),
+        Param("settle_tau_s", "s", "positive", "settling time constant", high=1e6),
+        Param("walk_sigma_e", "e-", "nonneg", "random-walk step per exposure", high=1e6),
     ),
     levels={
         "slope_e_per_hour": (0, 1, 3, 10, 30, 100),
@@ -201,9 +201,9 @@ SPECTRAL_SHIFT = KindSpec(
     ),
     families=frozenset({"spectra"}),
     params=(
-        Param("offset_px", "px", "real", "constant shift"),
-        Param("slope_px_per_hour", "px/h", "real", "shift trend"),
-        Param("jitter_px", "px", "nonneg", "per-integration jitter, 1 sigma"),
+        Param("offset_px", "px", "real", "constant shift", high=100),
+        Param("slope_px_per_hour", "px/h", "real", "shift trend", high=100),
+        Param("jitter_px", "px", "nonneg", "per-integration jitter, 1 sigma", high=100),
     ),
     levels={
         "offset_px": (0, 0.01, 0.03, 0.1, 0.3, 1.0),
@@ -226,8 +226,8 @@ POINTING_JITTER = KindSpec(
     ),
     families=frozenset({"images"}),
     params=(
-        Param("sigma_mas", "mas", "nonneg", "jitter per axis, 1 sigma"),
-        Param("pixel_scale_mas", "mas/px", "positive", "detector pixel scale"),
+        Param("sigma_mas", "mas", "nonneg", "jitter per axis, 1 sigma", high=10_000),
+        Param("pixel_scale_mas", "mas/px", "positive", "detector pixel scale", high=10_000),
     ),
     levels={"sigma_mas": (0, 1, 3, 7, 15, 31), "pixel_scale_mas": (31.0,)},
     is_off=lambda p: p["sigma_mas"] == 0,

@@ -145,13 +145,13 @@ DROPOUTS = KindSpec(
     families=BOTH,
     params=(
         Param("p_enter", "per packet", "probability", "chance a good packet starts a burst"),
-        Param("mean_burst", "packets", "nonneg", "mean burst length"),
+        Param("mean_burst", "packets", "at_least_one", "mean burst length", high=1e6),
         Param("loss_in_burst", "", "probability", "chance a packet in a burst is lost"),
         Param("partial_fraction", "", "probability", "share of losses that keep the packet's head"),
     ),
     levels={
         "p_enter": (0, 1e-4, 5e-4, 2e-3, 1e-2, 5e-2),
-        "mean_burst": (0, 2, 3, 5, 8, 20),
+        "mean_burst": (1, 2, 3, 5, 8, 20),
         "loss_in_burst": (0, 0.8, 0.9, 1.0, 1.0, 1.0),
         "partial_fraction": (0.3,),
     },

@@ -105,7 +105,7 @@ READ_NOISE = KindSpec(
         "doubling the variance of a read-noise-limited pixel."
     ),
     families=BOTH,
-    params=(Param("sigma_e", "e-", "nonneg", "added noise, 1 sigma"),),
+    params=(Param("sigma_e", "e-", "nonneg", "added noise, 1 sigma", high=1e6),),
     levels={"sigma_e": (0, 4, 8, 16, 32, 64)},
     is_off=lambda p: p["sigma_e"] == 0,
     apply=read_noise,
@@ -139,8 +139,8 @@ STRIPING_1F = KindSpec(
     ),
     families=BOTH,
     params=(
-        Param("sigma_e", "e-", "nonneg", "rms of the row offsets"),
-        Param("alpha", "", "nonneg", "spectral index: power ~ 1/f^alpha"),
+        Param("sigma_e", "e-", "nonneg", "rms of the row offsets", high=1e6),
+        Param("alpha", "", "nonneg", "spectral index: power ~ 1/f^alpha", high=10),
     ),
     levels={"sigma_e": (0, 2, 4, 8, 16, 32), "alpha": (1.0,)},
     is_off=lambda p: p["sigma_e"] == 0,

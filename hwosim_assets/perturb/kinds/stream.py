@@ -1,6 +1,13 @@
-"""Stream-level faults: declared here (parameters, levels, validation) so a
-profile can carry them, but applied by the stream replay, which owns packet
-delivery. :attr:`Profile.stream_faults` hands them over, resolved.
+"""Stream-level faults: declared here, once - parameters, bounds, levels - so
+that a profile can carry them; applied by the stream replay
+(:func:`hwosim_assets.stream.faults.plan_window`), which owns packet delivery
+and checks what it is handed against these same declarations
+(:meth:`KindSpec.check_params`). :attr:`Profile.stream_faults` hands them over,
+resolved.
+
+The upper bounds keep every accepted set plannable: at most one outage a
+second and a day long, a day of jitter, hold-backs no longer than the largest
+window (1,000,000 packets).
 """
 
 from __future__ import annotations
@@ -20,10 +27,10 @@ PACKET_LOSS = KindSpec(
     grounding=DSN,
     families=STREAM,
     params=(
-        Param("p_loss", "per packet", "probability", "long-run share of lost packets"),
-        Param("mean_burst", "packets", "nonneg", "mean length of a run of losses"),
+        Param("p_loss", "per packet", "below_one", "long-run share of lost packets"),
+        Param("mean_burst", "packets", "at_least_one", "mean length of a run of losses", high=1e6),
     ),
-    levels={"p_loss": (0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1), "mean_burst": (0, 1, 2, 3, 5, 10)},
+    levels={"p_loss": (0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1), "mean_burst": (1, 1, 2, 3, 5, 10)},
     is_off=lambda p: p["p_loss"] == 0,
 )
 
@@ -44,7 +51,7 @@ REORDERING = KindSpec(
     families=STREAM,
     params=(
         Param("p_reorder", "per packet", "probability", "chance a packet is held back"),
-        Param("max_delay_packets", "packets", "count", "largest hold-back"),
+        Param("max_delay_packets", "packets", "count", "largest hold-back", high=1_000_000),
     ),
     levels={"p_reorder": (0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1), "max_delay_packets": (0, 2, 4, 8, 16, 32)},
     is_off=lambda p: p["p_reorder"] == 0 or p["max_delay_packets"] == 0,
@@ -55,7 +62,7 @@ LATENCY_JITTER = KindSpec(
     summary="random delivery delay around the schedule",
     grounding="Ground network and processing queues add variable latency. " + DSN,
     families=STREAM,
-    params=(Param("sigma_s", "s", "nonneg", "delay spread, 1 sigma"),),
+    params=(Param("sigma_s", "s", "nonneg", "delay spread, 1 sigma", high=86_400),),
     levels={"sigma_s": (0, 0.01, 0.05, 0.2, 1.0, 5.0)},
     is_off=lambda p: p["sigma_s"] == 0,
 )
@@ -66,8 +73,8 @@ OUTAGE = KindSpec(
     grounding=DSN,
     families=STREAM,
     params=(
-        Param("rate_per_hour", "1/h", "nonneg", "outages per hour"),
-        Param("duration_s", "s", "nonneg", "length of one outage"),
+        Param("rate_per_hour", "1/h", "nonneg", "outages per hour", high=3600),
+        Param("duration_s", "s", "nonneg", "length of one outage", high=86_400),
     ),
     levels={"rate_per_hour": (0, 0.01, 0.03, 0.1, 0.3, 1.0), "duration_s": (0, 10, 30, 60, 300, 900)},
     is_off=lambda p: p["rate_per_hour"] == 0 or p["duration_s"] == 0,
