@@ -171,6 +171,7 @@ class StreamWriter:
         self.load_data_min_rows = load_data_min_rows
         self.retries = 0  # connection-loss retries so far (reported by replay)
         self.packets_written = 0  # deliveries (offsets) this writer committed itself
+        self._attempt = 0  # of the transaction under way (see write_batch)
         self._conn: sa.Connection | None = None
         # the two statements of every batch, as plain SQL (no per-call compile); values bound
         marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
@@ -218,6 +219,7 @@ class StreamWriter:
         """
         sleeps = backoff_schedule(self.backoff_s, self.max_backoff_s, self.max_retries)
         for attempt in range(self.max_retries + 1):
+            self._attempt = attempt
             try:
                 if self._conn is None:
                     self._conn = self.engine.connect()
@@ -327,7 +329,9 @@ class StreamWriter:
             if state is None or state.window != window:
                 raise StreamStateError(f"stream {self.stream}: window {window} is not the open window ({state})")
             if state.next_offset >= end_offset:
-                return 0, 0  # committed before (a retry whose commit went through, or another run)
+                # committed before: by this batch, when a retry finds that its lost commit went through
+                # (counted as ours), or by another run of the window (not ours)
+                return (rows.height, end_offset - first) if self._attempt > 0 and first is not None else (0, 0)
             pending = rows.filter(pl.col("offset") >= state.next_offset)
             if pending.height and int(pending["offset"][0]) != state.next_offset:
                 raise StreamStateError(

@@ -180,7 +180,8 @@ def stream_asset(family: Family) -> dg.AssetsDefinition:
         name=f"stream_{family.name}",
         group_name="streams",
         partitions_def=STREAM_PARTITIONS[family.name],
-        deps=[PERTURBED[family.name], stream_tables],
+        # a stream replays one observation x profile, named in streams.yaml, not by a partition mapping
+        deps=[dg.AssetDep(PERTURBED[family.name], partition_mapping=dg.AllPartitionMapping()), stream_tables],
         check_specs=checks.specs(f"stream_{family.name}"),
         kinds={"sql"},
         description=(
