@@ -18,6 +18,8 @@ from hwosim_assets.defs.lake.resources import (
     S3Lake,
     lake_from_url,
 )
+from hwosim_assets.defs.resources import resources_from_settings
+from hwosim_assets.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +281,71 @@ def test_s3_wrong_secret_and_missing_bucket_are_explained(seaweedfs, shared_buck
     with pytest.raises(LakeConfigError, match="does not exist"):
         lake_from_url("s3://no-such-bucket-here").check()
     lake_from_url(f"s3://{shared_bucket}").check()
+
+
+# ---------------------------------------------------------------- keys and URLs from hostile input
+
+
+@pytest.mark.parametrize(
+    "key, why",
+    [
+        ("raw/jwst/01366/" + "o" * 5000 + "/x.fits", "its part 4 is 5,000 bytes, more than the 255"),
+        ("raw/" + "/".join(["p" * 200] * 6), "more than the 1,024 bytes"),
+        ("raw/jwst/01366/abc\n/x.fits", "control characters"),
+        ("raw/\ud800.fits", "not valid Unicode"),
+    ],
+)
+def test_overlong_and_unstorable_keys_are_refused_before_writing(lake, key, why):
+    with pytest.raises(ValueError, match="invalid lake key") as refused:
+        lake.put_bytes(key, b"x")
+    assert why in str(refused.value)
+    assert len(str(refused.value)) < 400  # a 5,000-character id is abbreviated, not echoed
+    assert lake.list_keys("") == []
+
+
+def test_longest_allowed_parts_are_stored(lake):
+    key = "raw/" + "n" * 255 + "/" + "é" * 127 + "x"  # 255 bytes each (é is 2 bytes in UTF-8)
+    lake.put_bytes(key, b"edge")
+    assert lake.read_bytes(key) == b"edge"
+
+
+def test_s3_key_limit_counts_the_prefix(seaweedfs, s3_env, shared_bucket):
+    lake = lake_from_url(f"s3://{shared_bucket}/" + "/".join(["q" * 250] * 3))  # a 752-byte prefix
+    key = "/".join(["k" * 250] * 2)  # 501 bytes: fine alone, 1,254 under the prefix
+    with pytest.raises(ValueError, match="under the prefix .* more than the 1,024 an S3 key may have"):
+        lake.put_bytes(key, b"x")
+
+
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("s3://b/../victim", "'..' parts"),
+        ("s3://bucket/pre/../../victim", "'..' parts"),
+        ("s3://bucket/./p", "'.' or '..' parts"),
+        ("s3://bucket//p", "no leading '/'"),
+        ("s3://bucket/a//b", "no empty"),
+        ("s3://bucket/a\\..\\b", "backslashes"),
+        ("s3://bucket/%2e%2e/victim", "percent-escapes"),
+        ("s3://bucket/p?versionId=1", "no '?' or '#'"),
+        ("s3://bucket/p#frag", "no '?' or '#'"),
+        ("s3://bucket/p\n", "control characters"),
+        ("s3://..", "not a bucket name"),
+        ("s3://a..b/p", "not a bucket name"),
+        ("s3://bucket:9000/p", "not a bucket name"),
+        ("s3://-bucket/p", "not a bucket name"),
+        ("s3://b\\x/p", "not a bucket name"),
+        ("s3:///p", "expected s3://bucket/prefix"),
+        ("s3://", "expected s3://bucket/prefix"),
+        ("s3://bucket/" + "x" * 300, "its part 1 is 300 bytes"),
+    ],
+)
+def test_hostile_lake_urls_are_refused_at_load(url, why):
+    with pytest.raises(ValueError, match="HWOSIM_LAKE_URL") as refused:
+        resources_from_settings(Settings.from_env({"HWOSIM_LAKE_URL": url}))
+    assert why in str(refused.value)
+
+
+def test_lake_url_with_credentials_is_refused_without_echoing_them():
+    with pytest.raises(ValueError, match="credentials do not belong in the URL") as refused:
+        lake_from_url("s3://AKIAEXAMPLE:TopSecret42@bucket/p")
+    assert "TopSecret42" not in str(refused.value) and "AKIAEXAMPLE" not in str(refused.value)

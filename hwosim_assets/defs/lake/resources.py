@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import dagster as dg
 import polars as pl
@@ -63,20 +63,51 @@ class LakeConfigError(RuntimeError):
     """The lake cannot be used as configured (credentials, bucket, URL)."""
 
 
+MAX_KEY_BYTES = 1024  # S3's limit on a whole key (UTF-8), prefix included
+MAX_PART_BYTES = 255  # a file name's limit on Linux (NAME_MAX) and most filesystems
+
+
+def _show(key: str, limit: int = 80) -> str:
+    """A key for an error message: whole when short, else its start and its length,
+    so a hostile 5,000-character id does not swamp the message."""
+    if len(key) <= limit:
+        return repr(key)
+    return f"{key[:limit]!r}... ({len(key.encode('utf-8', 'surrogatepass')):,} bytes)"
+
+
 def check_key(key: str, prefix: bool = False) -> str:
     """Refuse keys that could escape the lake root or mean different objects
-    on the two backends: absolute, ``..``/``.`` parts, empty parts, backslashes.
-    With ``prefix=True`` an empty string or a trailing ``/`` is allowed."""
-    if not isinstance(key, str) or "\0" in key or "\\" in key:
-        raise ValueError(f"invalid lake key {key!r}")
+    on the two backends: absolute, ``..``/``.`` parts, empty parts, backslashes,
+    control characters (NUL ends a C string; a newline splits a log line).
+    With ``prefix=True`` an empty string or a trailing ``/`` is allowed.
+
+    Lengths are checked here too, the same for both backends, so that a key
+    built from a very long id fails with a message naming it rather than as an
+    ``OSError: File name too long`` deep in a write (or a 400 from S3)."""
+    if not isinstance(key, str) or "\\" in key or any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise ValueError(
+            f"invalid lake key {_show(key) if isinstance(key, str) else repr(key)}: no backslashes or control characters"
+        )
     if prefix and key == "":
         return key
     body = key[:-1] if prefix and key.endswith("/") else key
     parts = body.split("/")
     if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"invalid lake key {key!r}: no leading '/', no empty, '.' or '..' parts")
+        raise ValueError(f"invalid lake key {_show(key)}: no leading '/', no empty, '.' or '..' parts")
     if any(p.startswith(TMP_PREFIX) for p in parts):
-        raise ValueError(f"invalid lake key {key!r}: {TMP_PREFIX!r} is reserved")
+        raise ValueError(f"invalid lake key {_show(key)}: {TMP_PREFIX!r} is reserved")
+    try:
+        sizes = [len(p.encode("utf-8")) for p in parts]
+    except UnicodeEncodeError:  # lone surrogates: neither S3 nor a filesystem can store them
+        raise ValueError(f"invalid lake key {_show(key)}: not valid Unicode") from None
+    for i, size in enumerate(sizes, start=1):
+        if size > MAX_PART_BYTES:
+            raise ValueError(
+                f"invalid lake key {_show(key)}: its part {i} is {size:,} bytes, "
+                f"more than the {MAX_PART_BYTES} a file or folder name may have"
+            )
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise ValueError(f"invalid lake key {_show(key)}: more than the {MAX_KEY_BYTES:,} bytes an S3 key may have")
     return key
 
 
@@ -276,6 +307,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _redacted(url: str) -> str:
+    """The URL for a message, with any user:password@ replaced by ***@."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
 _NO_CREDENTIALS = (
     "no AWS credentials for {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
     "(or AWS_PROFILE, or run with an instance role)"
@@ -311,8 +350,17 @@ class S3Lake(LakeResource):
         return self._s3
 
     def _full(self, key: str) -> str:
+        """The stored key: the lake's prefix, then ``key``. S3's 1,024-byte
+        limit applies to the whole, so it is checked here, prefix included."""
         prefix = self.prefix.strip("/")
-        return f"{prefix}/{key}" if prefix else key
+        full = f"{prefix}/{key}" if prefix else key
+        if len(full.encode("utf-8")) > MAX_KEY_BYTES:
+            raise ValueError(
+                f"invalid lake key {_show(key)}: under the prefix {_show(prefix)} it is "
+                f"{len(full.encode('utf-8')):,} bytes, more than the {MAX_KEY_BYTES:,} an S3 key may have"
+            )
+        return full
+
 
     def _transfer_config(self):
         from boto3.s3.transfer import TransferConfig
@@ -443,29 +491,69 @@ class S3Lake(LakeResource):
             raise
 
 
+_BUCKET = re.compile(r"[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?", re.IGNORECASE)
+"""Bucket names as lenient as any S3 API is (AWS's rules for new buckets are
+stricter: lowercase, 3-63 characters); what matters here is that no '/',
+'\\', '@', ':' or '..' can make the bucket part name another place."""
+
+
+def _s3_location(url: str) -> tuple[str, str]:
+    """Bucket and prefix of an ``s3://bucket/prefix`` URL, refusing anything
+    that could name another place than it seems to: a prefix with ``.`` or
+    ``..`` parts (``s3://b/../victim``), empty parts or backslashes (the rules
+    of :func:`check_key`); percent-escapes (S3 keys are literal, so ``%2e%2e``
+    would not mean what it looks like); a query or fragment (silently dropped
+    otherwise); credentials or a port in the bucket's place. Control
+    characters are refused before, by :func:`lake_from_url`."""
+    where = f"HWOSIM_LAKE_URL={_show(_redacted(url))}"
+    parts = urlsplit(url)
+    bucket, path = parts.netloc, parts.path
+    if "@" in bucket:
+        raise ValueError(f"{where}: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if not bucket:
+        raise ValueError(f"{where}: expected s3://bucket/prefix")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(
+            f"{where}: {bucket!r} is not a bucket name (up to 255 letters, digits, '.', '-' or '_', "
+            "starting and ending with a letter or digit; an S3 endpoint goes in AWS_ENDPOINT_URL)"
+        )
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError(f"{where}: no '?' or '#' in the lake URL")
+    if "%" in path:
+        raise ValueError(f"{where}: percent-escapes are not decoded in an S3 prefix; write the prefix as it is")
+    prefix = path[1:] if path.startswith("/") else path
+    try:
+        check_key(prefix, prefix=True)
+    except ValueError as e:
+        raise ValueError(f"{where}: the prefix is refused, {e}") from None
+    return bucket, prefix.rstrip("/")
+
+
 def lake_from_url(url: str) -> LakeResource:
     """The lake named by HWOSIM_LAKE_URL: "" or a path or file:// = a local
     folder; s3://bucket/prefix = S3, at AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL
     when set (SeaweedFS, MinIO), else AWS itself."""
     if not url:
         return LocalLake(root=str(Path(".hwosim/lake").absolute()))
-    parsed = urlparse(url)
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):  # urlsplit would silently drop tabs and newlines
+        raise ValueError(f"HWOSIM_LAKE_URL={_show(_redacted(url))}: control characters (a stray newline or tab?)")
+    parsed = urlsplit(url)
     scheme = parsed.scheme.lower()
     if scheme == "" or re.fullmatch(r"[a-z]", scheme):  # a path (or a Windows drive letter)
         return LocalLake(root=str(Path(url).expanduser().absolute()))
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise ValueError(f"HWOSIM_LAKE_URL={url!r}: file:// URLs must name a local path")
+            raise ValueError(f"HWOSIM_LAKE_URL={_redacted(url)!r}: file:// URLs must name a local path")
         return LocalLake(root=unquote(parsed.path))
     if scheme == "s3":
-        if not parsed.netloc:
-            raise ValueError(f"HWOSIM_LAKE_URL={url!r}: expected s3://bucket/prefix")
+        bucket, prefix = _s3_location(url)
         return S3Lake(
-            bucket=parsed.netloc,
-            prefix=parsed.path.strip("/"),
+            bucket=bucket,
+            prefix=prefix,
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
             region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
         )
     raise ValueError(
-        f"HWOSIM_LAKE_URL={url!r}: unsupported scheme {scheme!r}; expected a path, file://path or s3://bucket/prefix"
+        f"HWOSIM_LAKE_URL={_redacted(url)!r}: unsupported scheme {scheme!r}; "
+        "expected a path, file://path or s3://bucket/prefix"
     )
