@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
+import re
+import time
 import tracemalloc
 
 import polars as pl
@@ -14,12 +17,14 @@ from hwosim_assets.defs.lake.resources import (
     TMP_PREFIX,
     LakeConfigError,
     LakeKeyError,
+    LakeUnreachableError,
     LocalLake,
     S3Lake,
     lake_from_url,
 )
 from hwosim_assets.defs.resources import resources_from_settings
 from hwosim_assets.settings import Settings
+from hwosim_assets_tests import services
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +55,13 @@ def _write_random(path, size: int) -> str:
     return digest.hexdigest()
 
 
-def _small_parts(lake, part_size_mb: int, max_concurrency: int, max_attempts: int = 5):
+def _small_parts(lake, part_size_mb: int, max_concurrency: int, max_attempts: int = 5, retry_seconds: float = 60):
     """The same lake with small multipart parts, so a test file spans several."""
     if isinstance(lake, LocalLake):
         return lake
     return S3Lake(bucket=lake.bucket, prefix=lake.prefix, endpoint_url=lake.endpoint_url,
-                  part_size_mb=part_size_mb, max_concurrency=max_concurrency, max_attempts=max_attempts)
+                  part_size_mb=part_size_mb, max_concurrency=max_concurrency, max_attempts=max_attempts,
+                  retry_seconds=retry_seconds)
 
 
 def _leftovers(lake, tmp_path) -> list[str]:
@@ -272,11 +278,14 @@ def test_s3_without_credentials_names_the_variables(seaweedfs, shared_bucket, mo
             use()
 
 
-def test_s3_wrong_secret_and_missing_bucket_are_explained(seaweedfs, shared_bucket, s3_env, monkeypatch):
+def test_s3_wrong_secret_and_missing_bucket_are_explained(seaweedfs, shared_bucket, s3_env, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    with pytest.raises(LakeConfigError, match="rejected the credentials") as rejected:
-        lake_from_url(f"s3://{shared_bucket}").put_bytes("k", b"x")
-    assert seaweedfs.secret_key not in str(rejected.value)
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    for write in (lambda lake: lake.put_bytes("k", b"x"), lambda lake: lake.put_file("k", src)):
+        with pytest.raises(LakeConfigError, match="rejected the credentials") as rejected:
+            write(lake_from_url(f"s3://{shared_bucket}"))
+        assert seaweedfs.secret_key not in str(rejected.value)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
     with pytest.raises(LakeConfigError, match="does not exist"):
         lake_from_url("s3://no-such-bucket-here").check()
@@ -349,3 +358,92 @@ def test_lake_url_with_credentials_is_refused_without_echoing_them():
     with pytest.raises(ValueError, match="credentials do not belong in the URL") as refused:
         lake_from_url("s3://AKIAEXAMPLE:TopSecret42@bucket/p")
     assert "TopSecret42" not in str(refused.value) and "AKIAEXAMPLE" not in str(refused.value)
+
+
+def test_lake_retry_budget_comes_from_settings():
+    lake = resources_from_settings(
+        Settings.from_env({"HWOSIM_LAKE_URL": "s3://bucket/p", "HWOSIM_LAKE_RETRY_SECONDS": "7.5"})
+    )["lake"]
+    assert isinstance(lake, S3Lake) and lake.retry_seconds == 7.5
+    assert Settings.from_env({}).lake_retry_seconds == S3Lake(bucket="b").retry_seconds == 60
+    for bad in ("-1", "nan", "inf", "soon"):
+        with pytest.raises(ValueError, match=f"HWOSIM_LAKE_RETRY_SECONDS='{bad}'"):
+            Settings.from_env({"HWOSIM_LAKE_RETRY_SECONDS": bad})
+
+
+# ---------------------------------------------------------------- S3 outages and interrupted uploads
+
+
+def _assert_hides_secrets(fs, text: str) -> None:
+    assert fs.secret_key not in text and fs.access_key not in text
+    assert "uploadId" not in text and "Could not connect to the endpoint URL" not in text  # botocore's own message
+
+
+@pytest.mark.slow
+def test_unreachable_lake_says_so_for_every_operation(seaweedfs, s3_env, tmp_path, caplog):
+    (port,) = services.free_ports(1)  # nothing listens there
+    lake = S3Lake(bucket="hwosim-gone", prefix="p", endpoint_url=f"http://127.0.0.1:{port}",
+                  max_attempts=1, retry_seconds=2)
+    src = tmp_path / "a.fits"
+    src.write_bytes(b"SIMPLE")
+    operations = {
+        "writing raw/a.fits": lambda: lake.put_file("raw/a.fits", src),
+        "writing raw/b.txt": lambda: lake.put_bytes("raw/b.txt", b"b"),
+        "reading raw/a.fits": lambda: lake.read_bytes("raw/a.fits"),
+        "reading raw/c.fits": lambda: lake.get_file("raw/c.fits", tmp_path / "c.fits"),
+        "reading raw/d.fits": lambda: lake.info("raw/d.fits"),
+        "listing raw/": lambda: lake.list_keys("raw/"),
+        "deleting raw/a.fits": lambda: lake.delete("raw/a.fits"),
+        "checking the bucket": lake.check,
+    }
+    caplog.set_level(logging.WARNING)
+    for doing, operation in operations.items():
+        started = time.monotonic()
+        with pytest.raises(LakeUnreachableError) as unreachable:
+            operation()
+        took = time.monotonic() - started
+        message = str(unreachable.value)
+        assert message.startswith(
+            f"S3 lake s3://hwosim-gone/p at http://127.0.0.1:{port} is unreachable while {doing} "
+            "(EndpointConnectionError) after "
+        ), message
+        attempts = int(re.search(r"after (\d+) attempts over", message).group(1))
+        assert attempts >= 2 and 2 <= took < 15, (attempts, took)  # retried until the budget was spent
+        assert "no answer for" in message and "HWOSIM_LAKE_RETRY_SECONDS=2" in message
+        assert unreachable.value.__suppress_context__  # the botocore error (and its URL) is not chained
+        _assert_hides_secrets(seaweedfs, message)
+    assert "did not answer while writing raw/a.fits" in caplog.text  # each retry is logged
+    _assert_hides_secrets(seaweedfs, caplog.text)
+    assert not (tmp_path / "c.fits").exists()
+
+
+@pytest.mark.slow
+def test_restart_during_a_write_is_ridden_out_within_the_budget(seaweedfs, s3_env, shared_bucket, tmp_path, caplog):
+    src = tmp_path / "big.fits"
+    sha = _write_random(src, 32 << 20)
+    # max_attempts=2: botocore alone gives up within a second or two; a
+    # SeaweedFS restart takes 10-20 s, so only the lake's own retries can bridge it
+    lake = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
+                  part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=90)
+    key, sent, restarted = "raw/big.fits", [], []
+
+    def restart_after_10_mib(n):
+        sent.append(n)
+        if sum(sent) > 10 << 20 and not restarted:
+            seaweedfs.stop()
+            restarted.append(time.monotonic())
+            seaweedfs.start(wait=False)  # back when it is back, as under a service manager
+
+    caplog.set_level(logging.WARNING)
+    try:
+        info = lake.put_file(key, src, progress=restart_after_10_mib)
+        recovered = time.monotonic() - restarted[0]
+    finally:
+        seaweedfs.start()  # waits until writable, whatever happened
+    print(f"\nwrite completed {recovered:.1f} s after SeaweedFS was stopped and restarted")
+    assert restarted and recovered > 3  # there really was an outage to ride out
+    assert "did not answer while writing raw/big.fits" in caplog.text
+    assert (info.size, info.sha256) == (32 << 20, sha)
+    assert lake.info(key).sha256 == sha
+    body = seaweedfs.client().get_object(Bucket=shared_bucket, Key=f"{tmp_path.name}/{key}")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
+import math
 import os
+import random
 import re
 import shutil
 import tempfile
+import time
 from abc import abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import dagster as dg
@@ -307,6 +310,69 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_NO_CREDENTIALS = (
+    "no AWS credentials for {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+    "(or AWS_PROFILE, or run with an instance role)"
+)
+
+DEFAULT_RETRY_SECONDS = 60.0  # HWOSIM_LAKE_RETRY_SECONDS's default (settings.py)
+BACKOFF_FIRST_S = 1.0  # first pause between whole-operation attempts; doubles each time
+BACKOFF_MAX_S = 10.0  # longest pause, so a lake that is back is noticed within ~10 s
+CONNECT_TIMEOUT_S = 10.0  # botocore waits 60 s by default: against a host that drops packets, per attempt
+
+_log = dg.get_dagster_logger("hwosim.lake")
+
+
+class LakeUnreachableError(RuntimeError):
+    """S3 did not answer (refused or dropped connections, timeouts, 5xx answers)
+    for longer than the retry budget. The message names the lake, its endpoint
+    and what was being done; never a request URL or a credential."""
+
+
+def _underlying(error: BaseException) -> BaseException:
+    """The botocore error behind boto3's transfer wrappers, which hide it:
+    ``S3UploadFailedError`` keeps it only as ``__context__``,
+    ``RetriesExceededError`` as ``last_exception``."""
+    from boto3.exceptions import RetriesExceededError, S3UploadFailedError
+
+    if isinstance(error, RetriesExceededError) and error.last_exception is not None:
+        return error.last_exception
+    if isinstance(error, S3UploadFailedError) and error.__context__ is not None:
+        return error.__context__
+    return error
+
+
+def _transient(error: BaseException) -> bool:
+    """True for what a stopped, restarting or overloaded S3 gives: worth waiting for.
+    Everything else (credentials, a missing bucket or key, a failing source
+    file, a certificate problem) fails at once."""
+    from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError, SSLError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(error, SSLError):
+        return False
+    if isinstance(error, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        code = error.response.get("Error", {}).get("Code", "")
+        return status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout", "ServiceUnavailable")
+    return False
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, for a message: the error class and, for an S3 answer,
+    its code and HTTP status. Never str(error): botocore's messages quote the
+    request URL (with upload ids, and for presigned requests a signature)."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = error.response.get("Error", {}).get("Code") or "no code"
+        return f"{type(error).__name__} {code}, HTTP {status}"
+    return type(error).__name__
+
+
 def _redacted(url: str) -> str:
     """The URL for a message, with any user:password@ replaced by ***@."""
     parts = urlsplit(url)
@@ -315,17 +381,15 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
-_NO_CREDENTIALS = (
-    "no AWS credentials for {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-    "(or AWS_PROFILE, or run with an instance role)"
-)
-
-
 class S3Lake(LakeResource):
     """The lake in an S3 bucket, on AWS or any S3 API (SeaweedFS, MinIO).
 
-    The boto3 client comes from dagster-aws's ``construct_s3_client`` (its
-    retry policy included) and is built once per resource instance.
+    One boto3 client per resource instance, with botocore's "standard" retry
+    mode (``max_attempts`` = 5: at most 15 s of backoff in all). That rides out a
+    dropped request, but not a restarting S3, which takes tens of seconds to
+    answer again. So every operation is also retried whole, with backoff,
+    until S3 has not answered for ``retry_seconds`` (HWOSIM_LAKE_RETRY_SECONDS);
+    then it fails with a :class:`LakeUnreachableError` that says so.
     """
 
     bucket: str
@@ -335,19 +399,35 @@ class S3Lake(LakeResource):
     part_size_mb: int = 16
     max_concurrency: int = 4
     max_attempts: int = 5
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
 
     _s3: Any = PrivateAttr(default=None)
+    _last_answer: float = PrivateAttr(default=float("-inf"))  # time.monotonic() of S3's last answer
 
     # -- plumbing -----------------------------------------------------------------
 
     def _client(self) -> Any:
+        """The boto3 client; credentials come from boto3's own chain, never from here."""
         if self._s3 is None:
-            from dagster_aws.s3.utils import construct_s3_client
+            import boto3
+            from botocore.config import Config
 
-            self._s3 = construct_s3_client(
-                max_attempts=self.max_attempts, region_name=self.region_name, endpoint_url=self.endpoint_url
+            config = Config(
+                retries={"max_attempts": self.max_attempts, "mode": "standard"}, connect_timeout=CONNECT_TIMEOUT_S
             )
+            client = boto3.session.Session().client(
+                "s3", region_name=self.region_name, endpoint_url=self.endpoint_url, config=config
+            )
+            client.meta.events.register("after-call.s3", self._answered)
+            self._s3 = client
         return self._s3
+
+    def _answered(self, http_response: Any = None, **_: Any) -> None:
+        """botocore hook, run after every response: note when S3 last answered.
+        A 5xx is not an answer (a starting or failing S3 sends those), and a
+        refused connection never gets here."""
+        if http_response is not None and http_response.status_code < 500:
+            self._last_answer = time.monotonic()
 
     def _full(self, key: str) -> str:
         """The stored key: the lake's prefix, then ``key``. S3's 1,024-byte
@@ -361,6 +441,12 @@ class S3Lake(LakeResource):
             )
         return full
 
+    def _endpoint(self) -> str:
+        """Where requests go, for messages: scheme, host and port only."""
+        if not self.endpoint_url:
+            return f"AWS S3 ({self.region_name or 'default region'})"
+        parts = urlsplit(self.endpoint_url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
     def _transfer_config(self):
         from boto3.s3.transfer import TransferConfig
@@ -368,8 +454,9 @@ class S3Lake(LakeResource):
         part = self.part_size_mb << 20
         return TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=self.max_concurrency)
 
-    def _translate(self, error: Exception, key: str | None = None) -> Exception:
-        """Turn botocore's errors into ones that say what to fix, or return it unchanged."""
+    def _translate(self, error: BaseException, missing: str | None = None, doing: str = "") -> BaseException:
+        """Turn botocore's errors into ones that say what to fix, or return it
+        unchanged. ``missing``: the key for which a 404 means "no such object"."""
         from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
         if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
@@ -378,49 +465,86 @@ class S3Lake(LakeResource):
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return LakeConfigError(
-                    f"S3 at {self.endpoint_url or 'AWS'} rejected the credentials ({code}) for {self.uri()}: "
+                    f"S3 at {self._endpoint()} rejected the credentials ({code}) for {self.uri()}: "
                     "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                 )
             if code == "NoSuchBucket":
                 return LakeConfigError(f"bucket {self.bucket!r} does not exist (HWOSIM_LAKE_URL={self.uri()})")
-            if key is not None and code in ("404", "NoSuchKey", "NotFound"):
-                return LakeKeyError(f"no object {self.uri(key)} in the lake")
+            if missing is not None and code in ("404", "NoSuchKey", "NotFound"):
+                return LakeKeyError(f"no object {self.uri(missing)} in the lake")
         return error
 
-    @contextmanager
-    def _errors(self, key: str | None = None) -> Iterator[None]:
-        try:
-            yield
-        except Exception as e:
-            translated = self._translate(e, key)
-            if translated is e:
-                raise
-            raise translated from None
+    def _retrying(self, doing: str, attempt: Callable[[], Any], missing: str | None = None) -> Any:
+        """Run ``attempt`` (one whole operation: a PUT, a multipart upload, a
+        listing) until it succeeds. Transient failures (see :func:`_transient`)
+        are retried with exponential backoff until S3 has given no answer for
+        ``retry_seconds``, counted from its last answer to any request of this
+        lake (or from the start of the operation, if later). So a long upload
+        whose parts were going through still gets the whole budget when S3
+        goes away near its end. An attempt under way when the budget runs out
+        is not cut short: giving up can come up to one attempt (botocore's own
+        retries) later. Other errors are translated (:meth:`_translate`) and
+        raised at once.
 
-    def _call(self, method: str, key: str | None = None, **kwargs) -> Any:
-        with self._errors(key):
-            return getattr(self._client(), method)(Bucket=self.bucket, **kwargs)
+        ``doing`` ("writing raw/...") goes into the error messages; ``missing``,
+        for reads, is the key whose 404 becomes a :class:`LakeKeyError`."""
+        started, pause = time.monotonic(), BACKOFF_FIRST_S
+        for attempts in itertools.count(1):
+            try:
+                return attempt()
+            except Exception as error:
+                cause = _underlying(error)
+                if not _transient(cause):
+                    translated = self._translate(cause, missing, doing)
+                    if translated is cause:
+                        raise
+                    raise translated from None
+                now = time.monotonic()
+                silent = now - max(self._last_answer, started)
+                if silent >= self.retry_seconds:
+                    # from None: the botocore error's message quotes the request URL
+                    raise LakeUnreachableError(
+                        f"S3 lake {self.uri()} at {self._endpoint()} is unreachable while {doing} "
+                        f"({_reason(cause)}) after {attempts} attempt{'s' * (attempts > 1)} over "
+                        f"{now - started:.1f} s; no answer for {silent:.1f} s, more than "
+                        f"HWOSIM_LAKE_RETRY_SECONDS={self.retry_seconds:g}"
+                    ) from None
+                # jitter, so that writers cut off together do not all retry together
+                wait = min(pause * random.uniform(0.5, 1.0), self.retry_seconds - silent)
+                _log.warning(
+                    f"S3 lake {self.uri()} at {self._endpoint()} did not answer while {doing} "
+                    f"({_reason(cause)}); attempt {attempts + 1} in {wait:.1f} s, "
+                    f"giving up after {self.retry_seconds - silent:.0f} s more without an answer"
+                )
+                time.sleep(wait)
+                pause = min(pause * 2, BACKOFF_MAX_S)
+        raise AssertionError("unreachable")  # itertools.count never ends
 
     # -- the lake API ---------------------------------------------------------------
 
     def put_file(self, key, path, progress=None) -> ObjectInfo:
         check_key(key)
+        full = self._full(key)
         size, sha = os.stat(path).st_size, sha256_of(path)  # metadata must be known before the upload starts
-        with self._errors():
-            # upload_file streams from disk in parts and aborts the multipart upload on failure
+
+        def upload() -> None:
+            # streams from disk in parts; on failure boto3 aborts the multipart upload
             self._client().upload_file(
                 str(path),
                 self.bucket,
-                self._full(key),
+                full,
                 ExtraArgs={"Metadata": {"sha256": sha}},
                 Config=self._transfer_config(),
                 Callback=progress,
             )
+
+        self._retrying(f"writing {key}", upload)
         return ObjectInfo(key, size, sha)
 
     def put_fileobj(self, key, fileobj, progress=None) -> ObjectInfo:
         """Spool to a temporary file first: S3 metadata (the SHA-256) has to be
-        sent before the data, and a stream can be read only once."""
+        sent before the data, a stream can be read only once, and a retried
+        upload has to send the data again."""
         check_key(key)
         with tempfile.TemporaryDirectory(prefix="hwosim-spool-") as tmp:
             path = Path(tmp) / "object"
@@ -430,44 +554,60 @@ class S3Lake(LakeResource):
 
     def put_bytes(self, key, data) -> ObjectInfo:
         check_key(key)
+        full = self._full(key)
         sha = hashlib.sha256(data).hexdigest()
-        self._call("put_object", Key=self._full(key), Body=data, Metadata={"sha256": sha})
+
+        def put() -> None:
+            self._client().put_object(Bucket=self.bucket, Key=full, Body=data, Metadata={"sha256": sha})
+
+        self._retrying(f"writing {key}", put)
         return ObjectInfo(key, len(data), sha)
 
     def read_bytes(self, key) -> bytes:
         check_key(key)
-        return self._call("get_object", key, Key=self._full(key))["Body"].read()
+        full = self._full(key)
+        # the body is read inside the attempt: a connection dropped mid-body is retried too
+        return self._retrying(
+            f"reading {key}", lambda: self._client().get_object(Bucket=self.bucket, Key=full)["Body"].read(), missing=key
+        )
 
     def get_file(self, key, dest_path) -> Path:
         check_key(key)
-        dest = Path(dest_path)
+        full, dest = self._full(key), Path(dest_path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with self._errors(key):
-            # s3transfer downloads to a temporary name and renames it when complete
-            self._client().download_file(self.bucket, self._full(key), str(dest), Config=self._transfer_config())
+        # s3transfer downloads to a temporary name and renames it when complete
+        self._retrying(
+            f"reading {key}",
+            lambda: self._client().download_file(self.bucket, full, str(dest), Config=self._transfer_config()),
+            missing=key,
+        )
         return dest
 
     def info(self, key) -> ObjectInfo | None:
         check_key(key)
+        full = self._full(key)
         try:
-            head = self._call("head_object", key, Key=self._full(key))
+            head = self._retrying(
+                f"reading {key}", lambda: self._client().head_object(Bucket=self.bucket, Key=full), missing=key
+            )
         except LakeKeyError:
             return None
         return ObjectInfo(key, int(head["ContentLength"]), head.get("Metadata", {}).get("sha256"))
 
     def list_keys(self, prefix="") -> list[str]:
         check_key(prefix, prefix=True)
-        base = self._full("")
-        keys: list[str] = []
-        with self._errors():
-            pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._full(prefix))
-            for page in pages:
-                keys.extend(obj["Key"][len(base) :] for obj in page.get("Contents", []))
-        return sorted(keys)
+        base, full = self._full(""), self._full(prefix)
+
+        def listing() -> list[str]:
+            pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+            return [obj["Key"][len(base) :] for page in pages for obj in page.get("Contents", [])]
+
+        return sorted(self._retrying(f"listing {prefix or 'all keys'}", listing))
 
     def delete(self, key) -> None:
         check_key(key)
-        self._call("delete_object", Key=self._full(key))
+        full = self._full(key)
+        self._retrying(f"deleting {key}", lambda: self._client().delete_object(Bucket=self.bucket, Key=full))
 
     def uri(self, key="") -> str:
         check_key(key, prefix=True)
@@ -478,7 +618,7 @@ class S3Lake(LakeResource):
         from botocore.exceptions import ClientError
 
         try:
-            self._call("head_bucket")
+            self._retrying("checking the bucket", lambda: self._client().head_bucket(Bucket=self.bucket))
         except ClientError as e:  # HEAD answers carry no error code, only the status
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404:
@@ -529,10 +669,12 @@ def _s3_location(url: str) -> tuple[str, str]:
     return bucket, prefix.rstrip("/")
 
 
-def lake_from_url(url: str) -> LakeResource:
+def lake_from_url(url: str, retry_seconds: float = DEFAULT_RETRY_SECONDS) -> LakeResource:
     """The lake named by HWOSIM_LAKE_URL: "" or a path or file:// = a local
     folder; s3://bucket/prefix = S3, at AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL
-    when set (SeaweedFS, MinIO), else AWS itself."""
+    when set (SeaweedFS, MinIO), else AWS itself. ``retry_seconds``
+    (HWOSIM_LAKE_RETRY_SECONDS) is how long an S3 operation waits for S3 to
+    answer again; a local folder does not retry."""
     if not url:
         return LocalLake(root=str(Path(".hwosim/lake").absolute()))
     if any(ord(c) < 32 or ord(c) == 127 for c in url):  # urlsplit would silently drop tabs and newlines
@@ -546,12 +688,15 @@ def lake_from_url(url: str) -> LakeResource:
             raise ValueError(f"HWOSIM_LAKE_URL={_redacted(url)!r}: file:// URLs must name a local path")
         return LocalLake(root=unquote(parsed.path))
     if scheme == "s3":
+        if not (retry_seconds >= 0 and math.isfinite(retry_seconds)):
+            raise ValueError(f"HWOSIM_LAKE_RETRY_SECONDS={retry_seconds!r}: expected a number of seconds >= 0")
         bucket, prefix = _s3_location(url)
         return S3Lake(
             bucket=bucket,
             prefix=prefix,
             endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
             region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+            retry_seconds=retry_seconds,
         )
     raise ValueError(
         f"HWOSIM_LAKE_URL={_redacted(url)!r}: unsupported scheme {scheme!r}; "
