@@ -374,6 +374,14 @@ def test_lake_retry_budget_comes_from_settings():
 # ---------------------------------------------------------------- S3 outages and interrupted uploads
 
 
+def _open_uploads(fs, lake: S3Lake, key: str) -> list[str]:
+    """Multipart uploads S3 still holds open for exactly this key (asked with
+    the test's own client, not the lake's)."""
+    full = f"{lake.prefix}/{key}"
+    pages = fs.client().get_paginator("list_multipart_uploads").paginate(Bucket=lake.bucket, Prefix=full)
+    return [u["UploadId"] for page in pages for u in page.get("Uploads", []) if u["Key"] == full]
+
+
 def _assert_hides_secrets(fs, text: str) -> None:
     assert fs.secret_key not in text and fs.access_key not in text
     assert "uploadId" not in text and "Could not connect to the endpoint URL" not in text  # botocore's own message
@@ -417,6 +425,93 @@ def test_unreachable_lake_says_so_for_every_operation(seaweedfs, s3_env, tmp_pat
     assert not (tmp_path / "c.fits").exists()
 
 
+@pytest.mark.parametrize("write", ["put_file", "put_bytes"])
+def test_upload_left_open_by_a_crash_is_aborted_by_the_next_write(seaweedfs, s3_env, shared_bucket, tmp_path, write):
+    lake = lake_from_url(f"s3://{shared_bucket}/{tmp_path.name}")
+    key, s3 = "raw/jwst/01366/o1/x1dints.fits", seaweedfs.client()
+    for crashed in (key, key + ".bak"):  # what a killed process leaves: created, one part sent, never completed
+        upload = s3.create_multipart_upload(Bucket=shared_bucket, Key=f"{tmp_path.name}/{crashed}")
+        s3.upload_part(Bucket=shared_bucket, Key=f"{tmp_path.name}/{crashed}", UploadId=upload["UploadId"],
+                       PartNumber=1, Body=os.urandom(5 << 20))
+    assert len(_open_uploads(seaweedfs, lake, key)) == 1
+
+    src = tmp_path / "x1dints.fits"
+    src.write_bytes(b"SIMPLE  =                    T")
+    lake.put_file(key, src) if write == "put_file" else lake.put_bytes(key, src.read_bytes())
+
+    assert _open_uploads(seaweedfs, lake, key) == []
+    assert len(_open_uploads(seaweedfs, lake, key + ".bak")) == 1  # another key's upload is not ours to abort
+    assert lake.read_bytes(key) == src.read_bytes()
+
+
+def test_two_writes_of_one_key_at_once_never_mix(seaweedfs, s3_env, shared_bucket, tmp_path):
+    """The known cost of cleaning up on every write: a second writer of the same
+    key aborts the first one's upload. The first then fails saying so, and the
+    object is the second one's, whole."""
+    first = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
+                   part_size_mb=5, max_concurrency=1)
+    second = lake_from_url(f"s3://{shared_bucket}/{tmp_path.name}")
+    src = tmp_path / "big.bin"
+    _write_random(src, 20 << 20)
+    sent = []
+
+    def second_writer_after_6_mib(n):
+        sent.append(n)
+        if sum(sent) > 6 << 20 and not second.exists("k"):
+            second.put_bytes("k", b"second")
+
+    with pytest.raises(RuntimeError, match="multipart upload was aborted while writing k, most likely by another write"):
+        first.put_file("k", src, progress=second_writer_after_6_mib)
+    assert first.read_bytes("k") == b"second"
+    assert _open_uploads(seaweedfs, first, "k") == []
+
+
+@pytest.mark.slow
+def test_outage_mid_upload_fails_clearly_and_the_rerun_leaves_no_open_upload(
+    seaweedfs, s3_env, shared_bucket, tmp_path, caplog
+):
+    src = tmp_path / "big_x1dints.fits"
+    sha = _write_random(src, 64 << 20)
+    # botocore's own retries cut to 2 attempts and a 3 s budget: the outage
+    # outlasts both, and the test stays quick
+    lake = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
+                  part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=3)
+    key = "raw/jwst/01366/jw01366-o001/big_x1dints.fits"
+    sent = []
+
+    def outage_after_16_mib(n):
+        sent.append(n)
+        if sum(sent) > 16 << 20 and seaweedfs.server.alive:
+            seaweedfs.stop()
+
+    caplog.set_level(logging.WARNING)
+    started = time.monotonic()
+    try:
+        with pytest.raises(LakeUnreachableError) as outage:
+            lake.put_file(key, src, progress=outage_after_16_mib)
+        gave_up = time.monotonic() - started
+    finally:
+        seaweedfs.start()
+    message = str(outage.value)
+    print(f"\ngave up after {gave_up:.1f} s: {message}")
+    assert message.startswith(
+        f"S3 lake s3://{shared_bucket}/{tmp_path.name} at {seaweedfs.endpoint_url} is unreachable while writing {key} ("
+    ), message
+    assert "HWOSIM_LAKE_RETRY_SECONDS" in message
+    _assert_hides_secrets(seaweedfs, message + caplog.text)
+    assert 16 << 20 < sum(sent) < 64 << 20  # it failed mid-upload
+    # boto3's abort could not reach S3 either: the upload is still open
+    assert len(_open_uploads(seaweedfs, lake, key)) == 1
+    assert lake.info(key) is None  # and nothing half-written is visible
+
+    info = lake.put_file(key, src)  # the rerun
+
+    assert (info.size, info.sha256) == (64 << 20, sha)
+    body = seaweedfs.client().get_object(Bucket=shared_bucket, Key=f"{tmp_path.name}/{key}")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha
+    assert _open_uploads(seaweedfs, lake, key) == []
+
+
 @pytest.mark.slow
 def test_restart_during_a_write_is_ridden_out_within_the_budget(seaweedfs, s3_env, shared_bucket, tmp_path, caplog):
     src = tmp_path / "big.fits"
@@ -447,3 +542,4 @@ def test_restart_during_a_write_is_ridden_out_within_the_budget(seaweedfs, s3_en
     assert lake.info(key).sha256 == sha
     body = seaweedfs.client().get_object(Bucket=shared_bucket, Key=f"{tmp_path.name}/{key}")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha
+    assert _open_uploads(seaweedfs, lake, key) == []  # the interrupted attempt's upload was aborted

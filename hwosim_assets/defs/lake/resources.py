@@ -5,7 +5,8 @@ where the lake is. Three promises hold on both:
 
 * objects are written whole or not at all: a local write goes to a temporary
   file in the destination folder, is fsynced, then renamed over the key; an S3
-  write is a single PUT or a multipart upload that boto3 aborts on failure;
+  write is a single PUT or a multipart upload, aborted on failure, or by the
+  next write of the same key when S3 itself was gone (see ``S3Lake``);
 * large files stream: nothing reads a whole file into memory (multipart parts
   of ``part_size_mb``, 1 MiB copy buffers locally);
 * every object written here carries its SHA-256 (S3 metadata
@@ -390,6 +391,16 @@ class S3Lake(LakeResource):
     answer again. So every operation is also retried whole, with backoff,
     until S3 has not answered for ``retry_seconds`` (HWOSIM_LAKE_RETRY_SECONDS);
     then it fails with a :class:`LakeUnreachableError` that says so.
+
+    Multipart uploads: boto3 aborts a failed one, but the abort is one more
+    request to the same S3, which fails if S3 is what went away (and nothing
+    runs if the process is killed). An open upload keeps its parts (billed
+    storage on AWS) until it is aborted. So every write first lists the
+    uploads still open for its exact key and aborts them: the next write of a
+    key cleans up after any earlier interrupted one. The price is one LIST per
+    write, and two writers of the same key at the same moment are not
+    supported (the later one would abort the earlier one's upload, which then
+    fails; it never lands a mixed object).
     """
 
     bucket: str
@@ -403,6 +414,7 @@ class S3Lake(LakeResource):
 
     _s3: Any = PrivateAttr(default=None)
     _last_answer: float = PrivateAttr(default=float("-inf"))  # time.monotonic() of S3's last answer
+    _cleanup_denied: bool = PrivateAttr(default=False)
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -472,6 +484,12 @@ class S3Lake(LakeResource):
                 return LakeConfigError(f"bucket {self.bucket!r} does not exist (HWOSIM_LAKE_URL={self.uri()})")
             if missing is not None and code in ("404", "NoSuchKey", "NotFound"):
                 return LakeKeyError(f"no object {self.uri(missing)} in the lake")
+            if code == "NoSuchUpload":
+                return RuntimeError(
+                    f"S3 lake {self.uri()}: the multipart upload was aborted while {doing}, most likely by another "
+                    "write of the same key at the same moment (every write aborts the uploads left open for its "
+                    "key); this write stored nothing"
+                )
         return error
 
     def _retrying(self, doing: str, attempt: Callable[[], Any], missing: str | None = None) -> Any:
@@ -520,6 +538,36 @@ class S3Lake(LakeResource):
                 pause = min(pause * 2, BACKOFF_MAX_S)
         raise AssertionError("unreachable")  # itertools.count never ends
 
+    def _abort_open_uploads(self, key: str) -> int:
+        """Abort the multipart uploads still open for exactly ``key``, left by
+        an earlier write that was interrupted (see the class docstring); return
+        how many. Without the permissions to list or abort uploads (AWS:
+        s3:ListBucketMultipartUploads, s3:AbortMultipartUpload) it warns once
+        and lets the write go on."""
+        from botocore.exceptions import ClientError
+
+        if self._cleanup_denied:
+            return 0
+        client, full = self._client(), self._full(key)
+        try:
+            pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=full)
+            open_ids = [u["UploadId"] for page in pages for u in page.get("Uploads", []) if u["Key"] == full]
+            for upload_id in open_ids:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("AccessDenied", "NotImplemented"):
+                raise
+            self._cleanup_denied = True
+            _log.warning(
+                f"cannot list or abort multipart uploads in {self.uri()} ({_reason(error)}): uploads "
+                "interrupted by a crash or an outage stay open; grant s3:ListBucketMultipartUploads and "
+                "s3:AbortMultipartUpload, or add a lifecycle rule AbortIncompleteMultipartUpload"
+            )
+            return 0
+        if open_ids:
+            _log.info(f"aborted {len(open_ids)} multipart upload(s) left open for {self.uri(key)} by an interrupted write")
+        return len(open_ids)
+
     # -- the lake API ---------------------------------------------------------------
 
     def put_file(self, key, path, progress=None) -> ObjectInfo:
@@ -528,7 +576,9 @@ class S3Lake(LakeResource):
         size, sha = os.stat(path).st_size, sha256_of(path)  # metadata must be known before the upload starts
 
         def upload() -> None:
-            # streams from disk in parts; on failure boto3 aborts the multipart upload
+            self._abort_open_uploads(key)
+            # streams from disk in parts; on failure boto3 aborts the multipart
+            # upload if S3 still answers (and the next write of the key if not)
             self._client().upload_file(
                 str(path),
                 self.bucket,
@@ -558,6 +608,7 @@ class S3Lake(LakeResource):
         sha = hashlib.sha256(data).hexdigest()
 
         def put() -> None:
+            self._abort_open_uploads(key)
             self._client().put_object(Bucket=self.bucket, Key=full, Body=data, Metadata={"sha256": sha})
 
         self._retrying(f"writing {key}", put)
