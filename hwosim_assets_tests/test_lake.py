@@ -1,4 +1,6 @@
-"""The same lake tests, run on a local folder and on S3 (SeaweedFS)."""
+"""The same lake tests, run on a local folder and on S3 (SeaweedFS); then keys
+and URLs from hostile input, and S3 outages: SeaweedFS stopped, restarted or
+killed mid-upload, and multipart uploads left open by a crash."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ import io
 import logging
 import os
 import re
+import threading
 import time
 import tracemalloc
 
+import dagster as dg
 import polars as pl
 import pytest
 
+from hwosim_assets.defs.lake.layout import raw_key
 from hwosim_assets.defs.lake.resources import (
     TMP_PREFIX,
     LakeConfigError,
@@ -23,8 +28,10 @@ from hwosim_assets.defs.lake.resources import (
     lake_from_url,
 )
 from hwosim_assets.defs.resources import resources_from_settings
+from hwosim_assets.ingest import sample
 from hwosim_assets.settings import Settings
 from hwosim_assets_tests import services
+from hwosim_assets_tests.pipeline import materialize
 
 
 @pytest.fixture(scope="module")
@@ -543,3 +550,63 @@ def test_restart_during_a_write_is_ridden_out_within_the_budget(seaweedfs, s3_en
     body = seaweedfs.client().get_object(Bucket=shared_bucket, Key=f"{tmp_path.name}/{key}")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha
     assert _open_uploads(seaweedfs, lake, key) == []  # the interrupted attempt's upload was aborted
+
+
+@pytest.mark.slow
+def test_pipeline_run_cut_by_an_s3_crash_leaves_no_open_upload_after_the_next_run(
+    seaweedfs, s3_env, s3_bucket, tmp_path
+):
+    """The issue's acceptance, through Dagster: SeaweedFS is killed (-9) while
+    raw_products uploads the sample's 15.6 MB x1dints in 5 MiB parts; the run
+    fails saying the lake is unreachable; the next run lands the file whole and
+    no multipart upload is left open in the bucket."""
+
+    def run_resources(retry_seconds: float) -> dict:
+        resources = resources_from_settings(Settings.from_env({"HWOSIM_LAKE_URL": f"s3://{s3_bucket}/lake"}))
+        resources["lake"] = S3Lake(bucket=s3_bucket, prefix="lake", endpoint_url=seaweedfs.endpoint_url,
+                                   part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=retry_seconds)
+        return resources
+
+    def open_uploads() -> list:
+        return seaweedfs.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+
+    instance = dg.DagsterInstance.ephemeral()
+    materialize("jwst_catalog", run_resources(60), instance)
+
+    def kill_when_an_upload_opens(done: threading.Event) -> None:
+        probe = seaweedfs.client(retries={"max_attempts": 1})
+        while not done.is_set():
+            if probe.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"):
+                seaweedfs.server.proc.kill()  # kill -9: no draining, mid-upload
+                seaweedfs.server.proc.wait()
+                return
+            time.sleep(0.005)
+
+    done = threading.Event()
+    killer = threading.Thread(target=kill_when_an_upload_opens, args=(done,))
+    killer.start()
+    try:
+        failed = materialize("raw_products", run_resources(2), instance, sample.SPECTRA_OBS_ID, raise_on_error=False)
+    finally:
+        done.set()
+        killer.join()
+        seaweedfs.start()
+    assert not failed.success
+    error = failed.failure_data_for_node("raw_products").error
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    assert any("is unreachable while writing raw/jwst/09999/" in m for m in messages), messages
+    assert len(open_uploads()) == 1, "the crash did not come mid-upload"
+
+    rerun = materialize("raw_products", run_resources(60), instance, sample.SPECTRA_OBS_ID)
+
+    assert rerun.success
+    assert open_uploads() == []
+    (name,) = [n for n, p in sample.SAMPLE_PRODUCTS.items() if p.product_type == "x1dints"]
+    sample.write_sample_products(tmp_path)
+    landed = seaweedfs.client().get_object(
+        Bucket=s3_bucket, Key=f"lake/{raw_key(sample.SAMPLE_PROGRAM, sample.SPECTRA_OBS_ID, name)}"
+    )["Body"].read()
+    assert landed == (tmp_path / name).read_bytes()  # whole, byte for byte
