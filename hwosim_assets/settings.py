@@ -19,6 +19,7 @@ from typing import Mapping
 ENV_VARS: dict[str, tuple[str, str]] = {
     "HWOSIM_HOME": (".hwosim", "working folder for the embedded default (local lake, SQLite files)"),
     "HWOSIM_LAKE_URL": ("", "lake location: empty or a path = local folder `$HWOSIM_HOME/lake`; `s3://bucket/prefix` = S3 API"),
+    "HWOSIM_LAKE_RETRY_SECONDS": ("60", "how long an S3 lake operation keeps retrying, with backoff, once S3 stops answering (long enough for a restart); then the run fails naming the lake and the key"),
     "HWOSIM_SOURCE": ("sample", "`sample` (offline simulated JWST products), `mast` (the MAST archive via astroquery) or `files` (your own products at `HWOSIM_SOURCE_URL`)"),
     "HWOSIM_SOURCE_URL": ("", "with `HWOSIM_SOURCE=files`: a folder, or `s3://bucket/prefix`, holding JWST products (`*.fits`, any names)"),
     "HWOSIM_MAST_URL": ("https://mast.stsci.edu", "MAST server astroquery talks to"),
@@ -52,6 +53,7 @@ def _float(env: Mapping[str, str], name: str) -> float:
 class Settings:
     home: Path
     lake_url: str
+    lake_retry_seconds: float
     source: str
     source_url: str
     mast_url: str
@@ -76,12 +78,19 @@ class Settings:
             raise ValueError("HWOSIM_SOURCE=files needs HWOSIM_SOURCE_URL: a folder or s3://bucket/prefix of JWST products")
         lake_url = get("HWOSIM_LAKE_URL") or str(home / "lake")
         stream_db_url = get("HWOSIM_STREAM_DB_URL") or f"sqlite:///{home / 'streams.db'}"
+        lake_retry_seconds = _float(env, "HWOSIM_LAKE_RETRY_SECONDS")
+        if not 0 <= lake_retry_seconds < float("inf"):  # also refuses nan
+            raise ValueError(
+                f"HWOSIM_LAKE_RETRY_SECONDS={get('HWOSIM_LAKE_RETRY_SECONDS')!r}: "
+                "expected a finite number of seconds >= 0 (0 = fail at the first outage)"
+            )
         tile_size = _int(env, "HWOSIM_TILE_SIZE")
         if tile_size < 8:
             raise ValueError(f"HWOSIM_TILE_SIZE={tile_size}: tiles must be at least 8 pixels")
         return cls(
             home=home,
             lake_url=lake_url,
+            lake_retry_seconds=lake_retry_seconds,
             source=source,
             source_url=source_url,
             mast_url=get("HWOSIM_MAST_URL"),

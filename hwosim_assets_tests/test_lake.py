@@ -1,23 +1,37 @@
-"""The same lake tests, run on a local folder and on S3 (SeaweedFS)."""
+"""The same lake tests, run on a local folder and on S3 (SeaweedFS); then keys
+and URLs from hostile input, and S3 outages: SeaweedFS stopped, restarted or
+killed mid-upload, and multipart uploads left open by a crash."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
+import re
+import threading
+import time
 import tracemalloc
 
+import dagster as dg
 import polars as pl
 import pytest
 
+from hwosim_assets.defs.lake.layout import raw_key
 from hwosim_assets.defs.lake.resources import (
     TMP_PREFIX,
     LakeConfigError,
     LakeKeyError,
+    LakeUnreachableError,
     LocalLake,
     S3Lake,
     lake_from_url,
 )
+from hwosim_assets.defs.resources import resources_from_settings
+from hwosim_assets.ingest import sample
+from hwosim_assets.settings import Settings
+from hwosim_assets_tests import services
+from hwosim_assets_tests.pipeline import materialize
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +62,13 @@ def _write_random(path, size: int) -> str:
     return digest.hexdigest()
 
 
-def _small_parts(lake, part_size_mb: int, max_concurrency: int, max_attempts: int = 5):
+def _small_parts(lake, part_size_mb: int, max_concurrency: int, max_attempts: int = 5, retry_seconds: float = 60):
     """The same lake with small multipart parts, so a test file spans several."""
     if isinstance(lake, LocalLake):
         return lake
     return S3Lake(bucket=lake.bucket, prefix=lake.prefix, endpoint_url=lake.endpoint_url,
-                  part_size_mb=part_size_mb, max_concurrency=max_concurrency, max_attempts=max_attempts)
+                  part_size_mb=part_size_mb, max_concurrency=max_concurrency, max_attempts=max_attempts,
+                  retry_seconds=retry_seconds)
 
 
 def _leftovers(lake, tmp_path) -> list[str]:
@@ -270,12 +285,328 @@ def test_s3_without_credentials_names_the_variables(seaweedfs, shared_bucket, mo
             use()
 
 
-def test_s3_wrong_secret_and_missing_bucket_are_explained(seaweedfs, shared_bucket, s3_env, monkeypatch):
+def test_s3_wrong_secret_and_missing_bucket_are_explained(seaweedfs, shared_bucket, s3_env, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    with pytest.raises(LakeConfigError, match="rejected the credentials") as rejected:
-        lake_from_url(f"s3://{shared_bucket}").put_bytes("k", b"x")
-    assert seaweedfs.secret_key not in str(rejected.value)
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    for write in (lambda lake: lake.put_bytes("k", b"x"), lambda lake: lake.put_file("k", src)):
+        with pytest.raises(LakeConfigError, match="rejected the credentials") as rejected:
+            write(lake_from_url(f"s3://{shared_bucket}"))
+        assert seaweedfs.secret_key not in str(rejected.value)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
     with pytest.raises(LakeConfigError, match="does not exist"):
         lake_from_url("s3://no-such-bucket-here").check()
     lake_from_url(f"s3://{shared_bucket}").check()
+
+
+# ---------------------------------------------------------------- keys and URLs from hostile input
+
+
+@pytest.mark.parametrize(
+    "key, why",
+    [
+        ("raw/jwst/01366/" + "o" * 5000 + "/x.fits", "its part 4 is 5,000 bytes, more than the 255"),
+        ("raw/" + "/".join(["p" * 200] * 6), "more than the 1,024 bytes"),
+        ("raw/jwst/01366/abc\n/x.fits", "control characters"),
+        ("raw/\ud800.fits", "not valid Unicode"),
+    ],
+)
+def test_overlong_and_unstorable_keys_are_refused_before_writing(lake, key, why):
+    with pytest.raises(ValueError, match="invalid lake key") as refused:
+        lake.put_bytes(key, b"x")
+    assert why in str(refused.value)
+    assert len(str(refused.value)) < 400  # a 5,000-character id is abbreviated, not echoed
+    assert lake.list_keys("") == []
+
+
+def test_longest_allowed_parts_are_stored(lake):
+    key = "raw/" + "n" * 255 + "/" + "é" * 127 + "x"  # 255 bytes each (é is 2 bytes in UTF-8)
+    lake.put_bytes(key, b"edge")
+    assert lake.read_bytes(key) == b"edge"
+
+
+def test_s3_key_limit_counts_the_prefix(seaweedfs, s3_env, shared_bucket):
+    lake = lake_from_url(f"s3://{shared_bucket}/" + "/".join(["q" * 250] * 3))  # a 752-byte prefix
+    key = "/".join(["k" * 250] * 2)  # 501 bytes: fine alone, 1,254 under the prefix
+    with pytest.raises(ValueError, match="under the prefix .* more than the 1,024 an S3 key may have"):
+        lake.put_bytes(key, b"x")
+
+
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("s3://b/../victim", "'..' parts"),
+        ("s3://bucket/pre/../../victim", "'..' parts"),
+        ("s3://bucket/./p", "'.' or '..' parts"),
+        ("s3://bucket//p", "no leading '/'"),
+        ("s3://bucket/a//b", "no empty"),
+        ("s3://bucket/a\\..\\b", "backslashes"),
+        ("s3://bucket/%2e%2e/victim", "percent-escapes"),
+        ("s3://bucket/p?versionId=1", "no '?' or '#'"),
+        ("s3://bucket/p#frag", "no '?' or '#'"),
+        ("s3://bucket/p\n", "control characters"),
+        ("s3://..", "not a bucket name"),
+        ("s3://a..b/p", "not a bucket name"),
+        ("s3://bucket:9000/p", "not a bucket name"),
+        ("s3://-bucket/p", "not a bucket name"),
+        ("s3://b\\x/p", "not a bucket name"),
+        ("s3:///p", "expected s3://bucket/prefix"),
+        ("s3://", "expected s3://bucket/prefix"),
+        ("s3://bucket/" + "x" * 300, "its part 1 is 300 bytes"),
+    ],
+)
+def test_hostile_lake_urls_are_refused_at_load(url, why):
+    with pytest.raises(ValueError, match="HWOSIM_LAKE_URL") as refused:
+        resources_from_settings(Settings.from_env({"HWOSIM_LAKE_URL": url}))
+    assert why in str(refused.value)
+
+
+def test_lake_url_with_credentials_is_refused_without_echoing_them():
+    with pytest.raises(ValueError, match="credentials do not belong in the URL") as refused:
+        lake_from_url("s3://AKIAEXAMPLE:TopSecret42@bucket/p")
+    assert "TopSecret42" not in str(refused.value) and "AKIAEXAMPLE" not in str(refused.value)
+
+
+def test_lake_retry_budget_comes_from_settings():
+    lake = resources_from_settings(
+        Settings.from_env({"HWOSIM_LAKE_URL": "s3://bucket/p", "HWOSIM_LAKE_RETRY_SECONDS": "7.5"})
+    )["lake"]
+    assert isinstance(lake, S3Lake) and lake.retry_seconds == 7.5
+    assert Settings.from_env({}).lake_retry_seconds == S3Lake(bucket="b").retry_seconds == 60
+    for bad in ("-1", "nan", "inf", "soon"):
+        with pytest.raises(ValueError, match=f"HWOSIM_LAKE_RETRY_SECONDS='{bad}'"):
+            Settings.from_env({"HWOSIM_LAKE_RETRY_SECONDS": bad})
+
+
+# ---------------------------------------------------------------- S3 outages and interrupted uploads
+
+
+def _open_uploads(fs, lake: S3Lake, key: str) -> list[str]:
+    """Multipart uploads S3 still holds open for exactly this key (asked with
+    the test's own client, not the lake's)."""
+    full = f"{lake.prefix}/{key}"
+    pages = fs.client().get_paginator("list_multipart_uploads").paginate(Bucket=lake.bucket, Prefix=full)
+    return [u["UploadId"] for page in pages for u in page.get("Uploads", []) if u["Key"] == full]
+
+
+def _assert_hides_secrets(fs, text: str) -> None:
+    assert fs.secret_key not in text and fs.access_key not in text
+    assert "uploadId" not in text and "Could not connect to the endpoint URL" not in text  # botocore's own message
+
+
+@pytest.mark.slow
+def test_unreachable_lake_says_so_for_every_operation(seaweedfs, s3_env, tmp_path, caplog):
+    (port,) = services.free_ports(1)  # nothing listens there
+    lake = S3Lake(bucket="hwosim-gone", prefix="p", endpoint_url=f"http://127.0.0.1:{port}",
+                  max_attempts=1, retry_seconds=2)
+    src = tmp_path / "a.fits"
+    src.write_bytes(b"SIMPLE")
+    operations = {
+        "writing raw/a.fits": lambda: lake.put_file("raw/a.fits", src),
+        "writing raw/b.txt": lambda: lake.put_bytes("raw/b.txt", b"b"),
+        "reading raw/a.fits": lambda: lake.read_bytes("raw/a.fits"),
+        "reading raw/c.fits": lambda: lake.get_file("raw/c.fits", tmp_path / "c.fits"),
+        "reading raw/d.fits": lambda: lake.info("raw/d.fits"),
+        "listing raw/": lambda: lake.list_keys("raw/"),
+        "deleting raw/a.fits": lambda: lake.delete("raw/a.fits"),
+        "checking the bucket": lake.check,
+    }
+    caplog.set_level(logging.WARNING)
+    for doing, operation in operations.items():
+        started = time.monotonic()
+        with pytest.raises(LakeUnreachableError) as unreachable:
+            operation()
+        took = time.monotonic() - started
+        message = str(unreachable.value)
+        assert message.startswith(
+            f"S3 lake s3://hwosim-gone/p at http://127.0.0.1:{port} is unreachable while {doing} "
+            "(EndpointConnectionError) after "
+        ), message
+        attempts = int(re.search(r"after (\d+) attempts over", message).group(1))
+        assert attempts >= 2 and 2 <= took < 15, (attempts, took)  # retried until the budget was spent
+        assert "no answer for" in message and "HWOSIM_LAKE_RETRY_SECONDS=2" in message
+        assert unreachable.value.__suppress_context__  # the botocore error (and its URL) is not chained
+        _assert_hides_secrets(seaweedfs, message)
+    assert "did not answer while writing raw/a.fits" in caplog.text  # each retry is logged
+    _assert_hides_secrets(seaweedfs, caplog.text)
+    assert not (tmp_path / "c.fits").exists()
+
+
+@pytest.mark.parametrize("write", ["put_file", "put_bytes"])
+def test_upload_left_open_by_a_crash_is_aborted_by_the_next_write(seaweedfs, s3_env, shared_bucket, tmp_path, write):
+    lake = lake_from_url(f"s3://{shared_bucket}/{tmp_path.name}")
+    key, s3 = "raw/jwst/01366/o1/x1dints.fits", seaweedfs.client()
+    for crashed in (key, key + ".bak"):  # what a killed process leaves: created, one part sent, never completed
+        upload = s3.create_multipart_upload(Bucket=shared_bucket, Key=f"{tmp_path.name}/{crashed}")
+        s3.upload_part(Bucket=shared_bucket, Key=f"{tmp_path.name}/{crashed}", UploadId=upload["UploadId"],
+                       PartNumber=1, Body=os.urandom(5 << 20))
+    assert len(_open_uploads(seaweedfs, lake, key)) == 1
+
+    src = tmp_path / "x1dints.fits"
+    src.write_bytes(b"SIMPLE  =                    T")
+    lake.put_file(key, src) if write == "put_file" else lake.put_bytes(key, src.read_bytes())
+
+    assert _open_uploads(seaweedfs, lake, key) == []
+    assert len(_open_uploads(seaweedfs, lake, key + ".bak")) == 1  # another key's upload is not ours to abort
+    assert lake.read_bytes(key) == src.read_bytes()
+
+
+def test_two_writes_of_one_key_at_once_never_mix(seaweedfs, s3_env, shared_bucket, tmp_path):
+    """The known cost of cleaning up on every write: a second writer of the same
+    key aborts the first one's upload. The first then fails saying so, and the
+    object is the second one's, whole."""
+    first = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
+                   part_size_mb=5, max_concurrency=1)
+    second = lake_from_url(f"s3://{shared_bucket}/{tmp_path.name}")
+    src = tmp_path / "big.bin"
+    _write_random(src, 20 << 20)
+    sent = []
+
+    def second_writer_after_6_mib(n):
+        sent.append(n)
+        if sum(sent) > 6 << 20 and not second.exists("k"):
+            second.put_bytes("k", b"second")
+
+    with pytest.raises(RuntimeError, match="multipart upload was aborted while writing k, most likely by another write"):
+        first.put_file("k", src, progress=second_writer_after_6_mib)
+    assert first.read_bytes("k") == b"second"
+    assert _open_uploads(seaweedfs, first, "k") == []
+
+
+@pytest.mark.slow
+def test_outage_mid_upload_fails_clearly_and_the_rerun_leaves_no_open_upload(
+    seaweedfs, s3_env, shared_bucket, tmp_path, caplog
+):
+    src = tmp_path / "big_x1dints.fits"
+    sha = _write_random(src, 64 << 20)
+    # botocore's own retries cut to 2 attempts and a 3 s budget: the outage
+    # outlasts both, and the test stays quick
+    lake = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
+                  part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=3)
+    key = "raw/jwst/01366/jw01366-o001/big_x1dints.fits"
+    sent = []
+
+    def outage_after_16_mib(n):
+        sent.append(n)
+        if sum(sent) > 16 << 20 and seaweedfs.server.alive:
+            seaweedfs.stop()
+
+    caplog.set_level(logging.WARNING)
+    started = time.monotonic()
+    try:
+        with pytest.raises(LakeUnreachableError) as outage:
+            lake.put_file(key, src, progress=outage_after_16_mib)
+        gave_up = time.monotonic() - started
+    finally:
+        seaweedfs.start()
+    message = str(outage.value)
+    print(f"\ngave up after {gave_up:.1f} s: {message}")
+    assert message.startswith(
+        f"S3 lake s3://{shared_bucket}/{tmp_path.name} at {seaweedfs.endpoint_url} is unreachable while writing {key} ("
+    ), message
+    assert "HWOSIM_LAKE_RETRY_SECONDS" in message
+    _assert_hides_secrets(seaweedfs, message + caplog.text)
+    assert 16 << 20 < sum(sent) < 64 << 20  # it failed mid-upload
+    # boto3's abort could not reach S3 either: the upload is still open
+    assert len(_open_uploads(seaweedfs, lake, key)) == 1
+    assert lake.info(key) is None  # and nothing half-written is visible
+
+    info = lake.put_file(key, src)  # the rerun
+
+    assert (info.size, info.sha256) == (64 << 20, sha)
+    body = seaweedfs.client().get_object(Bucket=shared_bucket, Key=f"{tmp_path.name}/{key}")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha
+    assert _open_uploads(seaweedfs, lake, key) == []
+
+
+@pytest.mark.slow
+def test_restart_during_a_write_is_ridden_out_within_the_budget(seaweedfs, s3_env, shared_bucket, tmp_path, caplog):
+    src = tmp_path / "big.fits"
+    sha = _write_random(src, 32 << 20)
+    # max_attempts=2: botocore alone gives up within a second or two; a
+    # SeaweedFS restart takes 10-20 s, so only the lake's own retries can bridge it
+    lake = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
+                  part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=90)
+    key, sent, restarted = "raw/big.fits", [], []
+
+    def restart_after_10_mib(n):
+        sent.append(n)
+        if sum(sent) > 10 << 20 and not restarted:
+            seaweedfs.stop()
+            restarted.append(time.monotonic())
+            seaweedfs.start(wait=False)  # back when it is back, as under a service manager
+
+    caplog.set_level(logging.WARNING)
+    try:
+        info = lake.put_file(key, src, progress=restart_after_10_mib)
+        recovered = time.monotonic() - restarted[0]
+    finally:
+        seaweedfs.start()  # waits until writable, whatever happened
+    print(f"\nwrite completed {recovered:.1f} s after SeaweedFS was stopped and restarted")
+    assert restarted and recovered > 3  # there really was an outage to ride out
+    assert "did not answer while writing raw/big.fits" in caplog.text
+    assert (info.size, info.sha256) == (32 << 20, sha)
+    assert lake.info(key).sha256 == sha
+    body = seaweedfs.client().get_object(Bucket=shared_bucket, Key=f"{tmp_path.name}/{key}")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha
+    assert _open_uploads(seaweedfs, lake, key) == []  # the interrupted attempt's upload was aborted
+
+
+@pytest.mark.slow
+def test_pipeline_run_cut_by_an_s3_crash_leaves_no_open_upload_after_the_next_run(
+    seaweedfs, s3_env, s3_bucket, tmp_path
+):
+    """The issue's acceptance, through Dagster: SeaweedFS is killed (-9) while
+    raw_products uploads the sample's 15.6 MB x1dints in 5 MiB parts; the run
+    fails saying the lake is unreachable; the next run lands the file whole and
+    no multipart upload is left open in the bucket."""
+
+    def run_resources(retry_seconds: float) -> dict:
+        resources = resources_from_settings(Settings.from_env({"HWOSIM_LAKE_URL": f"s3://{s3_bucket}/lake"}))
+        resources["lake"] = S3Lake(bucket=s3_bucket, prefix="lake", endpoint_url=seaweedfs.endpoint_url,
+                                   part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=retry_seconds)
+        return resources
+
+    def open_uploads() -> list:
+        return seaweedfs.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+
+    instance = dg.DagsterInstance.ephemeral()
+    materialize("jwst_catalog", run_resources(60), instance)
+
+    def kill_when_an_upload_opens(done: threading.Event) -> None:
+        probe = seaweedfs.client(retries={"max_attempts": 1})
+        while not done.is_set():
+            if probe.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"):
+                seaweedfs.server.proc.kill()  # kill -9: no draining, mid-upload
+                seaweedfs.server.proc.wait()
+                return
+            time.sleep(0.005)
+
+    done = threading.Event()
+    killer = threading.Thread(target=kill_when_an_upload_opens, args=(done,))
+    killer.start()
+    try:
+        failed = materialize("raw_products", run_resources(2), instance, sample.SPECTRA_OBS_ID, raise_on_error=False)
+    finally:
+        done.set()
+        killer.join()
+        seaweedfs.start()
+    assert not failed.success
+    error = failed.failure_data_for_node("raw_products").error
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    assert any("is unreachable while writing raw/jwst/09999/" in m for m in messages), messages
+    assert len(open_uploads()) == 1, "the crash did not come mid-upload"
+
+    rerun = materialize("raw_products", run_resources(60), instance, sample.SPECTRA_OBS_ID)
+
+    assert rerun.success
+    assert open_uploads() == []
+    (name,) = [n for n, p in sample.SAMPLE_PRODUCTS.items() if p.product_type == "x1dints"]
+    sample.write_sample_products(tmp_path)
+    landed = seaweedfs.client().get_object(
+        Bucket=s3_bucket, Key=f"lake/{raw_key(sample.SAMPLE_PROGRAM, sample.SPECTRA_OBS_ID, name)}"
+    )["Body"].read()
+    assert landed == (tmp_path / name).read_bytes()  # whole, byte for byte

@@ -35,7 +35,7 @@ def resources_from_settings(settings: Settings) -> dict[str, dg.ConfigurableReso
     else:
         source = MastSource(server_url=settings.mast_url, timeout=settings.mast_timeout, retries=settings.mast_retries)
     return {
-        "lake": lake_from_url(settings.lake_url),
+        "lake": lake_from_url(settings.lake_url, retry_seconds=settings.lake_retry_seconds),
         "source": source,
         "stream_db": StreamDatabase(url=settings.stream_db_url),
         "hwosim": HwosimConfig(
