@@ -4,10 +4,11 @@
 #   docker run -p 3000:3000 --env-file hwosim.env hwosim                     # webserver
 #   docker run --env-file hwosim.env hwosim dagster-daemon run              # daemon (sensors, run queue)
 #
-# The image's dagster.yaml keeps Dagster's runs and events in MySQL/MariaDB,
-# so the env file needs DAGSTER_MYSQL_HOSTNAME/PORT/USERNAME/PASSWORD/DB, and
-# for the real services HWOSIM_LAKE_URL (+ AWS_*) and HWOSIM_STREAM_DB_URL.
-# Secrets go in at run time, never into the image.
+# The image's dagster.yaml is the repository's with the MySQL storage section
+# appended: Dagster's runs and events in MySQL/MariaDB, so the env file needs
+# DAGSTER_MYSQL_HOSTNAME/PORT/USERNAME/PASSWORD/DB, and for the real services
+# HWOSIM_LAKE_URL (+ AWS_*) and HWOSIM_STREAM_DB_URL. Secrets go in at run
+# time, never into the image.
 
 # Pinned patch release of the Debian 12 slim image: rebuilds get the same
 # Python; bump it deliberately.
@@ -43,7 +44,9 @@ COPY workspace.yaml ./
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info
 
-COPY --chown=10001:10001 dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+COPY dagster.yaml ./
+RUN cat dagster.yaml hwosim_assets/defaults/dagster-mysql-storage.yaml > "$DAGSTER_HOME/dagster.yaml" \
+    && chown 10001:10001 "$DAGSTER_HOME/dagster.yaml"
 # numeric, so Kubernetes' runAsNonRoot can verify it without /etc/passwd
 USER 10001:10001
 

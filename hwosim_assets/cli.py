@@ -1,25 +1,35 @@
 """The ``hwosim`` command.
 
-``hwosim demo`` runs every stage of the pipeline in-process on the embedded
-default (simulated sample products, a lake in a local folder, SQLite), with a
-Dagster instance kept in ``$HWOSIM_HOME/dagster`` so that
-``DAGSTER_HOME=$HWOSIM_HOME/dagster dagster dev`` shows the demo's runs after.
+* ``hwosim demo`` runs every stage of the pipeline in-process on the embedded
+  default (simulated sample products, a lake in a local folder, SQLite), with
+  a Dagster instance kept in ``$HWOSIM_HOME/dagster``, and says how to open it
+  in the UI and continue its stream there.
+* ``hwosim stream list | prepare | start | stop | status | reset`` operate the
+  streams of streams.yaml against the Dagster instance in ``DAGSTER_HOME``
+  (the one ``dagster dev`` or the daemon uses) and the stream database of
+  ``HWOSIM_STREAM_DB_URL``.
+
+Progress goes to the terminal as lines (no carriage returns), so it reads the
+same in a log file.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import click
 import dagster as dg
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+LOCATION = "hwosim"  # the code location name, as workspace.yaml and pyproject.toml give it
 
 
 @dataclass
@@ -35,7 +45,9 @@ class Stage:
 
 def load_assets() -> list:
     """The assets and checks of the code location, as Dagster loads them."""
-    definitions = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    from hwosim_assets.definitions import load_defs_folder
+
+    definitions = load_defs_folder()
     return list(definitions.assets or []) + list(definitions.asset_checks or [])
 
 
@@ -49,20 +61,20 @@ def observe(asset_job: str, resources: dict, instance: dg.DagsterInstance) -> No
 
 
 def run_stages(
-    stages: list[Stage], resources: dict, instance: dg.DagsterInstance, out=print
+    stages: list[Stage], resources: dict, instance: dg.DagsterInstance, out=click.echo, first: int = 1, total: int | None = None
 ) -> dict[str, list[tuple[object, dg.ExecuteInProcessResult]]]:
-    """Materialize each stage's asset for each of its partitions, showing progress."""
+    """Materialize each stage's asset for each of its partitions, one progress line per run.
+
+    ``first`` and ``total`` number the stages within a longer sequence."""
     assets = load_assets()
     results: dict[str, list] = {}
-    known = {key.to_user_string() for a in assets if hasattr(a, "keys") for key in a.keys}
-    known |= {a.key.to_user_string() for a in assets if isinstance(a, dg.SourceAsset)}
-    stages = [s for s in stages if s.asset in known]
-    for n, stage in enumerate(stages, start=1):
+    total = total or first + len(stages) - 1
+    for n, stage in enumerate(stages, start=first):
         keys = stage.partitions(instance) if stage.partitions else [None]
         t0 = time.perf_counter()
         for i, key in enumerate(keys, start=1):
-            shown = f" {i}/{len(keys)} {key}" if key is not None else ""
-            out(f"[{n}/{len(stages)}] {stage.label}{shown} ...", end="\r" if key is not None else "\n")
+            if key is not None:
+                out(f"[{n}/{total}] {stage.label} {i}/{len(keys)} {key}")
             if stage.observe_job:
                 observe(stage.observe_job, resources, instance)
                 continue
@@ -77,8 +89,8 @@ def run_stages(
             results.setdefault(stage.asset, []).append((key, result))
             failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
             if failed:
-                raise SystemExit(f"check failed on {stage.asset} {key}: {[c.check_name for c in failed]}")
-        out(f"[{n}/{len(stages)}] {stage.label}: {len(keys)} run(s) in {time.perf_counter() - t0:.1f} s" + " " * 30)
+                raise click.ClickException(f"check failed on {stage.asset} {key}: {[c.check_name for c in failed]}")
+        out(f"[{n}/{total}] {stage.label}: {len(keys)} run(s) in {time.perf_counter() - t0:.1f} s")
     return results
 
 
@@ -95,7 +107,7 @@ def by_profile(observations: str) -> Callable[[dg.DagsterInstance], list[dg.Mult
     ]
 
 
-def print_changes(results: dict, out=print) -> None:
+def print_changes(results: dict, out=click.echo) -> None:
     """What each profile changed, per observation: the demo's closing table."""
     out("\nWhat each profile changed (fraction of elements touched, by kind):")
     for asset in ("perturbed_spectra", "perturbed_images"):
@@ -106,27 +118,32 @@ def print_changes(results: dict, out=print) -> None:
 
 
 def demo_stages() -> list[Stage]:
-    return [
+    from hwosim_assets.records import FAMILIES
+
+    stages = [
         Stage("catalog of sample products", "jwst_catalog"),
         Stage("raw products into the lake", "raw_products", partitions("observations")),
-        Stage("bronze spectra", "bronze_spectra", partitions("spectra_observations")),
-        Stage("bronze images", "bronze_images", partitions("images_observations")),
-        Stage("perturbation profiles", "perturbation_profiles", observe_job="observe_profiles"),
-        Stage("perturbed spectra", "perturbed_spectra", by_profile("spectra_observations")),
-        Stage("perturbed images", "perturbed_images", by_profile("images_observations")),
     ]
+    stages += [Stage(f"bronze {f}", f"bronze_{f}", partitions(family.partitions_name)) for f, family in FAMILIES.items()]
+    stages.append(Stage("perturbation profiles", "perturbation_profiles", observe_job="observe_profiles"))
+    stages += [
+        Stage(f"perturbed {f}", f"perturbed_{f}", by_profile(family.partitions_name)) for f, family in FAMILIES.items()
+    ]
+    return stages
 
 
 DEMO_STREAM = "soss-demo"
 DEMO_STREAM_YAML = """
   - name: soss-demo
-    description: the sample time series under nominal, fast (written by hwosim demo)
+    description: the sample time series under nominal, 50 integrations per second (written by hwosim demo)
     observation: {observation}
     profile: nominal
     family: spectra
-    pacing: {{mode: rate, rate: 100}}
-    tick_seconds: 2
+    pacing: {{mode: rate, rate: 50}}
+    tick_seconds: 5
+    run_seconds: 10
     loop: true
+    retain: {{hours: 1}}
 """
 CONSUMER = """python - <<'EOF' | tail -n 3
 from hwosim_assets.stream.reader import StreamReader
@@ -137,17 +154,18 @@ print(reader.watermark, reader.gaps(), reader.duplicates())
 EOF"""
 
 
-def demo_stream_stages(resources: dict, instance: dg.DagsterInstance, home: Path, windows: int = 3, out=print) -> None:
-    """Replay the sample time series under ``nominal`` into the stream tables, driven by its replay sensor.
+def demo_stream(resources: dict, instance: dg.DagsterInstance, home: Path, out=click.echo, stage: int = 0, total: int = 0) -> None:
+    """Replay the sample time series under ``nominal`` through the stream's real sensor decision.
 
     The packaged stream delivers one integration per second; the demo adds a
-    fast one (100 per second, 2-s windows) in ``$HWOSIM_HOME/streams.yaml``
-    so that a few paced windows take seconds. Each sensor tick's run request
-    is executed in-process, where the daemon would launch a run.
+    fast one (50 per second) in ``$HWOSIM_HOME/streams.yaml``. One sensor tick
+    is evaluated here and the run it asks for is executed in-process (where the
+    daemon would launch it): one run of two 5-s windows, paced on the wall clock.
     """
     from hwosim_assets.defs.resources import HwosimConfig
     from hwosim_assets.defs.streams.sensors import replay_sensor
     from hwosim_assets.ingest.sample import SPECTRA_OBS_ID
+    from hwosim_assets.stream import resume_point
     from hwosim_assets.stream.config import default_streams_path, load_streams
 
     path = home / "streams.yaml"
@@ -157,43 +175,41 @@ def demo_stream_stages(resources: dict, instance: dg.DagsterInstance, home: Path
         **resources,
         "hwosim": HwosimConfig(seed=hw.seed, profiles_path=hw.profiles_path, streams_path=str(path), tile_size=hw.tile_size),
     }
-    run_stages([Stage("stream tables", "stream_tables")], resources, instance, out)
+    run_stages([Stage("stream tables", "stream_tables")], resources, instance, out, first=stage, total=total)
     spec = load_streams(path)[DEMO_STREAM]
-    sensor = replay_sensor(spec)
-    replay = dg.define_asset_job("demo_replay", selection=["stream_spectra"])  # built once: a run starts in ~0.1 s
-    definitions = dg.Definitions(assets=load_assets(), sensors=[sensor], jobs=[replay], resources=resources)
-    job = definitions.resolve_job_def("demo_replay")
-    out(f"stream {spec.name}: {spec.observation} under {spec.profile}, {spec.pacing.rate:g} packets/s, "
-        f"{spec.window} per window, sensor tick {spec.tick_seconds:g} s")
-    cursor, totals = None, {"rows": 0, "packets": 0, "drops": 0, "duplicates": 0}
-    for _ in range(windows):
-        while True:  # tick until the next window is requested (the sensor skips while a window is not due)
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions)
-            with dg.partition_loading_context(dynamic_partitions_store=instance):
-                tick = sensor.evaluate_tick(context)
-            cursor = tick.cursor
-            if tick.run_requests:
-                break
-            if "due in" not in (tick.skip_message or ""):
-                raise SystemExit(f"replay sensor: {tick.skip_message}")
-            time.sleep(0.05)
-        [request] = tick.run_requests
-        result = job.execute_in_process(
-            run_config={**QUIET, **request.run_config},
-            instance=instance,
-            partition_key=request.partition_key,
-            tags=request.tags,
-        )
-        [event] = result.get_asset_materialization_events()
-        m = {k: v.value for k, v in event.materialization.metadata.items()}
-        for k in totals:
-            totals[k] += m[k]
-        rate = f"{m['achieved_rate']:.1f}/s" if m["achieved_rate"] is not None else "-"
-        out(f"  run {request.run_key}: {m['rows']} rows, {m['packets']} packets, rate {rate}, "
-            f"lateness p50 {m['lateness_p50'] * 1e3:.1f} ms p99 {m['lateness_p99'] * 1e3:.1f} ms, "
-            f"{m['drops']} dropped, {m['duplicates']} duplicated")
-    out(f"  {windows} windows: {totals['rows']} rows, {totals['packets']} packets, "
-        f"{totals['drops']} dropped, {totals['duplicates']} duplicated -> {resources['stream_db'].url}")
+    engine = resources["stream_db"].engine()
+    earlier = resume_point(engine, spec.name)
+    if earlier is not None:
+        out(f"  stream {spec.name}: an earlier demo delivered {earlier.next_offset} packets (windows 0-{earlier.window}); "
+            f"continuing after them (`hwosim stream reset {spec.name}` starts it afresh)")  # fmt: skip
+    # The sensor asks for a run one lead (~17 s: tick, daemon loop, launch) before its window is due,
+    # for the daemon's sake; the demo runs it in-process at once, so its clock runs 15 s ahead.
+    sensor = replay_sensor(spec, clock=lambda: time.time() + 15.0)
+    definitions = dg.Definitions(assets=load_assets(), sensors=[sensor], resources=resources)
+    out(f"[{stage + 1}/{total}] stream {spec.name}: {spec.observation} under {spec.profile}, "
+        f"{spec.pacing.rate:g} packets/s, windows of {spec.window}, {spec.windows_per_run} per run")  # fmt: skip
+    context = dg.build_sensor_context(instance=instance, definitions=definitions, resources=resources)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        tick = sensor.evaluate_tick(context)
+    if not tick.run_requests:
+        raise click.ClickException(f"replay sensor: {tick.skip_message}")
+    [request] = tick.run_requests
+    config = request.run_config["ops"]["stream_spectra"]["config"]
+    out(f"  run {request.run_key}: windows {config['first_window']}-{config['last_window']}, first due in "
+        f"{config['start_time'] - time.time():.1f} s (a sensor asks ahead of time, so the run is waiting when it is due)")  # fmt: skip
+    result = dg.materialize(
+        load_assets(), selection=["stream_spectra"], resources=resources, instance=instance,
+        partition_key=spec.name, run_config={**QUIET, **request.run_config}, tags=request.tags,
+    )  # fmt: skip
+    [event] = result.get_asset_materialization_events()
+    m = {k: v.value for k, v in event.materialization.metadata.items()}
+    out(f"  delivered {m['packets_delivered']} packets ({m['rows_written']} rows) at {m['achieved_rate_per_s']}/s "
+        f"of {m['target_rate_per_s']}/s, lateness p50 {m['lateness_p50_ms']} ms p99 {m['lateness_p99_ms']} ms, "
+        f"{m['drops']} dropped and {m['duplicates']} duplicated by the profile's stream faults")  # fmt: skip
+    out(f"\nContinue it under the daemon (the UI's Automation tab, or the CLI):\n"
+        f"  export DAGSTER_HOME={home / 'dagster'} HWOSIM_HOME={home} HWOSIM_STREAMS={path}\n"
+        f"  dagster dev        # then, in another terminal with the same three variables:\n"
+        f"  hwosim stream start {spec.name} && hwosim stream status")  # fmt: skip
     out("\nRead the stream as a consumer (a model under test) would:\n")
     out(CONSUMER.format(url=resources["stream_db"].url, stream=spec.name))
 
@@ -209,34 +225,263 @@ def demo(home: Path) -> int:
     instance = dg.DagsterInstance.local_temp(
         tempdir=str(home / "dagster"), overrides={"telemetry": {"enabled": False}}
     )
-    print(f"HWOsim demo: sample products (simulated, JWST format) -> {settings.lake_url}")
+    click.echo(f"HWOsim demo: sample products (simulated, JWST format) -> {settings.lake_url}")
     t0 = time.perf_counter()
-    results = run_stages(demo_stages(), resources, instance)
+    stages = demo_stages()
+    total = len(stages) + 2  # + stream tables + the stream
+    results = run_stages(stages, resources, instance, total=total)
     print_changes(results)
-    demo_stream_stages(resources, instance, home)
+    demo_stream(resources, instance, home, stage=len(stages) + 1, total=total)
     lake = resources["lake"]
-    print(f"\nDone in {time.perf_counter() - t0:.1f} s. Outputs:")
+    click.echo(f"\nDone in {time.perf_counter() - t0:.1f} s. Outputs:")
     for prefix in ("catalog/", "raw/", "bronze/", "perturbed/", "truth/", "plots/"):
         found = lake.list_keys(prefix)
         if found:
-            print(f"  {lake.uri(prefix):60s} {len(found)} objects")
-    print(f"  stream tables: {settings.stream_db_url}")
-    print(f"  Dagster runs:  DAGSTER_HOME={home / 'dagster'} dagster dev")
+            click.echo(f"  {lake.uri(prefix):60s} {len(found)} objects")
+    click.echo(f"  stream tables: {settings.stream_db_url}")
+    click.echo(f"  Dagster runs:  DAGSTER_HOME={home / 'dagster'} dagster dev")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hwosim", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="run the whole pipeline offline on sample products")
-    p_demo.add_argument("--home", type=Path, default=Path(os.environ.get("HWOSIM_HOME", ".hwosim")))
-    args = parser.parse_args(argv)
+# --- streams ------------------------------------------------------------------
+
+
+def _settings():
+    from hwosim_assets.settings import Settings
+
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _specs(settings) -> dict:
+    from hwosim_assets.defs.streams.assets import declared_streams
+
+    try:
+        return declared_streams(settings.streams_path, settings.profiles_path)[1]
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _spec(settings, name: str):
+    specs = _specs(settings)
+    if name not in specs:
+        raise click.ClickException(f"no stream {name!r} in {settings.streams_path or 'the packaged streams.yaml'}; "
+                                   f"declared: {', '.join(sorted(specs)) or 'none'}")  # fmt: skip
+    return specs[name]
+
+
+def _instance() -> dg.DagsterInstance:
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.ClickException(
+            "DAGSTER_HOME is not set: set it to the folder of the Dagster instance your `dagster dev` or "
+            "dagster-daemon uses (the demo's is $HWOSIM_HOME/dagster)"
+        )
+    return dg.DagsterInstance.get()
+
+
+def _dagster_sensor(*args: str) -> None:
+    """Run ``dagster sensor ARGS`` on the code location as the UI and the daemon load it
+    (location ``hwosim``), against the instance in DAGSTER_HOME."""
+    with tempfile.TemporaryDirectory(prefix="hwosim-cli-") as tmp:
+        workspace = Path(tmp) / "workspace.yaml"
+        workspace.write_text(
+            f"load_from:\n  - python_module:\n      module_name: hwosim_assets.definitions\n      location_name: {LOCATION}\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "dagster", "sensor", *args, "-w", str(workspace)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )  # fmt: skip
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise click.ClickException(f"dagster sensor {' '.join(args)} failed: {lines[-1] if lines else done.stdout}")
+
+
+def _sensor_states(instance: dg.DagsterInstance) -> dict[str, str]:
+    """Sensor name -> RUNNING or STOPPED, for sensors the instance knows (default STOPPED)."""
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    return {state.name: state.status.value for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)}
+
+
+@click.group()
+def main() -> None:
+    """HWOsim: archival JWST data replayed as live, perturbed streams."""
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    if args.command == "demo":
-        return demo(args.home.absolute())
-    return 2
+
+
+@main.command("demo")
+@click.option("--home", type=click.Path(path_type=Path), default=lambda: os.environ.get("HWOSIM_HOME", ".hwosim"),
+              show_default=".hwosim", help="working folder (lake, SQLite files, Dagster instance)")  # fmt: skip
+def demo_command(home: Path) -> None:
+    """Run the whole pipeline offline on the sample products, then replay a stream."""
+    sys.exit(demo(Path(home).absolute()))
+
+
+@main.group("stream")
+def stream_group() -> None:
+    """Operate the streams of streams.yaml (HWOSIM_STREAMS) on the instance in DAGSTER_HOME."""
+
+
+@stream_group.command("list")
+def stream_list() -> None:
+    """The declared streams, their pacing and whether their sensor runs."""
+    from hwosim_assets.defs.streams.sensors import sensor_name
+
+    settings = _settings()
+    specs = _specs(settings)
+    states = _sensor_states(_instance()) if os.environ.get("DAGSTER_HOME") else {}
+    rows = [
+        (s.name, s.family, s.observation, s.profile,
+         f"{s.pacing.mode} {s.pacing.rate:g}/s" if s.pacing.rate else s.pacing.mode,
+         f"{s.tick_seconds:g}", str(s.window), states.get(sensor_name(s.name), "STOPPED" if states else "?"))
+        for s in specs.values()
+    ]  # fmt: skip
+    _table(["stream", "family", "observation", "profile", "pacing", "tick s", "window", "sensor"], rows)
+
+
+@stream_group.command("start")
+@click.argument("name")
+def stream_start(name: str) -> None:
+    """Turn the stream's replay sensor on (the daemon then replays it)."""
+    from hwosim_assets.defs.streams.sensors import sensor_name
+
+    _spec(_settings(), name)
+    _instance()
+    _dagster_sensor("start", sensor_name(name))
+    click.echo(f"started {sensor_name(name)}: the daemon replays {name} from its next tick")
+
+
+@stream_group.command("stop")
+@click.argument("name")
+def stream_stop(name: str) -> None:
+    """Turn the stream's replay sensor off (runs already launched finish their windows)."""
+    from hwosim_assets.defs.streams.sensors import sensor_name
+
+    _spec(_settings(), name)
+    _instance()
+    _dagster_sensor("stop", sensor_name(name))
+    click.echo(f"stopped {sensor_name(name)}")
+
+
+@stream_group.command("status")
+@click.argument("name", required=False)
+def stream_status_command(name: str | None) -> None:
+    """Target vs delivered rate over the last minute, lag, watermark, position, last run."""
+    from hwosim_assets.defs.resources import resources_from_settings
+    from hwosim_assets.defs.streams.sensors import STREAM_TAG, sensor_name
+    from hwosim_assets.stream.status import stream_status
+
+    settings = _settings()
+    specs = _specs(settings)
+    names = [_spec(settings, name).name] if name else sorted(specs)
+    engine = resources_from_settings(settings)["stream_db"].engine()
+    instance = _instance() if os.environ.get("DAGSTER_HOME") else None
+    states = _sensor_states(instance) if instance else {}
+    rows = []
+    for stream in names:
+        try:
+            st = stream_status(engine, stream)
+        except Exception as error:  # noqa: BLE001 - no tables yet, database down: say so per stream
+            st, problem = None, f"({type(error).__name__}: {str(error).splitlines()[0][:60]})"
+        else:
+            problem = "(not registered: materialize stream_tables)"
+        last = "-"
+        if instance is not None:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={STREAM_TAG: stream}), limit=1)
+            if runs:
+                run = runs[0]
+                last = f"{run.run_id[:8]} {run.status.value} windows {run.tags.get('hwosim/windows', '?')}"
+        if st is None:
+            rows.append((stream, states.get(sensor_name(stream), "?"), "-", "-", "-", "-", problem, last))
+            continue
+        position = f"lap {st.lap}, seq {st.seq}" + (f" of {st.packets_per_lap}" if st.packets_per_lap else "") if st.lap is not None else "-"
+        rows.append((
+            stream, states.get(sensor_name(stream), "?"),
+            f"{st.target_rate:g}" if st.target_rate else "-", f"{st.delivered_rate:.2f}",
+            f"{st.lag_s:.2f}" if st.lag_s is not None else "-",
+            f"{st.watermark_mjd:.6f} @ offset {st.next_offset - 1}" if st.watermark_mjd is not None else "-",
+            position, last,
+        ))  # fmt: skip
+    _table(["stream", "sensor", "target /s", "delivered /s (1 min)", "lag s", "watermark (MJD)", "position", "last run"], rows)
+
+
+@stream_group.command("reset")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def stream_reset(name: str, yes: bool) -> None:
+    """Remove the stream's rows, offsets and fault truth, and its sensor's cursor: it starts again from packet 0."""
+    from hwosim_assets.defs.resources import resources_from_settings
+    from hwosim_assets.defs.streams.resources import masked
+    from hwosim_assets.defs.streams.sensors import sensor_name
+    from hwosim_assets.stream.status import reset
+
+    settings = _settings()
+    _spec(settings, name)
+    resources = resources_from_settings(settings)
+    stream_db = resources["stream_db"]
+    if not yes:
+        click.confirm(f"Remove every delivered row of stream {name} from {masked(stream_db.url)}?", abort=True)
+    instance = _instance()
+    if _sensor_states(instance).get(sensor_name(name)) == "RUNNING":
+        raise click.ClickException(f"the sensor of {name} is running: `hwosim stream stop {name}` first")
+    removed = reset(stream_db.engine(), name)
+    _dagster_sensor("cursor", sensor_name(name), "--delete")
+    truth = [k for k in resources["lake"].list_keys(f"truth/streams/{name}/")]
+    for key in truth:
+        resources["lake"].delete(key)
+    click.echo(f"reset {name}: " + ", ".join(f"{n} {t}" for t, n in removed.items()) + f", {len(truth)} truth objects, sensor cursor")
+
+
+@stream_group.command("prepare")
+@click.argument("name")
+def stream_prepare(name: str) -> None:
+    """Materialize everything stream NAME needs on this instance: its observation's catalog entry,
+    raw products, bronze table, the profiles, its perturbed partition and the stream tables."""
+    from hwosim_assets.defs.resources import resources_from_settings
+    from hwosim_assets.records import FAMILIES
+
+    settings = _settings()
+    spec = _spec(settings, name)
+    instance = _instance()
+    resources = resources_from_settings(settings)
+    family = FAMILIES[spec.family]
+    key = dg.MultiPartitionKey({"observation": spec.observation, "profile": spec.profile})
+    stages = [Stage("catalog", "jwst_catalog")]
+    run_stages(stages, resources, instance, total=6)
+    if spec.observation not in instance.get_dynamic_partitions(family.partitions_name):
+        raise click.ClickException(
+            f"observation {spec.observation} is not among the catalog's {spec.family} observations "
+            f"({', '.join(instance.get_dynamic_partitions(family.partitions_name)) or 'none'}): "
+            "materialize jwst_catalog with a selection that includes it"
+        )
+    run_stages([
+        Stage("raw products", "raw_products", lambda _: [spec.observation]),
+        Stage(f"bronze {spec.family}", f"bronze_{spec.family}", lambda _: [spec.observation]),
+        Stage("perturbation profiles", "perturbation_profiles", observe_job="observe_profiles"),
+        Stage(f"perturbed {spec.family}", f"perturbed_{spec.family}", lambda _: [key]),
+        Stage("stream tables", "stream_tables"),
+    ], resources, instance, first=2, total=6)  # fmt: skip
+    click.echo(f"{name} is ready: `hwosim stream start {name}` (or turn its sensor on in the UI)")
+
+
+def _table(header: list[str], rows: list[tuple]) -> None:
+    """A table: rich's on a terminal, tab-separated lines otherwise (for scripts and logs)."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*header)
+        for row in rows:
+            table.add_row(*map(str, row))
+        Console().print(table)
+        return
+    click.echo("\t".join(header))
+    for row in rows:
+        click.echo("\t".join(map(str, row)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,8 +1,8 @@
-"""The repository's dagster.yaml gives a working Dagster instance on MariaDB."""
+"""The repository's dagster.yaml with the MySQL storage section appended (as the README and the
+Docker image do) gives a working Dagster instance on MariaDB."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -19,12 +19,13 @@ pytestmark = pytest.mark.mariadb
 
 @pytest.fixture
 def instance(mariadb, tmp_path, monkeypatch):
-    """DagsterInstance.get() as a deployment would call it: DAGSTER_HOME holds a
-    copy of the repository's dagster.yaml, the connection comes from the environment."""
+    """DagsterInstance.get() as a deployment would call it: DAGSTER_HOME holds the repository's
+    dagster.yaml plus the MySQL storage section, the connection comes from the environment."""
     url = sa.make_url(mariadb.new_database("dagster_instance"))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    storage = REPO / "hwosim_assets" / "defaults" / "dagster-mysql-storage.yaml"
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text() + storage.read_text())
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("DAGSTER_MYSQL_HOSTNAME", mariadb.host)
     monkeypatch.setenv("DAGSTER_MYSQL_PORT", str(mariadb.port))

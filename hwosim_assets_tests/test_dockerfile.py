@@ -52,7 +52,8 @@ def test_image_layout():
     assert args["USER"].split(":")[0] not in ("root", "0")
     assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN")
     assert "DAGSTER_HOME=" in " ".join(a for w, a in steps if w == "ENV")
-    assert any("dagster.yaml" in c and "$DAGSTER_HOME" in c for c in copies)
+    # the instance config: the repository's dagster.yaml with the MySQL storage section appended
+    assert any("dagster.yaml" in r and "dagster-mysql-storage.yaml" in r and "$DAGSTER_HOME" in r for r in runs)
     assert args["EXPOSE"] == "3000"
     assert args["CMD"] == '["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", "workspace.yaml"]'
 

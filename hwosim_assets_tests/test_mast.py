@@ -18,8 +18,8 @@ from hwosim_assets.ingest.mast import (
     Selection,
     download_product,
     query_catalog,
-    sha256_of,
 )
+from hwosim_assets.checksums import sha256_of
 from hwosim_assets.ingest.products import identify, observation_id, observation_id_from_mast
 from hwosim_assets.records import CATALOG_SCHEMA, SUPPORTED_PRODUCT_TYPES
 from hwosim_assets_tests.mast_server import MastReplayServer

@@ -18,7 +18,8 @@ from hwosim_assets.defs.lake.layout import CATALOG_KEY, bronze_key, raw_key
 from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS
 from hwosim_assets.defs.resources import resources_from_settings
 from hwosim_assets.ingest.fits_reader import assemble_frame
-from hwosim_assets.ingest.mast import DOWNLOAD_PATH, sha256_of
+from hwosim_assets.checksums import sha256_of
+from hwosim_assets.ingest.mast import DOWNLOAD_PATH
 from hwosim_assets.ingest.products import identify
 from hwosim_assets.records import FAMILIES, PIXEL_DTYPES, SPECTRA_OPTIONAL, SUPPORTED_PRODUCT_TYPES
 from hwosim_assets.settings import Settings

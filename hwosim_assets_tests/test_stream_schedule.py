@@ -18,7 +18,7 @@ RATE, TICK = 20.0, 5.0  # 100 packets (5 s) per window
 def spec(mode: str = "rate", **changes) -> StreamSpec:
     pacing = Pacing(mode, rate=RATE) if mode == "rate" else Pacing(mode)
     base = dict(name="s", observation="jw09999-o001_x", profile="nominal", family="spectra", pacing=pacing,
-                tick_seconds=TICK, window=100, loop=True)  # fmt: skip
+                tick_seconds=TICK, window=100, loop=True, run_seconds=TICK)  # fmt: skip  (one window a run)
     return StreamSpec(**{**base, **changes})
 
 
@@ -42,6 +42,18 @@ def test_windows_are_requested_ahead_on_one_clock():
     # and a tick with nothing new in reach says when the next window is due
     idle = decide(spec(), later.cursor, now=T + 6.5, delivered_next=1, in_flight=[Flight(3, 3, T + 6)], lead_s=12.0)
     assert idle.request is None and idle.skip == "window 4 due in 13.5 s" and idle.cursor == later.cursor
+
+
+def test_a_run_covers_run_seconds_of_windows():
+    long_runs = spec(run_seconds=60.0)  # 12 windows of 5 s
+    assert long_runs.windows_per_run == 12
+    first = decide(long_runs, Cursor(), now=T, delivered_next=0, in_flight=[], lead_s=12.0)
+    assert (first.request.first, first.request.last) == (0, 11)
+    # no new run until window 12 comes within the lead (due at T+12+60)
+    quiet = decide(long_runs, first.cursor, now=T + 50, delivered_next=4, in_flight=[Flight(0, 11, T)], lead_s=12.0)
+    assert quiet.request is None and quiet.skip.startswith("window 12 due in")
+    nxt = decide(long_runs, first.cursor, now=T + 61, delivered_next=9, in_flight=[Flight(0, 11, T)], lead_s=12.0)
+    assert (nxt.request.first, nxt.request.last, nxt.request.start_time) == (12, 23, T + 72.0)
 
 
 def test_after_downtime_one_run_drains_the_backlog():
@@ -106,3 +118,9 @@ def test_cursor_round_trips_and_reads_the_old_format():
     assert Cursor.from_json(cursor.to_json()) == cursor
     assert Cursor.from_json('{"window": 4, "start_time": 12.5, "behind": 0}') == Cursor(start_time=12.5, next_window=4)
     assert Cursor.from_json(None) == Cursor()
+
+
+def test_a_lost_cursor_continues_after_what_is_committed():
+    d = decide(spec(), Cursor(), now=T, delivered_next=40, in_flight=[], lead_s=12.0)
+    assert d.request.first == 40 and d.request.start_time == T + 12.0  # due one lead from now, no gap, no burst
+    assert d.cursor.start_time == T + 12.0 - 40 * 5.0

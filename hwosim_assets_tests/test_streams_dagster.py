@@ -44,6 +44,7 @@ STREAM = """
     family: spectra
     pacing: {{mode: rate, rate: 20}}
     tick_seconds: 1
+    run_seconds: 1
     loop: true
 """
 RATE, WINDOW, CHANNELS, SOURCE_PACKETS = 20.0, 20, 500, 200  # the sample x1dints: 200 integrations x 500 bins

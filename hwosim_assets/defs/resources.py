@@ -45,8 +45,3 @@ def resources_from_settings(settings: Settings) -> dict[str, dg.ConfigurableReso
             tile_size=settings.tile_size,
         ),
     }
-
-
-@dg.definitions
-def resources() -> dg.Definitions:
-    return dg.Definitions(resources=resources_from_settings(Settings.from_env()))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from hwosim_assets.ingest.mast import sha256_of
+from hwosim_assets.checksums import sha256_of
 from hwosim_assets.ingest.products import UnsupportedProductError, identify, instrument_mode
 from hwosim_assets.records import CATALOG_SCHEMA
 

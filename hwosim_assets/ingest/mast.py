@@ -13,12 +13,10 @@ files' own headers give, and becomes a Dagster partition key.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
@@ -29,8 +27,10 @@ from astroquery import log as astroquery_log
 from astroquery.exceptions import InvalidQueryError, RemoteServiceError
 from astroquery.mast import ObservationsClass
 
+from hwosim_assets.checksums import sha256_of
 from hwosim_assets.ingest.products import observation_id_from_mast
-from hwosim_assets.records import CATALOG_SCHEMA, SUPPORTED_PRODUCT_TYPES
+from hwosim_assets.ingest.selection import Selection, normalize_program, select_products  # noqa: F401 (re-exported)
+from hwosim_assets.records import CATALOG_SCHEMA
 
 # astroquery 0.4.11 endpoints, relative to the server URL.
 INVOKE_PATH = "/api/v0/invoke"
@@ -39,7 +39,6 @@ DOWNLOAD_PATH = "/api/v0.1/Download/file"
 BUNDLE_PATH = "/api/v0.1/Download/bundle"
 
 BACKOFF_SECONDS = 0.5  # first wait between retries; doubles each time
-DEFAULT_CALIB_LEVELS = (2, 3)  # calibrated exposures and combined science products
 
 
 class MastError(RuntimeError):
@@ -52,92 +51,6 @@ class MastQueryError(MastError):
 
 class MastDownloadError(MastError):
     """A product could not be downloaded intact."""
-
-
-def _as_tuple(value) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    return tuple(str(v).strip() for v in value if str(v).strip())
-
-
-def normalize_program(program: str) -> str:
-    """JWST program ids as the catalog keeps them: 5 digits, zero-padded."""
-    return program.zfill(5) if program.isdigit() else program
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which JWST products to take. Empty tuples mean "any".
-
-    ``instruments`` are MAST instrument names ("NIRISS/SOSS") or bare
-    instruments ("NIRISS", matching all its modes). No ``product_types`` means
-    every supported one (records.SUPPORTED_PRODUCT_TYPES). ``calib_level``
-    None means levels 2 and 3. Lists are accepted and stored as tuples so that a
-    Selection stays hashable and immutable.
-    """
-
-    programs: tuple[str, ...] = ()
-    targets: tuple[str, ...] = ()
-    instruments: tuple[str, ...] = ()
-    product_types: tuple[str, ...] = ()
-    calib_level: int | None = None
-    max_products: int = 50
-
-    def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("programs", tuple(normalize_program(p) for p in _as_tuple(self.programs)))
-        set_("targets", _as_tuple(self.targets))
-        set_("instruments", tuple(i.upper() for i in _as_tuple(self.instruments)))
-        types = tuple(t.lower() for t in _as_tuple(self.product_types)) or SUPPORTED_PRODUCT_TYPES
-        unsupported = [t for t in types if t not in SUPPORTED_PRODUCT_TYPES]
-        if unsupported:
-            raise ValueError(
-                f"unsupported product type(s) {unsupported}: supported are {', '.join(SUPPORTED_PRODUCT_TYPES)}"
-            )
-        set_("product_types", types)
-        if self.calib_level is not None and self.calib_level not in (0, 1, 2, 3, 4):
-            raise ValueError(f"calib_level {self.calib_level} is not a MAST calibration level (0-4)")
-        if self.max_products < 1:
-            raise ValueError(f"max_products must be at least 1, got {self.max_products}")
-
-    @property
-    def calib_levels(self) -> tuple[int, ...]:
-        return DEFAULT_CALIB_LEVELS if self.calib_level is None else (self.calib_level,)
-
-    def __str__(self) -> str:
-        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) not in ((), None)]
-        return f"Selection({', '.join(parts)})"
-
-
-def instrument_matches(instrument: str | None, wanted: tuple[str, ...]) -> bool:
-    """A bare instrument ("NIRISS") matches all its modes ("NIRISS/SOSS"); a mode only itself."""
-    if not wanted:
-        return True
-    name = (instrument or "").upper()
-    return any(name == w or name.startswith(w + "/") for w in wanted)
-
-
-def select_products(catalog: pl.DataFrame, selection: Selection) -> pl.DataFrame:
-    """The rows of a catalog (CATALOG_SCHEMA) that a selection asks for, capped.
-
-    One rule for every source: sorted by observation and file name before the
-    cap, so the same selection always keeps the same products.
-    """
-    rows = catalog.filter(
-        pl.col("product_type").is_in(list(selection.product_types))
-        & pl.col("calib_level").is_in(list(selection.calib_levels))
-    )
-    if selection.programs:
-        rows = rows.filter(pl.col("program").is_in(list(selection.programs)))
-    if selection.targets:
-        wanted = [t.upper() for t in selection.targets]
-        rows = rows.filter(pl.col("target").str.to_uppercase().is_in(wanted))
-    if selection.instruments:
-        keep = [instrument_matches(i, selection.instruments) for i in rows["instrument"].to_list()]
-        rows = rows.filter(pl.Series(keep, dtype=pl.Boolean))
-    return rows.sort("obs_id", "filename").head(selection.max_products)
 
 
 # --------------------------------------------------------------------- ids
@@ -304,14 +217,6 @@ def query_catalog(
 
 
 # ---------------------------------------------------------------- download
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_product(

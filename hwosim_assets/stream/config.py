@@ -9,18 +9,25 @@ File format::
         family: spectra                   # spectra | images
         pacing: {mode: rate, rate: 2}     # rate (0.001-100000 packets/s) | cadence (speed, gap_cap_s) | asap
         tick_seconds: 30                  # the sensor's interval (default 30, 1 s to 1 day)
-        window: 60                        # packets per run (default rate x tick; at most 1,000,000)
+        window: 60                        # packets per window (default rate x tick; at most 1,000,000)
+        run_seconds: 60                   # rate mode: each run replays this many seconds of windows (default 60)
         loop: true                        # start again at seq 0 after the last packet
         start: 2026-01-01T00:00:00Z       # optional absolute start of window 0
         retain: {hours: 6}                # optional: keep only the last 6 hours (or {laps: N}) of rows
 
-``tick_seconds`` defaults to 30 s, the interval at which the Dagster daemon
-evaluates sensors anyway; a smaller value must be written explicitly, must be
-at least 1 s and is meant for tests and demos. In ``rate`` mode a window
-lasts ``window / rate`` seconds; when ``window`` is omitted it is
-``rate * tick_seconds``, which must then be a whole number so that windows
-start exactly one tick apart. ``cadence`` and ``asap`` need an explicit
-``window``.
+``tick_seconds`` defaults to 30 s: how often the stream's sensor looks at
+the clock. In ``rate`` mode a window lasts ``window / rate`` seconds; when
+``window`` is omitted it is ``rate * tick_seconds``, which must then be a
+whole number so that windows start exactly one tick apart. ``cadence`` and
+``asap`` need an explicit ``window``.
+
+``run_seconds`` (rate mode, default 60) is how much of the stream one Dagster
+run replays: a run costs several CPU-seconds to start (a Python process that
+loads the code location), so a run covers whole windows for about this long,
+and is requested ahead of its first window's due time. Windows stay on one
+absolute clock whatever the run boundaries. Below 10 s a 2-core machine
+cannot launch runs as fast as streams need them; such a value is accepted
+for tests, and the stream's sensor warns.
 
 The bounds keep every accepted stream replayable: a window of more than a
 million packets or a rate outside 0.001-100,000 packets/s is refused here
@@ -58,6 +65,7 @@ from hwosim_assets.userconfig import (
 )
 
 DEFAULT_TICK_SECONDS = 30.0
+DEFAULT_RUN_SECONDS = 60.0
 MIN_TICK_SECONDS = 1.0
 MAX_TICK_SECONDS = 86_400.0
 MIN_RATE, MAX_RATE = 1e-3, 1e5  # packets per second
@@ -85,6 +93,14 @@ class StreamSpec:
     description: str = ""
     retain_laps: int | None = None  # keep the rows of the last N laps only
     retain_hours: float | None = None  # keep the rows emitted in the last N hours only
+    run_seconds: float = DEFAULT_RUN_SECONDS  # rate mode: seconds of windows one run replays
+
+    @property
+    def windows_per_run(self) -> int:
+        """Rate mode: whole windows one run replays, about ``run_seconds`` (at least one)."""
+        if self.pacing.mode != "rate":
+            return 1
+        return max(1, round(self.run_seconds / self.window_seconds))
 
     @property
     def window_seconds(self) -> float | None:
@@ -220,6 +236,7 @@ class StreamEntry(StrictModel):
     start: Time = None
     description: Text = ""
     retain: RetainBlock = None
+    run_seconds: number(1.0, 86_400.0, "a number of seconds") = DEFAULT_RUN_SECONDS
 
     @model_validator(mode="after")
     def _window_is_known(self):
@@ -257,6 +274,7 @@ class StreamEntry(StrictModel):
             description=self.description,
             retain_laps=self.retain.laps if self.retain else None,
             retain_hours=self.retain.hours if self.retain else None,
+            run_seconds=self.run_seconds,
         )
 
 

@@ -11,7 +11,9 @@ HWOSIM_HOME defaulting to ``.hwosim``) once a replay has run::
     print(reader.watermark, reader.gaps(), reader.duplicates())
 
 Rows come in delivery order (``offset``, then ``channel``), only up to the
-committed offset, so a batch is never seen half-written. The reader hides
+committed offset, so a batch is never seen half-written. ``reader.lag`` says
+how far behind the newest committed packet the reader is (seconds of the
+stream's schedule), ``reader.lateness()`` how late what it read was emitted. The reader hides
 nothing: a lost packet is a ``seq`` that never comes (:meth:`gaps`), a
 duplicate is a ``seq`` that comes twice (:meth:`duplicates`), a late packet
 comes after higher ones. ``(lap, seq)`` names a packet in looping streams.
@@ -21,10 +23,11 @@ It reads only the stream tables, never the truth table.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import sqlalchemy as sa
 
 from hwosim_assets.stream import schema
@@ -51,6 +54,9 @@ class StreamReader:
         self.watermark = Watermark()
         self._seen: Counter[tuple[int, int]] = Counter()  # (lap, seq) -> times delivered
         self._table = self._table_of_stream()
+        self._late: deque[float] = deque(maxlen=100_000)  # emitted - scheduled of the last packets read
+        self._newest_scheduled: float | None = None  # of the newest committed packet, at the last poll
+        self._read_scheduled: float | None = None  # of the last packet read
 
     def _table_of_stream(self) -> sa.Table:
         with self.engine.connect() as conn:
@@ -66,11 +72,31 @@ class StreamReader:
         value = conn.execute(sa.select(o.c.next_offset).where(o.c.stream == self.stream)).scalar()
         return int(value or 0)
 
+    @property
+    def lag(self) -> float:
+        """Seconds (of the stream's schedule) between the newest committed packet and the last one
+        read, as of the last poll: 0 when the reader has caught up."""
+        if self._newest_scheduled is None:
+            return 0.0
+        return max(0.0, self._newest_scheduled - (self._read_scheduled if self._read_scheduled is not None else self._newest_scheduled))
+
+    def lateness(self) -> dict[str, float | None]:
+        """Emitted minus scheduled time of the packets read (the last 100,000), in seconds."""
+        if not self._late:
+            return {"p50": None, "p99": None, "max": None}
+        late = np.fromiter(self._late, dtype=float)
+        return {"p50": float(np.percentile(late, 50)), "p99": float(np.percentile(late, 99)), "max": float(late.max())}
+
     def poll(self) -> list[sa.Row]:
         """Rows delivered since the last call (at most ``page_packets`` packets), in offset order."""
         t = self._table
         with self.engine.connect() as conn:
-            end = min(self._committed_end(conn), self.next_offset + self.page_packets)
+            committed = self._committed_end(conn)
+            if committed > 0:
+                self._newest_scheduled = conn.execute(
+                    sa.select(t.c.scheduled_time).where(t.c.stream == self.stream, t.c.offset == committed - 1).limit(1)
+                ).scalar()
+            end = min(committed, self.next_offset + self.page_packets)
             if end <= self.next_offset:
                 return []
             order = [t.c.offset, t.c.channel] if "channel" in t.c else [t.c.offset]
@@ -94,6 +120,8 @@ class StreamReader:
         for row in rows:
             if row.offset != last_offset:
                 self._seen[(row.lap, row.seq)] += 1
+                self._late.append(row.emitted_time - row.scheduled_time)
+                self._read_scheduled = row.scheduled_time
                 last_offset = row.offset
             high = row.event_time if high is None else max(high, row.event_time)
         if rows:

@@ -131,7 +131,9 @@ class WindowReport:
         return {k: v for k, v in self.__dict__.items() if k not in ("truth", "scheduled", "emitted")}
 
 
-def register_stream(engine: sa.Engine, spec: StreamSpec, profile_hash: str, status: str = "registered") -> None:
+def register_stream(
+    engine: sa.Engine, spec: StreamSpec, profile_hash: str, status: str = "registered", source_packets: int | None = None
+) -> None:
     """Insert or update the stream's row in ``hwosim_streams`` (safe when runs race to do it)."""
     s = schema.streams
     now = time.time()
@@ -144,6 +146,8 @@ def register_stream(engine: sa.Engine, spec: StreamSpec, profile_hash: str, stat
         status=status,
         updated=now,
     )
+    if source_packets is not None:
+        values["source_packets"] = source_packets
     with engine.begin() as conn:
         insert_if_absent(conn, s, name=spec.name, created=now, **values)
         conn.execute(s.update().where(s.c.name == spec.name).values(**values))

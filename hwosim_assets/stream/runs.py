@@ -189,6 +189,7 @@ def replay_run(
     if start_from < first:
         report.took_over_from = start_from
     seqs = table["seq"].unique().sort()
+    register_stream(engine, spec, profile_hash, status="running", source_packets=len(seqs))
     window_s = spec.window_seconds
     window_start = start_time + (start_from - first) * window_s if window_s else start_time
     for n in range(start_from, last + 1):

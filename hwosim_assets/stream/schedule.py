@@ -6,17 +6,22 @@ run takes seconds to start. So, in ``rate`` mode:
 
 * Windows are due on one absolute clock: window ``n`` at
   ``t0 + n * window / rate``; they abut, and nothing ever shifts them.
-* Runs are requested *ahead*: every window due before ``now + lead_s`` is
-  requested as soon as a tick sees it, so a run is already started and
-  waiting when its window is due. ``lead_s`` covers the longest gap between
-  two ticks plus the launch latency measured on this machine (see
-  :func:`lead_seconds`).
+* Runs are requested *ahead*: once a window not yet requested is due before
+  ``now + lead_s``, one run is requested for it and the windows after it,
+  about ``run_seconds`` of them (``spec.windows_per_run``), so that a run is
+  already started and waiting when its first window is due. ``lead_s``
+  covers the longest gap between two ticks plus the launch latency measured
+  on this machine (see :func:`lead_seconds`). Starting a run costs seconds of
+  CPU, so runs are long and few; windows stay on their clock whatever the
+  run boundaries.
 * A tick that finds several windows due asks for them in **one** run: after
   downtime, that run delivers every overdue packet at once (stamped with its
   scheduled time, so lateness records the outage) and then paces the rest.
   The lag drains instead of being carried.
 * The committed offset in the stream database is the single source of truth
-  for what was delivered. When nothing is in flight but windows that were
+  for what was delivered: a sensor that lost its cursor (or a second demo)
+  continues after the last committed window, the next one due one lead from
+  now. When nothing is in flight but windows that were
   requested are not delivered (a run failed or its process died), the next
   request starts again from the first undelivered window, with a new run key;
   after ``max_retries`` failed attempts at the same window the stream stops
@@ -140,8 +145,10 @@ def decide(
     if finished:
         return Decision(None, "finished: the stream has delivered its last packet (loop: false)", cursor, 0.0)
     rate_mode = spec.pacing.mode == "rate"
-    t0 = cursor.start_time if cursor.start_time is not None else (spec.start if spec.start is not None else now + lead_s)
     window_s = spec.window_seconds or 0.0
+    t0 = cursor.start_time
+    if t0 is None:  # a new stream, or a cursor lost: continue after what is committed, one lead from now
+        t0 = spec.start if spec.start is not None else now + lead_s - delivered_next * window_s
     lag = max(0.0, now - window_due(spec, t0, delivered_next)) if rate_mode and cursor.start_time is not None else 0.0
 
     if rate_mode:  # a run whose windows are long overdue no longer counts as in flight
@@ -155,7 +162,7 @@ def decide(
 
     # Where the next request starts: normally after the last request; again
     # from the first undelivered window when requested windows were lost.
-    first, retry_window, attempts = cursor.next_window, None, 0
+    first, retry_window, attempts = max(cursor.next_window, delivered_next), None, 0
     if not live and delivered_next < cursor.next_window:
         attempts = cursor.attempts + 1 if cursor.retry_window == delivered_next else 1
         if attempts > max_retries:
@@ -175,7 +182,8 @@ def decide(
         horizon = math.floor((now + lead_s - t0) / window_s + 1e-9)  # last window due within the lead
         if horizon < first:
             return skip(f"window {first} due in {window_due(spec, t0, first) - now:.1f} s")
-        last = min(horizon, first + max_windows - 1)
+        # a run replays about run_seconds of windows: a full batch once its first window is in reach
+        last = min(max(horizon, first + spec.windows_per_run - 1), first + max_windows - 1)
         start = window_due(spec, t0, first)
         overdue = sum(1 for n in range(first, last + 1) if window_due(spec, t0, n + 1) <= now)
     else:

@@ -61,6 +61,7 @@ streams = sa.Table(
     sa.Column("family", sa.String(16), nullable=False),
     sa.Column("pacing", sa.Text, nullable=False),  # JSON of the pacing block
     sa.Column("status", sa.String(16), nullable=False),  # registered | running | idle | finished
+    sa.Column("source_packets", sa.BigInteger),  # packets per lap of the source, once a run has read it
     sa.Column("created", sa.Double, nullable=False),  # UTC epoch seconds
     sa.Column("updated", sa.Double, nullable=False),
 )

@@ -23,8 +23,7 @@ from hwosim_assets.defs.mast.assets import raw_products
 from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.resources import HwosimConfig
-from hwosim_assets.ingest import catalog, quality
-from hwosim_assets.ingest.fits_reader import FitsProductError, header_facts, read_family
+from hwosim_assets.ingest import catalog
 from hwosim_assets.records import FAMILIES, Family
 
 
@@ -32,6 +31,9 @@ def build_bronze(
     context: dg.AssetExecutionContext, lake: LakeResource, family: Family, tile_size: int
 ) -> dg.MaterializeResult:
     """Fetch the observation's raw files of one family, read them, write the table and its record, check them."""
+    from hwosim_assets.ingest import quality  # astropy: imported where FITS is read, not by every run
+    from hwosim_assets.ingest.fits_reader import FitsProductError, header_facts, read_family
+
     obs_id = context.partition_key
     asset = context.asset_key
     products = catalog.products_of(lake.read_parquet(CATALOG_KEY), obs_id, family.name)

@@ -40,7 +40,7 @@ import dagster as dg
 import polars as pl
 from pydantic import PrivateAttr
 
-from hwosim_assets.ingest.mast import sha256_of
+from hwosim_assets.checksums import sha256_of
 
 CHUNK = 1 << 20  # copy and hash buffer: big enough to be fast, small enough to never matter
 TMP_PREFIX = ".hwosim-tmp-"  # partial local writes; never listed as keys

@@ -15,8 +15,7 @@ from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS, OBSERVATIONS
 from hwosim_assets.defs.mast.resources import ProductSource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.ingest import catalog
-from hwosim_assets.ingest.mast import Selection
-from hwosim_assets.ingest.products import FitsProductError, identify
+from hwosim_assets.ingest.selection import Selection
 from hwosim_assets.records import SUPPORTED_PRODUCT_TYPES
 
 
@@ -98,6 +97,8 @@ def raw_products(
     products = catalog.products_of(lake.read_parquet(CATALOG_KEY), obs_id)
     if products.is_empty():
         raise dg.Failure(f"observation {obs_id!r} is not in {lake.uri(CATALOG_KEY)}: rematerialize jwst_catalog")
+
+    from hwosim_assets.ingest.products import FitsProductError, identify  # astropy: only where FITS is read
 
     landed, fetched, nbytes, seconds = [], [], 0, 0.0
     with tempfile.TemporaryDirectory(prefix="hwosim-raw-") as tmp:

@@ -14,8 +14,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from hwosim_assets.ingest import files, mast, sample
-from hwosim_assets.ingest.mast import Selection
+from hwosim_assets.checksums import sha256_of
+from hwosim_assets.ingest.selection import Selection, select_products
+
+# The sources import their clients (astroquery, astropy) when used, not when
+# the code location loads: every replay run loads it, and needs neither.
 
 
 class ProductSource(dg.ConfigurableResource):
@@ -46,9 +49,13 @@ class MastSource(ProductSource):
         return "mast"
 
     def query(self, selection: Selection) -> pl.DataFrame:
+        from hwosim_assets.ingest import mast
+
         return mast.query_catalog(selection, server_url=self.server_url, timeout=self.timeout, retries=self.retries)
 
     def fetch(self, row: dict, dest_dir: Path) -> Path:
+        from hwosim_assets.ingest import mast
+
         return mast.download_product(
             row, Path(dest_dir), server_url=self.server_url, timeout=self.timeout, retries=self.retries
         )
@@ -62,12 +69,16 @@ class SampleSource(ProductSource):
         return "sample"
 
     def query(self, selection: Selection) -> pl.DataFrame:
-        chosen = mast.select_products(sample.sample_catalog(), selection)
+        from hwosim_assets.ingest import sample
+
+        chosen = select_products(sample.sample_catalog(), selection)
         if chosen.is_empty():
             raise ValueError(f"no sample product matches {selection}: the samples are program {sample.SAMPLE_PROGRAM}")
         return chosen
 
     def fetch(self, row: dict, dest_dir: Path) -> Path:
+        from hwosim_assets.ingest import sample
+
         return sample.write_sample_product(row["filename"], Path(dest_dir))
 
 
@@ -89,6 +100,8 @@ class FilesSource(ProductSource):
         return lake_from_url(self.url)
 
     def query(self, selection: Selection) -> pl.DataFrame:
+        from hwosim_assets.ingest import files
+
         store = self._store()
         keys = [k for k in store.list_keys("") if files.is_fits_name(k.rsplit("/", 1)[-1])]
         if not keys:
@@ -102,7 +115,7 @@ class FilesSource(ProductSource):
                     path = Path(self.url).absolute() / key
                 local.append((path, store.uri(key)))
             catalog = files.catalog_of_files(local)
-        chosen = mast.select_products(catalog, selection)
+        chosen = select_products(catalog, selection)
         if chosen.is_empty():
             raise ValueError(f"none of the {len(catalog)} products under {store.uri()} matches {selection}")
         return chosen
@@ -114,7 +127,7 @@ class FilesSource(ProductSource):
             raise ValueError(f"{row['data_uri']} is not under the source {prefix} (HWOSIM_SOURCE_URL changed?)")
         key = row["data_uri"][len(prefix):].lstrip("/")
         path = store.get_file(key, Path(dest_dir) / row["filename"])
-        digest = mast.sha256_of(path)
+        digest = sha256_of(path)
         if row.get("checksum") and digest != row["checksum"]:
             path.unlink()
             raise ValueError(f"{row['data_uri']} changed since the catalog was made: rematerialize jwst_catalog")

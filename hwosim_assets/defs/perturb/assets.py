@@ -13,7 +13,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from hwosim_assets import plots
 from hwosim_assets.defs.bronze.assets import BRONZE
 from hwosim_assets.defs.lake.layout import bronze_key, perturbed_key, plot_key, truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
@@ -76,6 +75,8 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
         n = CHECK_ROWS[family]
         before, after, mask = (pl.read_parquet(p, n_rows=n) for p in (bronze, data, truth))
         uncovered = uncovered_changes(before, after, mask, family)
+        from hwosim_assets import plots  # matplotlib: imported where a figure is drawn
+
         draw = plots.spectra_before_after if family == "spectra" else plots.images_before_after
         png = draw(before, after, mask, f"{obs_id} under {name}")
 

@@ -24,6 +24,7 @@ or ``hwosim stream start NAME``).
 """
 
 import logging
+import math
 import time
 from typing import Callable
 
@@ -39,7 +40,8 @@ from hwosim_assets.stream.schedule import Cursor, Flight, decide, lead_seconds
 STREAM_TAG = "hwosim/stream"
 WINDOWS_TAG = "hwosim/windows"  # "first-last"
 PRIORITY = "10"  # dagster/priority of replay runs: dequeued before backfill runs
-MIN_TICK_S = 5.0  # below this the daemon cannot launch runs as fast as the tick asks (see README, Streams)
+MIN_TICK_S = 5.0  # the sensor daemon's loop: a shorter tick is not evaluated more often
+MIN_RUN_S = 10.0  # shorter runs cost more CPU to launch than a 2-core machine has (README, Streams)
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = [
@@ -86,23 +88,32 @@ def replay_sensor(spec: StreamSpec, clock: Callable[[], float] = time.time) -> d
     """The sensor of one stream (module docstring); ``clock`` is replaceable in tests."""
     asset = STREAM_ASSETS[spec.family]
     perturbed = PERTURBED[spec.family]
-    warning = ""
+    warnings = []
     if spec.tick_seconds < MIN_TICK_S:
-        warning = (
-            f" Warning: tick_seconds {spec.tick_seconds:g} is below {MIN_TICK_S:g} s, the shortest tick at which the "
-            "daemon launches runs reliably on a 2-core machine; runs will cover several windows each."
+        warnings.append(
+            f"tick_seconds {spec.tick_seconds:g} is below {MIN_TICK_S:g} s: the daemon evaluates sensors about every "
+            f"{MIN_TICK_S:g} s, so the tick will be longer than configured"
         )
-        log.warning(f"stream {spec.name}: tick_seconds {spec.tick_seconds:g} s is below the minimum {MIN_TICK_S:g} s")
+    if spec.pacing.mode == "rate" and spec.run_seconds < MIN_RUN_S:
+        warnings.append(
+            f"run_seconds {spec.run_seconds:g} is below {MIN_RUN_S:g} s: starting a run costs ~5 CPU-seconds here, "
+            "so runs this short keep a 2-core machine busy launching them"
+        )
+    for text in warnings:
+        log.warning(f"stream {spec.name}: {text}")
+    warning = "".join(f" Warning: {text}." for text in warnings)
 
     @dg.sensor(
         name=sensor_name(spec.name),
         target=asset,
-        minimum_interval_seconds=max(1, round(spec.tick_seconds)),
+        # The sensor daemon looks at sensors every 5 s: an interval one second short of the tick
+        # makes the tick land on every tick-th second instead of every other look (5 s -> 5 or 10 s).
+        minimum_interval_seconds=max(1, math.ceil(spec.tick_seconds) - 1),
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
             f"Replays stream {spec.name} ({spec.observation} under {spec.profile}, "
             f"{spec.pacing.mode}{f' {spec.pacing.rate:g}/s' if spec.pacing.rate else ''}) into the stream tables, "
-            f"windows of {spec.window} packets requested ahead of their due time.{warning}"
+            f"windows of {spec.window} packets, {spec.windows_per_run} per run, requested ahead of their due time.{warning}"
         ),
     )
     def _sensor(context: dg.SensorEvaluationContext, stream_db: StreamDatabase):
@@ -150,6 +161,9 @@ def replay_sensor(spec: StreamSpec, clock: Callable[[], float] = time.time) -> d
                 cursor=decision.cursor.to_json(),
             )
         request = decision.request
+        # its windows' span, the wait before its first, and slack for a slow start
+        span = (request.last - request.first + 1) * (spec.window_seconds or spec.tick_seconds)
+        max_runtime = max(0.0, request.start_time - clock()) + span + 600
         context.log.info(
             f"{spec.name}: windows {request.first}-{request.last} due at {request.start_time:.3f} "
             f"({request.overdue} overdue), lag {decision.lag_s:.1f} s"
@@ -165,6 +179,9 @@ def replay_sensor(spec: StreamSpec, clock: Callable[[], float] = time.time) -> d
                         STREAM_TAG: spec.name,
                         WINDOWS_TAG: f"{request.first}-{request.last}",
                         "dagster/priority": PRIORITY,
+                        # a run whose process died (machine restart) would stay STARTED forever: the
+                        # default launcher cannot see it, run monitoring fails it after this long
+                        "dagster/max_runtime": str(round(max_runtime)),
                     },
                 )
             ],
@@ -174,10 +191,8 @@ def replay_sensor(spec: StreamSpec, clock: Callable[[], float] = time.time) -> d
     return _sensor
 
 
-@dg.definitions
-def stream_sensors() -> dg.Definitions:
+def stream_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     """One replay sensor per stream of the environment's streams.yaml, read once, at load time."""
-    settings = Settings.from_env()
     _, specs = declared_streams(settings.streams_path, settings.profiles_path)
     names: dict[str, str] = {}
     for spec in specs.values():
@@ -187,4 +202,4 @@ def stream_sensors() -> dg.Definitions:
                 f"streams {other!r} and {spec.name!r} would both have the sensor {sensor_name(spec.name)!r} "
                 f"(sensor names turn '-' into '_'): rename one in {settings.streams_path or 'streams.yaml'}"
             )
-    return dg.Definitions(sensors=[replay_sensor(spec) for spec in specs.values()])
+    return [replay_sensor(spec) for spec in specs.values()]
