@@ -208,6 +208,7 @@ def replay_window(
     writer_method: str = "auto",
     max_batch_rows: int = 50_000,
     writer: StreamWriter | None = None,
+    register: bool = True,
 ) -> WindowReport:
     """Replay one window of ``packets`` (rows of the window, as from :func:`window_packets`).
 
@@ -234,9 +235,11 @@ def replay_window(
     report.reordered = int((kinds == "reordering").sum())
     report.outage_held = int((kinds == "outage").sum())
 
-    register_stream(engine, spec, profile_hash, status="running")
+    if register:  # a run of several windows registers once, not at every window boundary
+        register_stream(engine, spec, profile_hash, status="running")
     own_writer = writer is None
     writer = writer or StreamWriter(engine, spec.name, spec.family, method=writer_method)
+    retries_before = writer.retries
     try:
         next_position = int(position[-1]) + 1 if n else (window_index + 1) * spec.window
         state = writer.open_window(
@@ -259,8 +262,9 @@ def replay_window(
     finally:
         if own_writer:
             writer.close()
-    register_stream(engine, spec, profile_hash, status="idle")
-    report.retries = writer.retries
+    if register:
+        register_stream(engine, spec, profile_hash, status="idle")
+    report.retries = writer.retries - retries_before
     report.wall_seconds = time.perf_counter() - began
     return report
 

@@ -40,7 +40,7 @@ from hwosim_assets.stream.replay import (
     window_bounds,
     window_packets,
 )
-from hwosim_assets.stream.writer import StreamStateError
+from hwosim_assets.stream.writer import StreamStateError, StreamWriter
 
 ON_TIME_S = 1.0  # a packet emitted more than this after its due time was part of a backlog
 
@@ -185,36 +185,45 @@ def replay_run(
     """
     began = time.perf_counter()
     report = RunReport(spec.name, first, last, spec.pacing.rate if spec.pacing.mode == "rate" else None)
-    start_from, report.waited_s = wait_for_turn(engine, spec, first, start_time, max_wait_s=max_wait_s)
-    if start_from < first:
-        report.took_over_from = start_from
     seqs = table["seq"].unique().sort()
+    # Everything a window boundary would otherwise wait for is done before the first is due:
+    # the windows' rows cut from the table, the stream registered, one writer (one connection).
+    packets = {n: window_packets(spec, table, n, seqs=seqs) for n in range(first, last + 1)}
     register_stream(engine, spec, profile_hash, status="running", source_packets=len(seqs))
-    window_s = spec.window_seconds
-    window_start = start_time + (start_from - first) * window_s if window_s else start_time
-    for n in range(start_from, last + 1):
-        if window_s:
-            window_start = start_time + (n - first) * window_s
-        window = replay_window(
-            engine,
-            spec,
-            window_packets(spec, table, n, seqs=seqs),
-            window_index=n,
-            start_time=window_start,
-            stream_faults=stream_faults,
-            seed=seed,
-            profile_hash=profile_hash,
-            pace=pace,
-        )
-        report.windows.append(window)
-        if not window_s and window.next_start_time is not None:
-            window_start = window.next_start_time  # cadence: chained; asap: now-ish anyway
-        if retain_laps is not None or retain_hours is not None:
-            report.retained_rows_deleted += apply_retention(engine, spec, laps=retain_laps, hours=retain_hours)
-        if window_bounds(spec, n, len(seqs)).exhausted:
-            register_stream(engine, spec, profile_hash, status="finished")
-            report.exhausted = True
-            break
+    writer = StreamWriter(engine, spec.name, spec.family)
+    try:
+        start_from, report.waited_s = wait_for_turn(engine, spec, first, start_time, max_wait_s=max_wait_s)
+        if start_from < first:
+            report.took_over_from = start_from
+        window_s = spec.window_seconds
+        window_start = start_time + (start_from - first) * window_s if window_s else start_time
+        for n in range(start_from, last + 1):
+            if window_s:
+                window_start = start_time + (n - first) * window_s
+            window = replay_window(
+                engine,
+                spec,
+                packets[n] if n in packets else window_packets(spec, table, n, seqs=seqs),
+                window_index=n,
+                start_time=window_start,
+                stream_faults=stream_faults,
+                seed=seed,
+                profile_hash=profile_hash,
+                pace=pace,
+                writer=writer,
+                register=False,
+            )
+            report.windows.append(window)
+            if not window_s and window.next_start_time is not None:
+                window_start = window.next_start_time  # cadence: chained; asap: now-ish anyway
+            if retain_laps is not None or retain_hours is not None:
+                report.retained_rows_deleted += apply_retention(engine, spec, laps=retain_laps, hours=retain_hours)
+            if window_bounds(spec, n, len(seqs)).exhausted:
+                report.exhausted = True
+                break
+    finally:
+        writer.close()
+    register_stream(engine, spec, profile_hash, status="finished" if report.exhausted else "idle")
     report.wall_s = time.perf_counter() - began
     return report
 
