@@ -71,9 +71,10 @@ class RunReport:
         ``ON_TIME_S`` of their due time): a backlog delivered at once after
         downtime is reported as ``backlog_packets``, not as a rate.
         """
-        scheduled, emitted = self._concat("scheduled"), self._concat("emitted")
+        scheduled, emitted, committed = self._concat("scheduled"), self._concat("emitted"), self._concat("committed_at")
         done = ~np.isnan(emitted)
         scheduled, emitted = scheduled[done], emitted[done]
+        commit_lag = committed[done] - emitted if len(committed) == len(done) else np.zeros(0)
         late = emitted - scheduled
         on_time = late < ON_TIME_S
         steady = pace_stats(scheduled[on_time], emitted[on_time]) if on_time.sum() > 1 else None
@@ -93,6 +94,8 @@ class RunReport:
             "lateness_p50_ms": ms(50),
             "lateness_p99_ms": ms(99),
             "lateness_max_ms": round(float(late.max()) * 1e3, 3) if len(late) else None,
+            # released -> visible to readers: what the database adds after the pacer released a packet
+            "commit_lag_p99_ms": round(float(np.nanpercentile(commit_lag, 99)) * 1e3, 3) if np.isfinite(commit_lag).any() else None,
             "waited_s": round(self.waited_s, 3),
             "took_over_from_window": self.took_over_from,
             "drops": sums("drops"),

@@ -25,7 +25,10 @@ Offsets and sequence numbers:
 Times: ``event_time`` is MJD (UTC) as in the records; ``scheduled_time`` and
 ``emitted_time`` are UTC epoch seconds as DOUBLE (sub-microsecond resolution,
 same type on every dialect, no timezone conversion anywhere). Lateness is
-``emitted_time - scheduled_time``.
+``emitted_time - scheduled_time``: ``emitted_time`` is when the replay
+released the packet (sent it down the link); it becomes visible to readers
+when its batch commits, a few milliseconds later (each run reports that
+commit lag apart, as ``commit_lag_p99_ms``).
 
 Flux values that are NaN or infinite in the source are stored as NULL (MySQL
 DOUBLE cannot hold NaN).
