@@ -377,7 +377,7 @@ def stream_status_command(name: str | None) -> None:
     settings = _settings()
     specs = _specs(settings)
     names = [_spec(settings, name).name] if name else sorted(specs)
-    engine = resources_from_settings(settings)["stream_db"].engine()
+    engine = resources_from_settings(settings, secrets_by_name=False)["stream_db"].engine()
     instance = _instance() if os.environ.get("DAGSTER_HOME") else None
     states = _sensor_states(instance) if instance else {}
     rows = []
@@ -420,7 +420,7 @@ def stream_reset(name: str, yes: bool) -> None:
 
     settings = _settings()
     _spec(settings, name)
-    resources = resources_from_settings(settings)
+    resources = resources_from_settings(settings, secrets_by_name=False)
     stream_db = resources["stream_db"]
     if not yes:
         click.confirm(f"Remove every delivered row of stream {name} from {masked(stream_db.url)}?", abort=True)

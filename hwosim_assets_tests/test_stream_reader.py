@@ -104,3 +104,23 @@ def test_the_docstring_example_runs_as_written(tmp_path, monkeypatch, capsys):
     exec(compile(example, "reader-example", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert len(out) >= 3 * 25 + 1 and out[-1].startswith("Watermark(")
+
+
+def test_reader_lag_and_lateness(tmp_path):
+    """lag: seconds of schedule between the newest committed packet and the last one read;
+    lateness: emitted - scheduled of what was read, as the table says."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'streams.db'}")
+    schema.create_or_migrate(engine)
+    spec = StreamSpec(name="lag", observation="obs-1", profile="nominal", family="spectra",
+                      pacing=Pacing("rate", rate=100.0), tick_seconds=1, window=50, loop=True)  # fmt: skip
+    start = time.time() - 10.0  # every packet already 10 s overdue: delivered at once, about 10 s late
+    replay(engine, spec, 1, synthetic.spectra_table(100, 3), start=start)
+    reader = StreamReader(engine, "lag", page_packets=10)
+    first = reader.poll()
+    assert first and reader.lag == pytest.approx(0.4, abs=1e-6)  # packets 0..9 read, newest committed is 49
+    late = reader.lateness()
+    assert late["p50"] == pytest.approx(10.0, abs=1.0) and late["max"] >= late["p99"] >= late["p50"]
+    while reader.poll():
+        pass
+    assert reader.lag == 0.0  # caught up
+    assert StreamReader(engine, "lag").lateness() == {"p50": None, "p99": None, "max": None}  # nothing read yet

@@ -162,3 +162,28 @@ def test_image_packets_round_trip_on_mariadb(mariadb):
         assert np.array_equal(sci, np.frombuffer(source["sci"], "<f4").reshape(64, 64))
         assert row["dq"] == source["dq"]
     engine.dispose()
+
+
+@pytest.mark.parametrize("keep", [{"laps": 1}, {"hours": 1.0}])
+def test_retention_keeps_the_last_laps_or_hours(engine, keep):
+    """A looping stream never ends: its rows older than the kept laps (or hours) go, newest first kept."""
+    from hwosim_assets.stream.runs import apply_retention
+
+    table = synthetic.spectra_table(10, 3)  # 10 packets a lap
+    s = spec(name="keep", window=10, pacing=Pacing("rate", rate=1000.0))
+    old = time.time() - 2 * 3600  # two windows emitted "two hours ago", then two now
+    for w in range(4):
+        start = old if w < 2 else time.time()
+        replay_window(engine, s, window_packets(s, table, w), window_index=w, start_time=start,
+                      stream_faults={}, pace=False, **KEY)  # fmt: skip
+        if w < 2:  # make the first two laps look two hours old
+            with engine.begin() as conn:
+                t = schema.spectra_rows
+                conn.execute(t.update().where(t.c.stream == "keep", t.c.lap == w).values(emitted_time=old))
+    deleted = apply_retention(engine, s, **keep)
+    rows = stored(engine, "keep")
+    if "laps" in keep:
+        assert set(rows["lap"]) == {3} and deleted == 3 * 10 * 3  # laps 0-2 of 10 packets x 3 channels
+    else:
+        assert set(rows["lap"]) == {2, 3} and deleted == 2 * 10 * 3
+    assert rows["offset"].is_sorted() and apply_retention(engine, s, **keep) == 0  # idempotent

@@ -227,3 +227,39 @@ def test_sensor_replays_into_mariadb(pipeline, mariadb):
     rerun = report(run(requests[1], resources, instance))  # windows run twice write nothing the second time
     assert rerun["already_committed"] and rerun["rows_written"] == 0
     assert len(delivered(engine, "link-b")) == sum(r["rows_written"] for r in reports)
+
+
+def test_stream_commands_list_status_and_reset(pipeline):
+    """`hwosim stream list | status | reset` against the instance and stream database above, as a user runs them."""
+    import os
+    import subprocess
+    import sys
+
+    resources, instance, specs = pipeline
+    hw = resources["hwosim"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HWOSIM_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=instance.root_directory, HWOSIM_PROFILES=hw.profiles_path, HWOSIM_STREAMS=hw.streams_path,
+               HWOSIM_STREAM_DB_URL=resources["stream_db"].url, PYTHONWARNINGS="ignore")  # fmt: skip
+
+    def hwosim(*args):
+        done = subprocess.run([sys.executable, "-m", "hwosim_assets.cli", "stream", *args], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [line.split("\t") for line in done.stdout.strip().splitlines()]
+
+    listed = {row[0]: row for row in hwosim("list")[1:]}
+    assert set(listed) == set(specs) and listed["link-a"][4] == "rate 20/s" and listed["link-a"][7] == "STOPPED"
+    header, row = hwosim("status", "link-a")
+    status = dict(zip(header, row))
+    assert status["target /s"] == "20" and float(status["lag s"]) > 0 and status["position"].startswith("lap ")
+    assert "SUCCESS windows" in status["last run"]
+    with resources["stream_db"].engine().connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.spectra_rows)
+                            .where(schema.spectra_rows.c.stream == "link-a")).scalar() > 0  # fmt: skip
+    hwosim("reset", "link-a", "--yes")
+    with resources["stream_db"].engine().connect() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(schema.spectra_rows)
+                            .where(schema.spectra_rows.c.stream == "link-a")).scalar()  # fmt: skip
+    assert left == 0
+    header, row = hwosim("status", "link-a")
+    assert dict(zip(header, row))["delivered /s (1 min)"] == "0.00"

@@ -96,7 +96,7 @@ class Decision:
     request: Request | None
     skip: str | None
     cursor: Cursor
-    lag_s: float  # now minus the due time of the first undelivered packet (0 when on time)
+    lag_s: float  # how far past its end the first undelivered window is, seconds (0 when on time)
     in_flight: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -149,7 +149,8 @@ def decide(
     t0 = cursor.start_time
     if t0 is None:  # a new stream, or a cursor lost: continue after what is committed, one lead from now
         t0 = spec.start if spec.start is not None else now + lead_s - delivered_next * window_s
-    lag = max(0.0, now - window_due(spec, t0, delivered_next)) if rate_mode and cursor.start_time is not None else 0.0
+    # how far past its end the first undelivered window is (0 while the windows keep their schedule)
+    lag = max(0.0, now - window_due(spec, t0, delivered_next + 1)) if rate_mode and cursor.start_time is not None else 0.0
 
     if rate_mode:  # a run whose windows are long overdue no longer counts as in flight
         live = [f for f in in_flight if window_due(spec, t0, f.last) + window_s + stale_s > now]
