@@ -62,7 +62,7 @@ profiles:
     kinds:
       read_noise: 3
       dropouts: {level: 5, params: {mean_burst: 40}}
-      saturation: {params: {full_well_e: 70000}}
+      saturation: {params: {well_fraction: 0.7, core_fraction: 0.4}}
       packet_loss: {params: {p_loss: 0.1, mean_burst: 3}}
       reordering: {level: 2, params: {max_delay_packets: 4}}
       latency_jitter: {params: {sigma_s: 0.5}}

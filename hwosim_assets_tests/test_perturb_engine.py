@@ -56,7 +56,7 @@ def test_summary_has_one_row_per_packet_and_kind():
     assert set(result.summary["kind"]) == set(applied) == set(result.fractions)
     assert (result.summary["elements"] == 40).all()
     cr = result.summary.filter(pl.col("kind") == "cosmic_rays")
-    assert (cr["magnitude"] >= 0).all() and cr["params"][0].startswith('{"aperture_px"')
+    assert (cr["magnitude"] >= 0).all() and cr["params"][0].startswith('{"deposit_e"')
     for kind, fraction in result.fractions.items():
         assert fraction == result.summary.filter(pl.col("kind") == kind)["affected"].sum() / len(table)
 

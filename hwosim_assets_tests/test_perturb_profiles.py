@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hwosim_assets.perturb import KINDS, STREAM_KINDS, ProfileError, levels_markdown, load_profiles, parse_profiles
+from hwosim_assets.perturb import ELEMENT_KINDS, KINDS, STREAM_KINDS, ProfileError, levels_markdown, load_profiles, parse_profiles
 from hwosim_assets.perturb.profiles import DEFAULT_PROFILES
 from hwosim_assets.perturb.truth import bit_table_markdown
 
@@ -49,7 +49,7 @@ def test_config_hash_is_stable_short_hex_and_ignores_spelling():
     a = parse_profiles("profiles:\n  p:\n    description: one\n    kinds: {read_noise: 2, cosmic_rays: 1}\n")["p"]
     b = parse_profiles(
         "profiles:\n  p:\n    description: two\n    kinds:\n      cosmic_rays: {level: 1}\n"
-        "      read_noise: {params: {sigma_e: 8}}\n"
+        "      read_noise: {params: {excess: 0.7}}\n"
     )["p"]
     assert re.fullmatch(r"[0-9a-f]{16}", a.config_hash)
     assert a.config_hash == b.config_hash  # same resolved parameters, whatever the spelling
@@ -59,7 +59,7 @@ def test_config_hash_is_stable_short_hex_and_ignores_spelling():
 def test_config_hash_is_pinned():
     """The hash is a data version stored by Dagster: it must not drift between
     runs, processes or Python versions unless the engine version is bumped."""
-    explicit = parse_profiles("profiles:\n  p: {kinds: {read_noise: {params: {sigma_e: 8}}}}\n")["p"]
+    explicit = parse_profiles("profiles:\n  p: {kinds: {read_noise: {params: {excess: 0.7}}}}\n")["p"]
     assert explicit.config_hash == "ce643de0e6d10098"
     assert parse_profiles("profiles:\n  p: {}\n")["p"].config_hash == "855d619750eca3bb"
 
@@ -96,8 +96,8 @@ BAD = {
     "level as text": ("profiles:\n  p: {kinds: {read_noise: '3'}}\n", ["profile 'p'", "kinds.read_noise", "'3'"]),
     "level as bool": ("profiles:\n  p: {all: true}\n", ["profile 'p'", "all", "level"]),
     "negative sigma": (
-        "profiles:\n  p: {kinds: {read_noise: {level: 2, params: {sigma_e: -1}}}}\n",
-        ["profile 'p'", "kinds.read_noise.params.sigma_e", "must be a number in [0, 1e6], got -1"],
+        "profiles:\n  p: {kinds: {read_noise: {level: 2, params: {excess: -1}}}}\n",
+        ["profile 'p'", "kinds.read_noise.params.excess", "must be a number in [0, 100], got -1"],
     ),
     "probability above one": (
         "profiles:\n  p: {kinds: {missing_values: {params: {probability: 1.5}}}}\n",
@@ -108,8 +108,8 @@ BAD = {
         ["profile 'p'", "kinds.packet_loss.params.p_loss", "probability"],
     ),
     "parameter as text": (
-        "profiles:\n  p: {kinds: {read_noise: {level: 1, params: {sigma_e: lots}}}}\n",
-        ["profile 'p'", "kinds.read_noise.params.sigma_e", "must be a number"],
+        "profiles:\n  p: {kinds: {read_noise: {level: 1, params: {excess: lots}}}}\n",
+        ["profile 'p'", "kinds.read_noise.params.excess", "must be a number"],
     ),
     "unknown parameter": (
         "profiles:\n  p: {kinds: {read_noise: {level: 1, params: {sigma: 3}}}}\n",
@@ -117,7 +117,7 @@ BAD = {
     ),
     "params without level incomplete": (
         "profiles:\n  p: {kinds: {cosmic_rays: {params: {rate_cm2_s: 3}}}}\n",
-        ["profile 'p'", "kinds.cosmic_rays", "missing", "exposure_s"],
+        ["profile 'p'", "kinds.cosmic_rays", "missing", "large_per_s"],
     ),
     "kinds not a mapping": ("profiles:\n  p: {kinds: [read_noise]}\n", ["profile 'p'", "kinds"]),
     "description not text": ("profiles:\n  p: {description: [1]}\n", ["profile 'p'", "description"]),
@@ -148,9 +148,10 @@ BAD = {
         ["kinds.outage.params.duration_s", "must be a number in [0, 86400], got inf"],
     ),
     "infinite jitter": ("profiles:\n  p: {kinds: {latency_jitter: {params: {sigma_s: .inf}}}}\n", ["sigma_s", "got inf"]),
-    "infinite read noise": ("profiles:\n  p: {kinds: {read_noise: {params: {sigma_e: .inf}}}}\n", ["sigma_e", "got inf"]),
-    "infinite exposure": ("profiles:\n  p: {kinds: {cosmic_rays: {level: 1, params: {exposure_s: .inf}}}}\n", ["exposure_s", "got inf"]),
-    "not a number": ("profiles:\n  p: {kinds: {read_noise: {params: {sigma_e: .nan}}}}\n", ["sigma_e", "got nan"]),
+    "infinite read noise": ("profiles:\n  p: {kinds: {read_noise: {params: {excess: .inf}}}}\n", ["excess", "got inf"]),
+    "infinite deposit": ("profiles:\n  p: {kinds: {cosmic_rays: {level: 1, params: {deposit_e: .inf}}}}\n", ["deposit_e", "got inf"]),
+    "not a number": ("profiles:\n  p: {kinds: {read_noise: {params: {excess: .nan}}}}\n", ["excess", "got nan"]),
+    "unknown stage": ("profiles:\n  p: {stage: raw}\n", ["profile 'p'", "stage", "'archive'"]),
     "zero mean burst": (
         "profiles:\n  p: {kinds: {dropouts: {level: 2, params: {mean_burst: 0}}}}\n",
         ["kinds.dropouts.params.mean_burst", "must be a number in [1, 1e6], got 0"],
@@ -173,8 +174,8 @@ BAD = {
         ["profiles: duplicate key 'profiles' at line 3 (first at line 1)"],
     ),
     "duplicate parameter": (
-        "profiles:\n  p:\n    kinds:\n      read_noise:\n        params: {sigma_e: 1, sigma_e: 2}\n",
-        ["profile 'p': kinds.read_noise.params.sigma_e: duplicate key 'sigma_e' at line 5"],
+        "profiles:\n  p:\n    kinds:\n      read_noise:\n        params: {excess: 1, excess: 2}\n",
+        ["profile 'p': kinds.read_noise.params.excess: duplicate key 'excess' at line 5"],
     ),
     "anchor": ("profiles:\n  a: &a {all: 1}\n", ["line 2: YAML anchors (&a) are not allowed"]),
     "deep nesting": ("profiles:\n  p: " + "[" * 5000 + "]" * 5000 + "\n", ["nested deeper than"]),
@@ -215,7 +216,7 @@ def test_an_alias_replaces_its_target_from_all():
     profile = parse_profiles("profiles:\n  p: {all: 3, kinds: {noise: 1}}\n")["p"]
     kinds = [s.kind for s in profile.settings]
     assert "noise" in kinds and "read_noise" not in kinds
-    assert profile.resolved["noise"] == {"sigma_e": KINDS["read_noise"].at_level(1)["sigma_e"]}
+    assert profile.resolved["noise"] == {"excess": KINDS["read_noise"].at_level(1)["excess"]}
 
 
 def test_an_empty_profile_or_kinds_block_is_empty():
@@ -236,4 +237,16 @@ def test_level_table_and_bit_table_render():
             for param in spec.params:
                 assert f"`{param.name}`" in table
     bits = bit_table_markdown()
-    assert "| 0 | 1 | `pointing_jitter`" in bits and "`noise`" in bits
+    assert "| 0 | 1 | `missing_values`" in bits and "| 2 | 4 | `cosmic_rays`" in bits and "`noise`" in bits
+
+
+def test_truth_bits_mean_what_the_same_jwst_dq_value_means():
+    """No truth bit reuses a DQ value with another meaning: each kind's bit is
+    the stdatamodels flag named for what the kind does, and no two kinds share one."""
+    from hwosim_assets.perturb.dq import DQ, TRUTH_BIT
+
+    bits = {name: spec.bit for name, spec in ELEMENT_KINDS.items() if spec.alias_of is None}
+    assert len(set(bits.values())) == len(bits)
+    for name, bit in bits.items():
+        assert DQ[TRUTH_BIT[name][0]] == 1 << bit
+    assert (bits["saturation"], bits["cosmic_rays"], bits["dropouts"], bits["dead_columns"]) == (1, 2, 3, 10)

@@ -1,47 +1,74 @@
-"""What a kind works on: a stack of packets of one shape, plus the detector
-geometry and unit conversion every kind shares.
+"""What a kind works on: a stack of packets of one shape, with the
+product's variance, DQ and header facts, and the unit conversion every kind
+shares.
 
 Kinds are vectorised over the packets of a batch but never let one packet
 influence another, so a batch of one packet gives the same result as a
 batch of a thousand.
 
-Detector model (shared by all kinds, JWST near-infrared H2RG arrays):
+**Electron scale** (``per_electron``: data units per electron), from the
+product itself, in this order (``scale_source`` says which was used):
 
-* ``DETECTOR_PIXELS`` = 2048: each NIRCam/NIRISS/NIRSpec SCA is 2048 x 2048
-  pixels (2040 x 2040 light-sensitive plus a 4-pixel reference border; JDox
-  "NIRCam Detector Overview"). Fixed-pattern defects (hot pixels, dead
-  columns) and afterimages live on this grid; image coordinates beyond it
-  (i2d mosaics) wrap around it.
-* ``PIXEL_PITCH_UM`` = 18 um: the H2RG pixel pitch, which turns a cosmic-ray
-  rate per cm^2 into a rate per pixel.
-* ``ERR_ELECTRONS`` = 16 e-: how many electrons the pipeline's 1-sigma error
-  of a background pixel stands for. A CDS read noise of 10-16 e- is the
-  NIRCam/NIRISS floor (JDox detector performance pages); calibrated products
-  carry no gain, so parameters given in electrons are converted to data
-  units with ``data per electron = ERR / 16 e-`` - per packet from the
-  median ERR of a tile (one scale per tile, like a real gain), per element
-  from ``flux_error`` for spectra.
+1. ``poisson``: where the product carries its Poisson variance, N = F^2 /
+   VAR_POISSON electrons, i.e. data per electron c = VAR_POISSON / F. The
+   pipeline computes VAR_POISSON as the slope's shot noise, so this is the
+   product's own gain x time x flux calibration, per element. Spectra: per
+   channel, where F > 0 and VAR_POISSON > 0, interpolated along the channels
+   elsewhere (below-background channels have no usable ratio). Images: the
+   median ratio over the tile's pixels with S/N > 5 (one scale per tile, like
+   a real gain), per column where the tile is a 2-D spectrum (the flux
+   calibration varies with wavelength).
+2. ``header``: gain x EFFINTTM (EFFEXPTM for exposure-level products) and
+   PHOTMJSR / PIXAR_SR from the headers, with the gain of the detector table
+   (:mod:`hwosim_assets.perturb.detectors`).
+3. ``err``: a shot-noise-limited reading of ERR, c = ERR^2 / F, for bright
+   elements (S/N > 5) of products with neither (spectra lack PHOTMJSR).
+4. ``err16``: the former convention, ERR = 16 e- (synthetic tables only).
+
+**Read noise per element** (``read_noise_e``, e- over one integration):
+the product's own VAR_RNOISE / c^2 where present; else the detector's noise
+for the product's groups (:meth:`Exposure.read_noise_e`), times
+sqrt(NPIXELS) for an extracted channel (the aperture sums NPIXELS pixels; a product without NPIXELS is taken to
+sum DEFAULT_APERTURE_PX).
+
+**Variance bookkeeping**: a kind that adds noise calls :meth:`Batch.add_variance`,
+which adds to VAR_RNOISE or VAR_POISSON (where the product has them) and to
+ERR, so the perturbed product states its own scatter.
+
+Detector geometry: ``DETECTOR_PIXELS`` = 2048, the H2RG format (JDox "NIRCam
+Detector Overview"); fixed-pattern defects and afterimages live on this
+grid; image coordinates beyond it wrap around it.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from hwosim_assets.perturb.exposure import GENERIC, Exposure
+
 DETECTOR_PIXELS = 2048
 PIXEL_PITCH_UM = 18.0
 PIXEL_AREA_CM2 = (PIXEL_PITCH_UM * 1e-4) ** 2
-ERR_ELECTRONS = 16.0
+ERR_ELECTRONS = 16.0  # last-resort convention (module docstring)
 SECONDS_PER_DAY = 86400.0
+STAGES = ("archive", "live")
+# Pixels behind a channel of a product that carries no NPIXELS at all (older
+# or synthetic x1d): an assumed extraction box of 10 rows.
+DEFAULT_APERTURE_PX = 10.0
+MIN_SNR = 5.0  # elements bright enough for a ratio of variances to be a scale
 
 ALL = "all"  # Effect.where: every element of the batch
 
 
 @dataclass
 class Batch:
-    """n packets of one shape. ``value``/``error``/``wavelength`` are the
-    engine's own copies and kinds change them in place."""
+    """n packets of one shape. ``value``/``error``/``wavelength`` and the
+    optional variance and DQ arrays are the engine's own copies and kinds
+    change them in place."""
 
     family: str  # "images" or "spectra"
     value: np.ndarray  # images: sci (n, ny, nx) float32; spectra: flux (n, m) float64
@@ -53,13 +80,24 @@ class Batch:
     cols: np.ndarray  # (n, nx) detector column of each tile column / (n, m) channel position
     rows: np.ndarray | None  # (n, ny) detector row of each tile row; None for spectra
     t_ref: float  # MJD the drifts count from
+    exposure: Exposure = GENERIC
+    stage: str = "archive"  # "archive": post-pipeline residuals; "live": raw-like
+    var_poisson: np.ndarray | None = None  # like value, or None where the product lacks it
+    var_rnoise: np.ndarray | None = None
+    npixels: np.ndarray | None = None  # spectra: (n, m) pixels summed per channel
+    dq: np.ndarray | None = None  # like value, integer JWST DQ flags
+    spectral_2d: bool = False  # images that are 2-D spectra (a WAVELENGTH plane): dispersion along x
     per_electron: np.ndarray = field(init=False)  # data units per electron, broadcastable to value
+    scale_source: str = field(init=False)
+    read_noise_e: np.ndarray = field(init=False)  # e- per element over one integration, broadcastable
+    trace: dict = field(init=False, default_factory=dict)  # kind -> change of value (engine trace mode)
 
     def __post_init__(self) -> None:
         if self.family == "images":
-            self.per_electron = _tile_scale(self.value, self.error)[:, None, None] / ERR_ELECTRONS
+            self.per_electron, self.scale_source = _tile_scale(self)
         else:
-            self.per_electron = _element_scale(self.value, self.error) / ERR_ELECTRONS
+            self.per_electron, self.scale_source = _element_scale(self)
+        self.read_noise_e = _read_noise(self)
 
     @property
     def n(self) -> int:
@@ -69,6 +107,24 @@ class Batch:
     def elements(self) -> int:
         """Elements (pixels or channels) per packet."""
         return int(np.prod(self.value.shape[1:]))
+
+    @property
+    def seconds(self) -> float:
+        """Integration time of one value (the product's EFFINTTM / EFFEXPTM)."""
+        return self.exposure.seconds
+
+    @property
+    def detector(self):
+        return self.exposure.detector
+
+    def aperture(self) -> np.ndarray:
+        """Pixels behind each element: NPIXELS for an extracted channel (0 where
+        nothing was extracted), 1 for an image pixel."""
+        if self.family == "spectra":
+            if self.npixels is None:
+                return np.full(self.value.shape, DEFAULT_APERTURE_PX)
+            return np.where(np.isfinite(self.npixels) & (self.npixels > 0), self.npixels, 0.0)
+        return np.ones(self.value.shape)
 
     def per_packet(self, values: np.ndarray) -> np.ndarray:
         """Reshape a (n,) vector to broadcast against ``value``."""
@@ -80,14 +136,56 @@ class Batch:
 
     def scale_at(self, flat: np.ndarray) -> np.ndarray:
         """Data units per electron at flat element indices."""
-        if self.per_electron.size == self.n:  # one scale per packet
-            return self.per_electron.reshape(self.n)[flat // self.elements]
-        return self.per_electron.reshape(-1)[flat]
+        return np.broadcast_to(self.per_electron, self.value.shape).reshape(-1)[flat]
 
     def packet_scale(self) -> np.ndarray:
-        """(n,) data units per electron, one per packet (median over a spectrum)."""
-        flat = self.per_electron.reshape(self.per_electron.shape[0], -1)
+        """(n,) data units per electron, one per packet (median over a packet)."""
+        flat = np.broadcast_to(self.per_electron, self.value.shape).reshape(self.n, -1)
         return np.median(flat, axis=1) if flat.shape[1] > 1 else flat[:, 0]
+
+    def electrons(self) -> np.ndarray:
+        """The detected charge of each element, e- (0 where the value is not positive)."""
+        with np.errstate(invalid="ignore"):
+            return np.where(self.value > 0, self.value / self.per_electron, 0.0)
+
+    def add_variance(self, added: np.ndarray, component: str, where=None) -> None:
+        """Add ``added`` (data units^2, broadcastable to value) to the error and to
+        the product's VAR_RNOISE (``component`` "rnoise") or VAR_POISSON
+        ("poisson") where it carries them; ``where`` restricts to a mask."""
+        added = np.broadcast_to(np.asarray(added, dtype=np.float64), self.value.shape)
+        if where is not None:
+            added = np.where(where, added, 0.0)
+        with np.errstate(invalid="ignore"):
+            self.error[...] = np.sqrt(self.error.astype(np.float64) ** 2 + added).astype(self.error.dtype)
+            column = self.var_rnoise if component == "rnoise" else self.var_poisson
+            if column is not None:
+                column += added.astype(column.dtype)
+
+    def scale_variance(self, factor: np.ndarray) -> None:
+        """Multiply error by ``factor`` and the variance columns by factor^2 (a gain change)."""
+        self.error *= factor.astype(self.error.dtype)
+        for column in (self.var_poisson, self.var_rnoise):
+            if column is not None:
+                column *= (factor**2).astype(column.dtype)
+
+    def flag(self, where, flags: int) -> None:
+        """OR JWST DQ ``flags`` into the in-band DQ where touched (a mask or flat indices)."""
+        if self.dq is None:
+            return
+        if isinstance(where, np.ndarray) and where.dtype == bool:
+            self.dq[where] |= np.asarray(flags, dtype=self.dq.dtype)
+        else:
+            np.bitwise_or.at(self.dq.reshape(-1), np.asarray(where, dtype=np.int64), np.asarray(flags, dtype=self.dq.dtype))
+
+    def blank(self, where, flags: int) -> None:
+        """Make elements unusable: value and error NaN (variances NaN), DQ ``flags``."""
+        for array in (self.value, self.error, self.var_poisson, self.var_rnoise):
+            if array is not None:
+                if isinstance(where, np.ndarray) and where.dtype == bool:
+                    array[where] = np.nan
+                else:
+                    array.reshape(-1)[where] = np.nan
+        self.flag(where, flags)
 
 
 def _lower_median(rows: np.ndarray) -> np.ndarray:
@@ -108,34 +206,100 @@ def _robust_sigma(values: np.ndarray) -> np.ndarray:
     return 1.4826 * _lower_median(np.abs(values - med[:, None]))
 
 
-def _tile_scale(sci: np.ndarray, err: np.ndarray) -> np.ndarray:
-    """(n,) typical 1-sigma of each tile: median ERR on a regular sub-grid of
-    ~256 pixels (every 8th row and column of a 128-pixel tile); if a tile has
-    no usable ERR, the robust scatter of SCI; else 1."""
-    n, ny, nx = sci.shape
-    step = max(1, int(round(np.sqrt(ny * nx / 256))))
-    sub = err[:, ::step, ::step].reshape(n, -1)
-    usable = (sub > 0) & np.isfinite(sub)
-    if usable.all():
-        scale = _lower_median(sub).astype(np.float64)
-    else:
-        scale = _lower_median(np.where(usable, sub, np.nan).astype(np.float64))
+def _ratio(numerator: np.ndarray, value: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """numerator / value where value is bright (S/N > MIN_SNR) and the ratio positive; NaN elsewhere."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(numerator) & (numerator > 0) & np.isfinite(value) & (value > MIN_SNR * np.abs(error))
+        return np.where(ok, numerator.astype(np.float64) / np.where(ok, value, 1.0), np.nan)
+
+
+def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
+    """Data per electron of each tile (n, 1, 1), per column for 2-D spectra
+    (n, 1, nx). Ratios are taken on a regular sub-grid of ~4096 pixels (every
+    step-th row and column): a median needs no more, and a full-tile pass
+    would cost as much as the noise field itself."""
+    n, ny, nx = batch.value.shape
+    step = 1 if batch.spectral_2d else max(1, int(np.sqrt(ny * nx / 4096)))
+    grid = np.s_[:, ::step, ::step]
+    value, error = batch.value[grid], batch.error[grid]
+    candidates = []
+    if batch.var_poisson is not None:
+        candidates.append(("poisson", batch.var_poisson[grid]))
+    header = batch.exposure.data_per_electron()
+    if header is not None:
+        candidates.append(("header", None))
+    candidates.append(("err", error.astype(np.float64) ** 2))
+    for name, numerator in candidates:
+        if numerator is None:
+            return np.full((n, 1, 1), header), name
+        ratio = _ratio(numerator, value, error)
+        tile = _lower_median(ratio.reshape(n, -1))
+        if not np.isfinite(tile).any():
+            continue
+        tile = np.where(np.isfinite(tile), tile, np.nanmedian(tile))
+        if batch.spectral_2d:
+            with warnings.catch_warnings():  # all-NaN columns are expected (NaN padding)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                column = np.nanmedian(ratio, axis=1)
+            column = np.where(np.isfinite(column), column, tile[:, None])
+            return column[:, None, :], name
+        return tile[:, None, None], name
+    # last resort: ERR of a background pixel = 16 e-
+    sub = error.reshape(n, -1).astype(np.float64)
+    scale = _lower_median(np.where((sub > 0) & np.isfinite(sub), sub, np.nan))
     missing = ~(scale > 0)
     if missing.any():
-        scale[missing] = _robust_sigma(sci[missing][:, ::step, ::step].reshape(int(missing.sum()), -1).astype(np.float64))
-    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        scale[missing] = _robust_sigma(value[missing].reshape(int(missing.sum()), -1).astype(np.float64))
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    return (scale / ERR_ELECTRONS)[:, None, None], "err16"
 
 
-def _element_scale(flux: np.ndarray, flux_error: np.ndarray) -> np.ndarray:
-    """(n, m) 1-sigma of each channel: its flux_error where usable, else the
-    packet's median flux_error, else the packet's robust flux scatter, else 1."""
-    usable = np.isfinite(flux_error) & (flux_error > 0)
-    fallback = _lower_median(np.where(usable, flux_error, np.nan))
+def _fill_along(ratio: np.ndarray) -> np.ndarray:
+    """Fill the NaN of each row by linear interpolation over its finite entries
+    (constant beyond the ends); rows with none stay NaN."""
+    out = ratio.copy()
+    x = np.arange(ratio.shape[1])
+    for i in np.flatnonzero(~np.isfinite(ratio).all(axis=1)):
+        good = np.isfinite(ratio[i])
+        if good.any():
+            out[i] = np.interp(x, x[good], ratio[i, good])
+    return out
+
+
+def _element_scale(batch: Batch) -> tuple[np.ndarray, str]:
+    """(n, m) data per electron of each channel (see the module docstring)."""
+    for name, numerator in (("poisson", batch.var_poisson), ("err", batch.error.astype(np.float64) ** 2)):
+        if numerator is None or not np.isfinite(numerator).any():
+            continue
+        ratio = _ratio(numerator, batch.value, batch.error)
+        if name == "poisson":  # VAR_POISSON needs no S/N cut: it is the pipeline's own shot noise
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ok = np.isfinite(numerator) & (numerator > 0) & np.isfinite(batch.value) & (batch.value > 0)
+                ratio = np.where(ok, numerator / np.where(ok, batch.value, 1.0), np.nan)
+        if not np.isfinite(ratio).any():
+            continue
+        filled = _fill_along(ratio)
+        if not np.isfinite(filled).all():  # packets with no usable channel: the batch median
+            filled = np.where(np.isfinite(filled), filled, np.nanmedian(ratio))
+        return filled, name
+    usable = np.isfinite(batch.error) & (batch.error > 0)
+    fallback = _lower_median(np.where(usable, batch.error, np.nan))
     missing = ~(fallback > 0)
     if missing.any():
-        fallback[missing] = _robust_sigma(flux[missing])
+        fallback[missing] = _robust_sigma(batch.value[missing])
     fallback = np.where(np.isfinite(fallback) & (fallback > 0), fallback, 1.0)
-    return np.where(usable, flux_error, fallback[:, None])
+    return np.where(usable, batch.error, fallback[:, None]) / ERR_ELECTRONS, "err16"
+
+
+def _read_noise(batch: Batch) -> np.ndarray:
+    """Read noise of each element over one integration, e- (module docstring)."""
+    model = batch.exposure.read_noise_e() * np.sqrt(np.maximum(batch.aperture(), 1.0))
+    if batch.var_rnoise is None:
+        return model if batch.family == "spectra" else np.full((1,) * batch.value.ndim, model.flat[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = np.sqrt(batch.var_rnoise.astype(np.float64)) / batch.per_electron
+    own = np.where(np.isfinite(own) & (own > 0), own, model)
+    return own
 
 
 @dataclass
@@ -150,6 +314,7 @@ class Effect:
     where: np.ndarray | str
     magnitude: np.ndarray
     affected: np.ndarray | None = None  # (n,) distinct elements touched, when the kind knows it
+    expected: tuple[np.ndarray, np.ndarray] | None = None  # per packet: (mean, variance) of elements expected touched
 
     @classmethod
     def nothing(cls, batch: Batch) -> "Effect":
@@ -187,6 +352,20 @@ class Coverage:
     elements: int = 0
     seen_columns: np.ndarray = field(default_factory=lambda: np.zeros(DETECTOR_PIXELS, dtype=bool))
     seen_rows: np.ndarray = field(default_factory=lambda: np.zeros(DETECTOR_PIXELS, dtype=bool))
+    expected: dict = field(default_factory=dict)  # kind -> (means, variances) per packet, from the kinds
+
+    def expect(self, kind: str, expected: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Keep a batch's per-packet expected touched elements (mean, variance) for a kind."""
+        if expected is not None:
+            means, variances = self.expected.setdefault(kind, ([], []))
+            means.extend(np.broadcast_to(expected[0], (len(np.atleast_1d(expected[0])),)).tolist())
+            variances.extend(np.atleast_1d(expected[1]).tolist())
+
+    def expected_total(self, kind: str) -> tuple[float, float]:
+        """(mean, variance) of the elements a kind was expected to touch: exactly
+        rounded sums (math.fsum), so the figure is the same whatever the chunking."""
+        means, variances = self.expected.get(kind, ([], []))
+        return math.fsum(means), math.fsum(variances)
 
     def add(self, batch: Batch) -> None:
         self.packets += batch.n

@@ -21,6 +21,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import polars as pl
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 
 from hwosim_assets.perturb.batch import Batch, Coverage
 from hwosim_assets.perturb.draws import Draws
+from hwosim_assets.perturb.exposure import Exposure, pick
 from hwosim_assets.perturb.kinds import ELEMENT_KINDS
 from hwosim_assets.perturb.profiles import KindSetting, Profile
 from hwosim_assets.perturb.spec import Expectation
@@ -68,6 +70,9 @@ class PerturbResult:
     expected_fractions: dict[str, Expectation | None]
     t_ref: float
     rows: int = 0
+    stage: str = "archive"
+    scale_sources: dict[str, int] = field(default_factory=dict)  # elements per electron-scale source (batch.py)
+    deltas: dict[str, np.ndarray] | None = None  # trace=True: per kind, its change of each value (table order)
 
 
 @dataclass
@@ -79,6 +84,8 @@ class _Run:
     seed: int
     family: str
     t_ref: float
+    exposures: Mapping[str, Exposure] | Exposure | None = None  # header facts per product (exposure.exposures)
+    trace: bool = False  # keep each kind's change of the values (diagnostics, small tables)
     coverage: Coverage = field(init=False)
     affected: dict[str, int] = field(default_factory=dict)
     summaries: list[tuple] = field(default_factory=list)  # (seq, kind, elements, affected, magnitude)
@@ -93,6 +100,9 @@ class _Run:
         self.draws = {s.kind: Draws(self.seed, self.profile.config_hash, self.observation, s.kind) for s in self.settings}
         self.params_json = {s.kind: json.dumps(dict(s.params), sort_keys=True) for s in self.settings}
         self.affected = {s.kind: 0 for s in self.settings}
+        self.stage = self.profile.stage
+        self.scale_sources: dict[str, int] = {}
+        self.deltas: dict[str, list] = {s.kind: [] for s in self.settings} if self.trace else {}
         # bits of the kinds that touch every element, preset in every truth mask
         self.dense_bits = np.uint32(sum({1 << ELEMENT_KINDS[s.kind].bit for s in self.settings if ELEMENT_KINDS[s.kind].marks_all}))
 
@@ -107,16 +117,37 @@ class _Run:
         records = []
         for setting in self.settings:
             spec = ELEMENT_KINDS[setting.kind]
+            before = batch.value.astype(np.float64) if self.trace else None
             effect = spec.apply(batch, setting.params, self.draws[setting.kind])
+            if self.trace:
+                records_delta = batch.value.astype(np.float64) - before
+                batch.trace[setting.kind] = records_delta
             if not spec.marks_all:  # every-element kinds are preset by new_truth
                 effect.mark(truth, spec.bit)
-            records.append((setting.kind, effect.counts(batch), np.asarray(effect.magnitude, dtype=np.float64)))
+            records.append((setting.kind, effect.counts(batch), np.asarray(effect.magnitude, dtype=np.float64), effect.expected))
         return records
+
+    def batch(self, **kwargs) -> Batch:
+        """A Batch of this run: its stage and the exposure of the product."""
+        batch = Batch(stage=self.stage, exposure=pick(self.exposures, kwargs.pop("source", None)), **kwargs)
+        batch.trace = {}
+        return batch
+
+    def keep_trace(self, batch: Batch, rows: np.ndarray) -> None:
+        """Keep the batch's per-kind changes with the table rows they belong to."""
+        if self.trace:
+            for kind, delta in batch.trace.items():
+                self.deltas[kind].append((delta.reshape(-1), np.asarray(rows).reshape(-1)))
+
+    def traced(self) -> dict[str, tuple[list, list]]:
+        return {kind: ([d for d, _ in parts], [r for _, r in parts]) for kind, parts in self.deltas.items()}
 
     def record(self, batch: Batch, records) -> None:
         """Account for one applied batch (main thread only)."""
         self.coverage.add(batch)
-        for kind, counts, magnitude in records:
+        self.scale_sources[batch.scale_source] = self.scale_sources.get(batch.scale_source, 0) + batch.n * batch.elements
+        for kind, counts, magnitude, expected in records:
+            self.coverage.expect(kind, expected)
             self.affected[kind] += int(counts.sum())
             self.summaries.append((batch.seq, kind, batch.elements, counts, magnitude))
 
@@ -148,7 +179,10 @@ class _Run:
         for s in self.settings:
             expect = ELEMENT_KINDS[s.kind].expect
             expected[s.kind] = expect(s.params, self.coverage) if expect and self.coverage.elements else None
-        return PerturbResult(data, truth, summary, fractions, expected, self.t_ref, rows)
+        return PerturbResult(
+            data, truth, summary, fractions, expected, self.t_ref, rows,
+            stage=self.stage, scale_sources=dict(self.scale_sources),
+        )  # fmt: skip
 
 
 def _workers() -> int:
@@ -185,20 +219,45 @@ def reference_time(event_time: np.ndarray | pl.Series) -> float:
 
 
 def perturb_spectra(
-    table: pl.DataFrame, profile: Profile, *, observation: str, seed: int, t_ref: float | None = None
+    table: pl.DataFrame,
+    profile: Profile,
+    *,
+    observation: str,
+    seed: int,
+    t_ref: float | None = None,
+    exposures: Mapping[str, Exposure] | Exposure | None = None,
+    trace: bool = False,
 ) -> PerturbResult:
-    """Perturb a bronze spectra table (SPECTRA_SCHEMA): one packet per ``seq``."""
+    """Perturb a bronze spectra table (SPECTRA_SCHEMA): one packet per ``seq``.
+
+    ``exposures``: the product's header facts (:func:`hwosim_assets.perturb.exposure.exposures`
+    of its bronze metadata record) - integration time, detector, readout; without
+    them a generic 100 s H2RG exposure is assumed. ``trace``: also return each
+    kind's change of every flux value (``result.deltas``), for diagnostics."""
     table = _check_table(table, SPECTRA_SCHEMA, observation, "spectra")
     t_ref = reference_time(table["event_time"]) if t_ref is None else t_ref
-    run = _Run(profile, observation, seed, "spectra", t_ref)
+    run = _Run(profile, observation, seed, "spectra", t_ref, exposures, trace)
     data, truth = _spectra(table, run)
-    return run.result(data, truth, len(table))
+    result = run.result(data, truth, len(table))
+    if trace:
+        result.deltas = {kind: np.concatenate(parts)[np.argsort(np.concatenate(rows))] if parts else np.zeros(len(table))
+                         for kind, (parts, rows) in run.traced().items()}  # fmt: skip
+    return result
+
+
+VARIANCES = {"flux_var_poisson": "var_poisson", "flux_var_rnoise": "var_rnoise"}
 
 
 def _spectra(table: pl.DataFrame, run: _Run) -> tuple[pl.DataFrame, pl.DataFrame]:
     seq = table["seq"].to_numpy()
     channel = table["channel"].to_numpy()
-    columns = {c: table[c].to_numpy().copy() for c in ("flux", "flux_error", "wavelength")}
+    columns = {c: table[c].to_numpy().copy() for c in ("flux", "flux_error", "wavelength", "dq")}
+    for name in VARIANCES:  # a variance the product lacks is NaN throughout: left alone
+        values = table[name].to_numpy()
+        if np.isfinite(values).any():
+            columns[name] = values.copy()
+    npixels = table["npixels"].to_numpy()
+    npixels = npixels if np.isfinite(npixels).any() else None
     times = table["event_time"].to_numpy()
     truth = np.zeros(len(table), dtype=np.uint32)
     order = np.lexsort((channel, seq))
@@ -209,7 +268,7 @@ def _spectra(table: pl.DataFrame, run: _Run) -> tuple[pl.DataFrame, pl.DataFrame
         per_chunk = max(1, CHUNK_ELEMENTS // int(m))
         for c0 in range(0, len(starts), per_chunk):
             rows = order[starts[c0 : c0 + per_chunk, None] + np.arange(m)[None, :]]  # (k, m) row numbers
-            batch = Batch(
+            batch = run.batch(
                 family="spectra",
                 value=columns["flux"][rows],
                 error=columns["flux_error"][rows],
@@ -220,13 +279,21 @@ def _spectra(table: pl.DataFrame, run: _Run) -> tuple[pl.DataFrame, pl.DataFrame
                 cols=channel[rows].astype(np.int64),
                 rows=None,
                 t_ref=run.t_ref,
+                dq=columns["dq"][rows],
+                npixels=npixels[rows] if npixels is not None else None,
+                **{attr: columns[name][rows] for name, attr in VARIANCES.items() if name in columns},
             )
             mask = run.new_truth(batch.value.shape)
             run.record(batch, run.apply(batch, mask))
             columns["flux"][rows] = batch.value
             columns["flux_error"][rows] = batch.error
             columns["wavelength"][rows] = batch.wavelength
+            columns["dq"][rows] = batch.dq
+            for name, attr in VARIANCES.items():
+                if name in columns:
+                    columns[name][rows] = getattr(batch, attr)
             truth[rows] = mask
+            run.keep_trace(batch, rows)
     data = table.with_columns(*(pl.Series(name, values) for name, values in columns.items()))
     truth_table = pl.DataFrame({"seq": seq, "channel": channel, "truth": truth}, schema=SPECTRA_TRUTH_SCHEMA)
     return data, truth_table
@@ -265,20 +332,26 @@ def _binary_column(planes: list[tuple[np.ndarray, np.ndarray]], lengths: np.ndar
     return pa.Array.from_buffers(kind, len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def _apply_tiles(run: _Run, sci, err, truth, seq, frame, y0, x0, times) -> None:
-    """Perturb a stack of same-shape tiles in place (sci, err), marking truth.
+IMAGE_PLANES = ("sci", "err", "dq", "var_poisson", "var_rnoise")  # what the kinds read and write
+
+
+def _apply_tiles(run: _Run, planes: dict[str, np.ndarray | None], truth, seq, frame, y0, x0, times, source=None, spectral_2d=False) -> None:
+    """Perturb a stack of same-shape tiles in place (sci, err and, where
+    present, dq and the variances), marking truth.
 
     The stack is cut into units of ~CHUNK_ELEMENTS pixels that the worker
     threads take in turn (numpy releases the GIL); each unit is a Batch of
     views into the stack, so kinds write straight into the output."""
+    sci = planes["sci"]
     _, ny, nx = sci.shape
     per_unit = max(1, CHUNK_ELEMENTS // (ny * nx))
+    optional = {name: planes.get(name) for name in ("dq", "var_poisson", "var_rnoise")}
 
     def work(part: slice):
-        batch = Batch(
+        batch = run.batch(
             family="images",
             value=sci[part],
-            error=err[part],
+            error=planes["err"][part],
             wavelength=None,
             seq=seq[part],
             epoch=frame[part],
@@ -286,13 +359,17 @@ def _apply_tiles(run: _Run, sci, err, truth, seq, frame, y0, x0, times) -> None:
             cols=x0[part, None] + np.arange(nx)[None, :],
             rows=y0[part, None] + np.arange(ny)[None, :],
             t_ref=run.t_ref,
+            source=source,
+            spectral_2d=spectral_2d,
+            **{name: (array[part] if array is not None else None) for name, array in optional.items()},
         )
         return batch, run.apply(batch, truth[part])
 
     units = [slice(i, i + per_unit) for i in range(0, len(sci), per_unit)]
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for batch, records in pool.map(work, units):
+        for (batch, records), part in zip(pool.map(work, units), units):
             run.record(batch, records)
+            run.keep_trace(batch, np.arange(len(sci))[part])
 
 
 def perturb_tile_stack(
@@ -308,24 +385,44 @@ def perturb_tile_stack(
     observation: str,
     seed: int,
     t_ref: float | None = None,
+    dq: np.ndarray | None = None,
+    var_poisson: np.ndarray | None = None,
+    var_rnoise: np.ndarray | None = None,
+    exposures: Mapping[str, Exposure] | Exposure | None = None,
+    spectral_2d: bool = False,
+    trace: bool = False,
 ) -> tuple[np.ndarray, PerturbResult]:
     """Array form of :func:`perturb_images` for n tiles of one shape (or whole
-    frames): ``sci``/``err`` (n, ny, nx) float32 are perturbed in place;
-    returns the (n, ny, nx) uint32 truth and the summary. Same bytes as the
-    table path for the same packets."""
+    frames): ``sci``/``err`` (n, ny, nx) float32 - and ``dq`` (uint32) and the
+    variances (float32) when given - are perturbed in place; returns the
+    (n, ny, nx) uint32 truth and the summary. Same bytes as the table path
+    for the same packets. ``trace``: ``result.deltas[kind]`` is (n, ny, nx)."""
     if sci.dtype != np.float32 or err.dtype != np.float32 or sci.shape != err.shape or sci.ndim != 3:
         raise PerturbError(f"observation {observation!r}: sci/err must be (n, ny, nx) float32 stacks")
     as_int = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
     times = np.asarray(event_time, dtype=np.float64)
     t_ref = reference_time(times) if t_ref is None else t_ref
-    run = _Run(profile, observation, seed, "images", t_ref)
+    run = _Run(profile, observation, seed, "images", t_ref, exposures, trace)
     truth = run.new_truth(sci.shape)
-    _apply_tiles(run, sci, err, truth, as_int(seq), as_int(frame), as_int(y0), as_int(x0), np.nan_to_num(times, nan=t_ref))
-    return truth, run.result(None, None, len(sci))
+    planes = {"sci": sci, "err": err, "dq": dq, "var_poisson": var_poisson, "var_rnoise": var_rnoise}
+    _apply_tiles(run, planes, truth, as_int(seq), as_int(frame), as_int(y0), as_int(x0), np.nan_to_num(times, nan=t_ref),
+                 spectral_2d=spectral_2d)  # fmt: skip
+    result = run.result(None, None, len(sci))
+    if trace:
+        result.deltas = {}
+        for kind, (parts, rows) in run.traced().items():
+            delta = np.zeros(sci.size)
+            for d, r in zip(parts, rows):
+                delta.reshape(len(sci), -1)[r] = d.reshape(len(r), -1)
+            result.deltas[kind] = delta.reshape(sci.shape)
+    return truth, result
 
 
 def _image_arrow(table: pa.Table, run: _Run, observation: str) -> tuple[pa.Table, pa.Table]:
-    """Perturb image tiles held in an Arrow table; returns (data, truth) tables."""
+    """Perturb image tiles held in an Arrow table; returns (data, truth) tables.
+
+    Tiles are grouped by shape and product (``source``: each product has its
+    own exposure); planes a group's tiles lack (null) are left out for it."""
     ny = table.column("ny").to_numpy().astype(np.int64)
     nx = table.column("nx").to_numpy().astype(np.int64)
     seq = table.column("seq").to_numpy().astype(np.int64)
@@ -333,13 +430,23 @@ def _image_arrow(table: pa.Table, run: _Run, observation: str) -> tuple[pa.Table
     y0 = table.column("y0").to_numpy().astype(np.int64)
     x0 = table.column("x0").to_numpy().astype(np.int64)
     times = np.nan_to_num(table.column("event_time").to_numpy().astype(np.float64), nan=run.t_ref)
+    sources = np.asarray(table.column("source").to_pylist(), dtype=object) if "source" in table.column_names else None
     if (ny <= 0).any() or (nx <= 0).any():
         raise PerturbError(f"observation {observation!r}: columns 'ny'/'nx' must be positive")
-    planes = {}
-    for name in ("sci", "err"):
-        values, offsets = _payloads(table.column(name), name, observation)
+    planes, present = {}, {}
+    for name in IMAGE_PLANES + ("wavelength",):
+        if name not in table.column_names:
+            continue
+        column = table.column(name)
+        valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        present[name] = valid
+        if name in ("sci", "err") and not valid.all():
+            raise PerturbError(f"observation {observation!r}: column {name!r} has null payloads")
+        if name == "wavelength" or not valid.any():
+            continue
+        values, offsets = _payloads(column, name, observation)
         itemsize = np.dtype(PIXEL_DTYPES[name]).itemsize
-        bad = np.flatnonzero(np.diff(offsets) != ny * nx * itemsize)
+        bad = np.flatnonzero((np.diff(offsets) != ny * nx * itemsize) & valid)
         if len(bad):
             raise PerturbError(
                 f"observation {observation!r}: column {name!r} row {bad[0]} holds {np.diff(offsets)[bad[0]]} bytes, "
@@ -360,34 +467,60 @@ def _image_arrow(table: pa.Table, run: _Run, observation: str) -> tuple[pa.Table
         return out
 
     groups = []
-    shapes = np.stack([ny, nx], axis=1)
-    for shape in np.unique(shapes, axis=0):
+    keys = np.stack([ny, nx], axis=1)
+    labels = np.zeros(len(ny), dtype=np.int64) if sources is None else np.unique(sources.astype(str), return_inverse=True)[1]
+    for shape in np.unique(keys, axis=0):
         shape = (int(shape[0]), int(shape[1]))
-        rows = np.flatnonzero((shapes == shape).all(axis=1))
-        group = (rows, stack("sci", rows, shape), stack("err", rows, shape), run.new_truth((len(rows),) + shape))
-        _apply_tiles(run, *group[1:], seq[rows], frame[rows], y0[rows], x0[rows], times[rows])
-        groups.append(group)
-    sci = [(g[0], g[1]) for g in groups]
-    err = [(g[0], g[2]) for g in groups]
-    truth = [(g[0], g[3]) for g in groups]
+        same = (keys == shape).all(axis=1)
+        for label in np.unique(labels[same]):
+            rows = np.flatnonzero(same & (labels == label))
+            group = {"rows": rows, "truth": run.new_truth((len(rows),) + shape)}
+            for name in IMAGE_PLANES:
+                group[name] = stack(name, rows, shape) if name in planes and present[name][rows].all() else None
+            wavelength = "wavelength" in present and present["wavelength"][rows].any()
+            source = str(sources[rows[0]]) if sources is not None else None
+            _apply_tiles(run, group, group["truth"], seq[rows], frame[rows], y0[rows], x0[rows], times[rows],
+                         source=source, spectral_2d=bool(wavelength))  # fmt: skip
+            groups.append(group)
     pixels = ny * nx
-    sci_type, err_type = table.schema.field("sci").type, table.schema.field("err").type
-    data = table.set_column(table.schema.get_field_index("sci"), "sci", _binary_column(sci, pixels * 4, sci_type))
-    data = data.set_column(data.schema.get_field_index("err"), "err", _binary_column(err, pixels * 4, err_type))
-    truth_table = pa.table({"seq": pa.array(seq, pa.int64()), "truth": _binary_column(truth, pixels * 4, sci_type)})
+    data = table
+    for name in IMAGE_PLANES:
+        if name not in planes:
+            continue
+        written = [(g["rows"], g[name]) for g in groups if g[name] is not None]
+        kind = table.schema.field(name).type
+        if sum(len(r) for r, _ in written) == len(ny):
+            column = _binary_column(written, pixels * 4, kind)
+        else:  # some tiles lack the plane: keep their nulls, write the others
+            payloads = table.column(name).to_pylist()
+            for rows, stack_ in written:
+                for row, tile in zip(rows, stack_):
+                    payloads[row] = tile.tobytes()
+            column = pa.array(payloads, type=kind)
+        data = data.set_column(data.schema.get_field_index(name), name, column)
+    sci_type = table.schema.field("sci").type
+    truth_table = pa.table({"seq": pa.array(seq, pa.int64()), "truth": _binary_column([(g["rows"], g["truth"]) for g in groups], pixels * 4, sci_type)})
     return data, truth_table
 
 
 def perturb_images(
-    table: pl.DataFrame, profile: Profile, *, observation: str, seed: int, t_ref: float | None = None
+    table: pl.DataFrame,
+    profile: Profile,
+    *,
+    observation: str,
+    seed: int,
+    t_ref: float | None = None,
+    exposures: Mapping[str, Exposure] | Exposure | None = None,
 ) -> PerturbResult:
-    """Perturb a bronze image-tile table (IMAGE_TILE_SCHEMA): one packet per tile."""
+    """Perturb a bronze image-tile table (IMAGE_TILE_SCHEMA): one packet per
+    tile; ``exposures`` as for :func:`perturb_spectra`, found by the tiles'
+    ``source``."""
     table = _check_table(table, IMAGE_TILE_SCHEMA, observation, "images")
     t_ref = reference_time(table["event_time"]) if t_ref is None else t_ref
-    run = _Run(profile, observation, seed, "images", t_ref)
-    arrow = table.select(pl.exclude("dq")).to_arrow(compat_level=pl.CompatLevel.oldest())  # dq passes through
+    run = _Run(profile, observation, seed, "images", t_ref, exposures)
+    arrow = table.to_arrow(compat_level=pl.CompatLevel.oldest())
     data, truth = _image_arrow(arrow, run, observation)
-    planes = [pl.from_arrow(data.column(name)).alias(name) for name in ("sci", "err")]  # zero-copy
+    planes = [pl.from_arrow(data.column(name)).alias(name) for name in IMAGE_PLANES]  # zero-copy
     return run.result(table.with_columns(planes), pl.from_arrow(truth), len(table))
 
 
@@ -406,6 +539,7 @@ def perturb_parquet(
     *,
     t_ref: float | None = None,
     compression: str = "zstd",
+    exposures: Mapping[str, Exposure] | Exposure | None = None,
 ) -> PerturbResult:
     """Perturb a bronze Parquet file into ``dst_path`` (+ truth into
     ``truth_path``) batch by batch, never holding more than ``batch_rows``
@@ -425,7 +559,7 @@ def perturb_parquet(
         raise PerturbError(f"observation {observation!r}: {src_path} is empty: nothing to perturb")
     if t_ref is None:
         t_ref = reference_time(pq.read_table(src_path, columns=["event_time"]).column("event_time").to_numpy())
-    run = _Run(profile, observation, seed, family, t_ref)
+    run = _Run(profile, observation, seed, family, t_ref, exposures)
     batch_rows = batch_rows or (256 if family == "images" else 1 << 16)
     writers: dict[str, pq.ParquetWriter] = {}
 

@@ -16,6 +16,9 @@ Format (``hwosim_assets/defaults/profiles.yaml`` is the packaged example)::
             params: {full_well_e: 70000}
       level-3:
         all: 3                      # every kind at level 3 (``kinds`` may override)
+      quicklook:
+        stage: live                 # raw-like effects (default: archive, post-pipeline)
+        all: 1
 
 Everything is checked when the file is loaded, by the strict models below
 (built from the kind declarations, so a parameter has the same bounds here
@@ -57,8 +60,9 @@ from hwosim_assets.userconfig import (
 )
 
 DEFAULT_PROFILES = Path(__file__).resolve().parent.parent / "defaults" / "profiles.yaml"
-ENGINE_VERSION = 1  # bump when a kind's algorithm changes: every config hash changes with it
+ENGINE_VERSION = 2  # bump when a kind's algorithm changes: every config hash changes with it
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # matched with fullmatch
+STAGE = re.compile(r"archive|live")
 
 
 class ProfileError(ValueError):
@@ -85,6 +89,7 @@ class Profile:
     description: str
     settings: tuple[KindSetting, ...]  # every kind the profile names, in signal-chain order
     source: str = "<memory>"
+    stage: str = "archive"  # "archive": post-pipeline residuals; "live": raw-like (README, Perturbations)
 
     @cached_property
     def resolved(self) -> dict[str, dict[str, float]]:
@@ -97,7 +102,8 @@ class Profile:
         version): the perturbed partitions' data version, and part of every
         random key. Descriptions, ordering and level-vs-parameter spelling do
         not count; any change of what is applied does."""
-        text = json.dumps({"engine": ENGINE_VERSION, "kinds": self.resolved}, sort_keys=True, separators=(",", ":"))
+        content = {"engine": ENGINE_VERSION, "stage": self.stage, "kinds": self.resolved}
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -157,6 +163,7 @@ def _where(loc: Location) -> str:
 
 Level = integer(0, 5, "a level")
 Version = integer(1, 1, "the only version understood")
+Stage = text("'archive' (post-pipeline residuals) or 'live' (raw-like)", pattern=STAGE, max_length=16)
 ProfileName = text("a slug of a-z, 0-9 and single dashes (it is a partition key)", pattern=SLUG, max_length=64)
 Text = text()
 
@@ -213,6 +220,7 @@ class ProfileBody(StrictModel):
     """One profile: ``all`` sets every kind at a level, ``kinds`` sets or overrides some."""
 
     description: Text = ""
+    stage: Stage = "archive"
     all: Level = None
     kinds: Annotated[Kinds, BeforeValidator(_empty_when_null)] = Kinds()
 
@@ -237,7 +245,7 @@ def _profile(name: str, body: ProfileBody, source: str) -> Profile:
         chosen[kind] = getattr(body.kinds, kind)
     settings = [_setting(kind, value) for kind, value in chosen.items()]
     settings.sort(key=lambda s: chain_order(s.kind))
-    return Profile(name=name, description=body.description, settings=tuple(settings), source=source)
+    return Profile(name=name, description=body.description, settings=tuple(settings), source=source, stage=body.stage)
 
 
 def _setting(kind: str, value: int | KindSettingModel) -> KindSetting:

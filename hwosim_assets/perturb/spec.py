@@ -11,7 +11,7 @@ from the same declarations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
@@ -138,6 +138,7 @@ class KindSpec:
     expect: ExpectFn | None = None
     alias_of: str | None = None
     marks_all: bool = False  # touches every element: its bit is preset in the truth mask
+    anchors: Mapping[int, str] = field(default_factory=dict)  # level -> the recorded figure it rests on, and where
 
     def __post_init__(self) -> None:
         names = {p.name for p in self.params}
@@ -148,6 +149,8 @@ class KindSpec:
                 raise ValueError(f"{self.name}.{name}: need 1 or 6 level values")
         for level in LEVELS:  # a level the kind's own bounds refuse would fail only when used
             self.check_params(self.at_level(level))
+        if set(self.anchors) - set(LEVELS[1:]):
+            raise ValueError(f"{self.name}: anchors are for levels 1-5")
         if not self.is_off(self.at_level(0)):
             raise ValueError(f"{self.name}: level 0 must leave the data untouched")
 

@@ -19,13 +19,14 @@ def spectra_table(
     start_mjd: float = 60000.0,
     cadence_s: float = 60.0,
 ) -> pl.DataFrame:
-    """One row per integration x channel: 0.6-2.8 um, ~0.4 Jy with 0.1 % errors,
-    a few NaN channels as real x1dints have."""
+    """One row per integration x channel: 0.6-2.8 um, ~0.4 Jy with 0.3 % errors
+    (~1e5 e- at the peak, as a bright time-series target), a few NaN channels
+    as real x1dints have."""
     rng = np.random.default_rng(seed)
     wavelength = np.linspace(0.6, 2.8, n_channels)
     flux = 0.4 * np.exp(-((wavelength - 1.2) ** 2) / 0.8)
     seq = np.repeat(np.arange(n_integrations), n_channels)
-    error = np.tile(flux * 1e-3 + 1e-5, n_integrations)
+    error = np.tile(flux * 3e-3 + 1e-5, n_integrations)
     values = np.tile(flux, n_integrations) + error * rng.standard_normal(seq.size)
     values[rng.random(seq.size) < 0.002] = np.nan
     return complete(pl.DataFrame(

@@ -14,13 +14,14 @@ import dagster as dg
 import polars as pl
 
 from hwosim_assets.defs.bronze.assets import BRONZE
-from hwosim_assets.defs.lake.layout import bronze_key, perturbed_key, plot_key, truth_key
+from hwosim_assets.defs.lake.layout import bronze_key, bronze_meta_key, perturbed_key, plot_key, truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.perturb import checks
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE, PROFILES
 from hwosim_assets.defs.resources import HwosimConfig
 from hwosim_assets.perturb import Profile, load_profiles, perturb_parquet
+from hwosim_assets.perturb.exposure import exposures
 from hwosim_assets.perturb.truth import uncovered_changes
 from hwosim_assets.records import FAMILIES, Family
 
@@ -59,6 +60,21 @@ def _profile(hwosim: HwosimConfig, name: str) -> Profile:
     return profiles[name]
 
 
+def _header_facts(context: dg.AssetExecutionContext, lake: LakeResource, family: str, obs_id: str):
+    """The observation's products' header facts (bronze metadata record): what
+    puts the perturbations in the product's own electrons and seconds. A
+    bronze partition written before the record existed has none: the engine
+    then assumes a generic 100 s H2RG exposure, and the log says so."""
+    try:
+        return exposures(lake.read_parquet(bronze_meta_key(family, obs_id)))
+    except LakeKeyError:
+        context.log.warning(
+            f"{obs_id}: no header facts at {lake.uri(bronze_meta_key(family, obs_id))}; "
+            "perturbing with a generic 100 s exposure - rematerialize bronze_" + family
+        )
+        return None
+
+
 def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: HwosimConfig, family: str):
     keys = context.partition_key.keys_by_dimension
     obs_id, name = keys["observation"], keys["profile"]
@@ -70,7 +86,8 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
             lake.get_file(bronze_key(family, obs_id), bronze)
         except LakeKeyError:
             raise dg.Failure(f"bronze {family} partition {obs_id!r} is missing: materialize bronze_{family} first") from None
-        result = perturb_parquet(bronze, data, truth, family, profile, obs_id, hwosim.seed)
+        facts = _header_facts(context, lake, family, obs_id)
+        result = perturb_parquet(bronze, data, truth, family, profile, obs_id, hwosim.seed, exposures=facts)
 
         n = CHECK_ROWS[family]
         before, after, mask = (pl.read_parquet(p, n_rows=n) for p in (bronze, data, truth))
@@ -95,6 +112,8 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
         metadata={
             "rows": result.rows,
             "profile_hash": profile.config_hash,
+            "stage": result.stage,
+            "electron_scale": ", ".join(f"{k} {v}" for k, v in sorted(result.scale_sources.items())) or "-",
             "seed": hwosim.seed,
             "parquet_bytes": stored.size,
             "table": dg.MetadataValue.path(lake.uri(perturbed_key(family, name, obs_id))),

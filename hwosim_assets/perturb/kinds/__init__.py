@@ -4,7 +4,8 @@ Element-level kinds are listed in the order a signal meets them on its way
 from the sky to the ground - scene motion, gain, extra charge, noise,
 saturation, dead columns, storage upsets, telemetry loss - and are always
 applied in that order whatever order a profile lists them in. A kind's
-truth-mask bit is its position in this chain.
+truth-mask bit is the JWST DQ bit whose meaning describes it
+(:data:`hwosim_assets.perturb.dq.TRUTH_BIT`).
 
 ``noise``, ``missing`` and ``drift`` are plain-named aliases (for the seed's
 three perturbations) of ``read_noise``, ``missing_values`` and
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from hwosim_assets.perturb.dq import bit_of
 from hwosim_assets.perturb.kinds.corruption import BIT_FLIPS
-from hwosim_assets.perturb.kinds.detector import COSMIC_RAYS, DEAD_COLUMNS, HOT_PIXELS, PERSISTENCE, SATURATION
+from hwosim_assets.perturb.kinds.cosmic import COSMIC_RAYS
+from hwosim_assets.perturb.kinds.detector import DEAD_COLUMNS, HOT_PIXELS, PERSISTENCE, SATURATION
 from hwosim_assets.perturb.kinds.drift import GAIN_DRIFT, OFFSET_DRIFT, POINTING_JITTER, SPECTRAL_SHIFT
 from hwosim_assets.perturb.kinds.loss import DROPOUTS, MISSING_VALUES
 from hwosim_assets.perturb.kinds.noise import READ_NOISE, SHOT_NOISE, STRIPING_1F
@@ -41,7 +44,8 @@ _CHAIN = (
     DROPOUTS,
 )
 
-ELEMENT_KINDS: dict[str, KindSpec] = {spec.name: replace(spec, bit=bit) for bit, spec in enumerate(_CHAIN)}
+ELEMENT_KINDS: dict[str, KindSpec] = {spec.name: replace(spec, bit=bit_of(spec.name)) for spec in _CHAIN}
+CHAIN = {spec.name: position for position, spec in enumerate(_CHAIN)}
 
 ALIASES = {"noise": "read_noise", "missing": "missing_values", "drift": "gain_drift"}
 for _alias, _target in ALIASES.items():
@@ -59,4 +63,4 @@ KINDS: dict[str, KindSpec] = {**ELEMENT_KINDS, **STREAM_KINDS}
 def chain_order(name: str) -> tuple[int, str]:
     """Sort key: position in the signal chain, aliases right after their target."""
     spec = KINDS[name]
-    return (spec.bit if spec.bit is not None else 99, name)
+    return (CHAIN.get(spec.alias_of or name, 99), name)

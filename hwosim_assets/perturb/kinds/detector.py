@@ -1,8 +1,10 @@
-"""Detector events: cosmic rays, hot/warm/dead pixels, dead columns,
-saturation and persistence.
+"""Detector defects and limits: hot/warm/dead pixels, dead columns,
+saturation and persistence - in the product's electrons, raw-like
+(``live``) or as the calibrated product carries them (``archive``).
 
-Spectra are treated as one-row images (a packet of m channels is a 1 x m
-tile), so footprints and defect maps are written once for both families.
+Spectra are one row of channels; a channel sums NPIXELS pixels of one
+detector column (its aperture), so a defect or an afterimage reaches a
+channel only where it falls inside that aperture.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from typing import Mapping
 import numpy as np
 
 from hwosim_assets.perturb.batch import DETECTOR_PIXELS as G
-from hwosim_assets.perturb.batch import PIXEL_AREA_CM2, SECONDS_PER_DAY, Batch, Effect
+from hwosim_assets.perturb.batch import SECONDS_PER_DAY, Batch, Effect
+from hwosim_assets.perturb.dq import DEAD, DO_NOT_USE, HOT, SATURATED, WARM
 from hwosim_assets.perturb.draws import Draws
+from hwosim_assets.perturb.kinds.cosmic import split_variance
 from hwosim_assets.perturb.rng import Stream
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 
 BOTH = frozenset({"spectra", "images"})
+APERTURE_ROWS = 64  # the tallest extraction aperture the defect maps cover (NPIXELS beyond are clamped)
 
 
 def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -38,6 +43,12 @@ def _grid(batch: Batch) -> tuple[int, int, np.ndarray, np.ndarray]:
     return 1, batch.value.shape[1], np.zeros(batch.n, dtype=np.int64), batch.cols[:, 0] % G
 
 
+def _disc(radius: int) -> tuple[np.ndarray, np.ndarray]:
+    dy, dx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    keep = dy**2 + dx**2 <= radius**2
+    return dy[keep], dx[keep]
+
+
 def _place(batch: Batch, owner, cy, cx, dy, dx, weight) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices into ``value`` and weights of footprint pixels that fall
     inside their packet. cy, cx: (E,) local centres; dy, dx, weight: (E, K)."""
@@ -54,154 +65,52 @@ def _deposit(batch: Batch, flat: np.ndarray, electrons: np.ndarray) -> None:
     np.add.at(batch.value.reshape(-1), flat, (electrons * batch.scale_at(flat)).astype(batch.value.dtype))
 
 
-# --- cosmic rays -------------------------------------------------------------
-
-SNOWBALL_CORE_E = 60_000.0  # snowball cores saturate: about one full well per pixel
-SNOWBALL_RADII = np.arange(2, 7)  # px
-SHOWER_LENGTHS = np.arange(8, 41)  # px, track length of a secondary shower
-
-
-def _disc(radius: int) -> tuple[np.ndarray, np.ndarray]:
-    dy, dx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    keep = dy**2 + dx**2 <= radius**2
-    return dy[keep], dx[keep]
-
-
-SINGLE_DY, SINGLE_DX = (a.ravel() for a in np.mgrid[-1:2, -1:2])
-# centre 1, edge neighbours 5 %, corners 2 %: charge diffusion plus inter-pixel capacitance
-SINGLE_WEIGHT = np.array([0.02, 0.05, 0.02, 0.05, 1.0, 0.05, 0.02, 0.05, 0.02])
-
-
-def footprint_areas(family: str) -> dict[str, np.ndarray]:
-    """Elements covered by each footprint shape (for the expected fraction)."""
-    if family == "images":
-        return {
-            "single": np.array([9.0]),
-            "snowball": np.array([float(len(_disc(int(r))[0])) for r in SNOWBALL_RADII]),
-            "shower": SHOWER_LENGTHS.astype(float),
-        }
-    return {
-        "single": np.array([3.0]),
-        "snowball": 2.0 * SNOWBALL_RADII + 1,
-        "shower": (SHOWER_LENGTHS // 4 + 1).astype(float),
-    }
-
-
-def _cosmic_footprints(batch: Batch, p, owner, u) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices and deposited electrons of every event's footprint."""
-    ny, nx, _, _ = _grid(batch)
-    images = batch.family == "images"
-    cy = np.floor(u[:, 0] * ny).astype(np.int64)
-    cx = np.floor(u[:, 1] * nx).astype(np.int64)
-    kind = np.where(u[:, 2] < p["snowball_fraction"], 1, np.where(u[:, 2] < p["snowball_fraction"] + p["shower_fraction"], 2, 0))
-    flats, charges = [], []
-
-    def add(sel, dy, dx, weight, electrons):
-        flat, charge = _place(batch, owner[sel], cy[sel], cx[sel], dy, dx, weight * electrons[:, None])
-        flats.append(flat)
-        charges.append(charge)
-
-    single = kind == 0
-    energy = p["deposit_e"] * -np.log(u[:, 5])  # exponential spread around the mean deposit
-    if images:
-        add(single, SINGLE_DY[None, :], SINGLE_DX[None, :], np.broadcast_to(SINGLE_WEIGHT, (int(single.sum()), 9)), energy[single])
-    else:
-        zero = np.zeros((1, 3), dtype=np.int64)
-        add(single, zero, np.array([[-1, 0, 1]]), np.broadcast_to([0.05, 1.0, 0.05], (int(single.sum()), 3)), energy[single])
-    snow = kind == 1
-    if snow.any():  # every radius at once: the largest disc, masked to each event's radius
-        radius = SNOWBALL_RADII[np.minimum((u[snow, 3] * len(SNOWBALL_RADII)).astype(int), len(SNOWBALL_RADII) - 1)]
-        biggest = int(SNOWBALL_RADII.max())
-        if images:
-            dy, dx = _disc(biggest)
-        else:
-            dx = np.arange(-biggest, biggest + 1)
-            dy = np.zeros_like(dx)
-        within = (dy**2 + dx**2)[None, :] <= (radius**2)[:, None]
-        add(snow, dy[None, :], dx[None, :], within.astype(float), np.full(len(radius), SNOWBALL_CORE_E))
-    shower = kind == 2
-    if shower.any():
-        length = SHOWER_LENGTHS[np.minimum((u[shower, 3] * len(SHOWER_LENGTHS)).astype(int), len(SHOWER_LENGTHS) - 1)]
-        if not images:
-            length = length // 4 + 1
-        t = np.arange(SHOWER_LENGTHS.max())[None, :] - (length[:, None] // 2)
-        on = (t + length[:, None] // 2) < length[:, None]
-        if images:
-            angle = 2 * np.pi * u[shower, 4]
-            step = np.stack([np.sin(angle), np.cos(angle)])
-            step /= np.abs(step).max(axis=0)  # one pixel per step along the major axis
-            dy = np.rint(t * step[0][:, None]).astype(np.int64)
-            dx = np.rint(t * step[1][:, None]).astype(np.int64)
-        else:
-            dy, dx = np.zeros_like(t), t
-        add(shower, dy, dx, np.where(on, 0.5, 0.0), np.full(int(shower.sum()), p["deposit_e"]))
-    return np.concatenate(flats), np.concatenate(charges)
-
-
-def _events_per_packet(batch: Batch, p: Mapping[str, float]) -> np.ndarray:
-    """Expected cosmic-ray hits on each packet: rate x sensitive area x exposure."""
-    pixels = batch.elements * (p["aperture_px"] if batch.family == "spectra" else 1.0)
-    return np.full(batch.n, p["rate_cm2_s"] * p["exposure_s"] * pixels * PIXEL_AREA_CM2)
-
-
-def cosmic_rays(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
-    """Cosmic-ray hits: a Poisson number of events per packet (rate per cm^2
-    per s x 18 um pixel area x integration time), each a single hit (3x3
-    footprint), a snowball (saturated disc, radius 2-6 px) or a shower
-    (a track of 8-40 px).
-
-    Magnitude: number of events on the packet."""
-    packets = draws.packets(batch.seq)
-    counts = packets.poisson(_events_per_packet(batch, p), lane=0)
-    if counts.sum() == 0:
-        return Effect(np.empty(0, dtype=np.int64), counts.astype(float))
-    owner, u = packets.events(counts, width=6, lane=1)
-    flat, electrons = _cosmic_footprints(batch, p, owner, u)
-    _deposit(batch, flat, electrons)
-    return Effect(flat, counts.astype(float))
-
-
-def expect_cosmic_rays(p: Mapping[str, float], coverage) -> Expectation:
-    """Boolean-model coverage 1 - exp(-events per element x mean footprint)."""
-    areas = footprint_areas(coverage.family)
-    f_sb, f_sh = p["snowball_fraction"], p["shower_fraction"]
-    share = {"single": 1 - f_sb - f_sh, "snowball": f_sb, "shower": f_sh}
-    mean_area = sum(share[k] * areas[k].mean() for k in areas)
-    mean_sq = sum(share[k] * (areas[k] ** 2).mean() for k in areas)
-    per_element = p["rate_cm2_s"] * p["exposure_s"] * PIXEL_AREA_CM2 * (p["aperture_px"] if coverage.family == "spectra" else 1)
-    fraction = 1 - math.exp(-per_element * mean_area)
-    events = per_element * coverage.elements
-    sd = math.sqrt(events * mean_sq) / max(coverage.elements, 1)
-    # footprints clipped at packet edges lose up to ~15 % of their area in small tiles
-    return Expectation(fraction, 0.15 * fraction + 4 * sd + 1 / max(coverage.elements, 1))
+def _gauss(stream: Stream, count: int, lane: int) -> np.ndarray:
+    """(n, count) standard normals of the packets of ``stream``."""
+    return stream.normal(count, lane=lane)
 
 
 # --- fixed-pattern defects ---------------------------------------------------
 
 
+CLASSES = ("warm", "hot", "dead")  # later classes overwrite earlier ones at the same position
+
+
 @lru_cache(maxsize=64)
-def defect_map(key: int, shape: tuple[int, ...], p_items: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(excess dark charge in e- per pixel, dead mask, sorted flat positions of
-    all defects) over the detector: fixed
-    for the observation. Each class places fraction x pixels at uniform random
-    positions (with replacement); later classes overwrite earlier ones."""
+def defect_map(key: int, p_items: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dark rate e-/s per pixel, class per pixel: 0 none, 1 warm, 2 hot, 3
+    dead, sorted flat positions of all defects) over the 2048^2 detector:
+    fixed for the observation. Each class places fraction x pixels at uniform
+    random positions (with replacement); later classes overwrite earlier ones."""
     p = dict(p_items)
-    size = int(np.prod(shape))
-    excess = np.zeros(size, dtype=np.float32)
-    dead = np.zeros(size, dtype=bool)
-    for lane, (cls, rate) in enumerate((("warm", p["warm_e_s"]), ("hot", p["hot_e_s"]), ("dead", 0.0))):
+    size = G * G
+    rate = np.zeros(size, dtype=np.float32)
+    kind = np.zeros(size, dtype=np.int8)
+    for lane, (cls, mean) in enumerate((("warm", p["warm_e_s"]), ("hot", p["hot_e_s"]), ("dead", 0.0))):
         count = int(round(p[f"{cls}_fraction"] * size))
         if count == 0:
             continue
         u = Stream(key, np.array([lane])).uniform(2 * count)[0]
         where = np.minimum((u[:count] * size).astype(np.int64), size - 1)
-        if cls == "dead":
-            dead[where] = True
-            excess[where] = 0
-        else:
-            excess[where] = rate * p["exposure_s"] * -np.log(u[count:])  # exponential spread of dark rates
-            dead[where] = False
-    return _frozen(excess.reshape(shape), dead.reshape(shape), np.flatnonzero((excess != 0) | dead))
+        rate[where] = mean * -np.log(u[count:]) if cls != "dead" else 0.0  # exponential spread of dark rates
+        kind[where] = lane + 1
+    return _frozen(rate.reshape(G, G), kind.reshape(G, G), np.flatnonzero(kind))
+
+
+@lru_cache(maxsize=64)
+def aperture_defects(key: int, p_items: tuple) -> tuple[np.ndarray, ...]:
+    """For extracted spectra: per (aperture height h = 1..APERTURE_ROWS, detector
+    column), the summed dark rate, dead-pixel count and hot/warm presence of
+    the defects in the column's first h rows (the aperture's pixels)."""
+    rate, kind, _ = defect_map(key, p_items)
+    rows = slice(0, APERTURE_ROWS)
+    r, k = rate[rows].astype(np.float64), kind[rows]
+    return _frozen(
+        np.cumsum(r, axis=0),
+        np.cumsum(k == 3, axis=0),
+        np.maximum.accumulate(k == 2, axis=0),
+        np.maximum.accumulate(k == 1, axis=0),
+    )
 
 
 def _defects_in_tiles(batch: Batch, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -226,33 +135,93 @@ def _defects_in_tiles(batch: Batch, positions: np.ndarray) -> tuple[np.ndarray, 
     return np.concatenate(picks), np.concatenate(flats).astype(np.int64)
 
 
-def hot_pixels(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
-    """Fixed hot, warm and dead pixels: hot and warm pixels add their dark
-    current x exposure (exponentially spread around the class mean); dead
-    pixels read zero. The same detector pixels are bad in every packet.
+def _keyed_normals(key: int, seq: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """One standard normal per (packet, detector position): the same whatever the chunking."""
+    if len(seq) == 0:
+        return np.empty(0)
+    return Stream(key, seq.astype(np.int64) * (G * G) + position.astype(np.int64)).normal(1)[:, 0]
 
-    Magnitude: number of bad pixels in the packet."""
-    shape = (G, G) if batch.family == "images" else (G,)
-    excess, dead, positions = defect_map(draws.key("observation"), shape, tuple(sorted(p.items())))
+
+def hot_pixels(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
+    """Fixed hot, warm and dead pixels (the same detector pixels in every packet).
+
+    * live (raw-like): a hot or warm pixel adds its dark current x the
+      integration time (exponentially spread around the class mean); a dead
+      pixel collects nothing.
+    * archive: the dark step subtracts the dark current, leaving its shot
+      noise (drawn, and added to VAR_POISSON and ERR); the bad-pixel mask
+      flags HOT / WARM; a dead pixel is DEAD + DO_NOT_USE and NaN.
+
+    Extracted channels see the defects inside their aperture (the column's
+    first NPIXELS rows): their dark charge is summed, and a dead pixel takes
+    its share (1 / NPIXELS) of the channel's flux away, flagged DEAD (the
+    channel itself still has data).
+
+    Magnitude: number of elements with a defect in the packet."""
+    items = tuple(sorted(p.items()))
+    key = draws.key("observation")
+    archive = batch.stage == "archive"
+    seconds = batch.seconds
     if batch.family == "spectra":
-        pos = batch.cols % G
-        bad = (excess[pos] != 0) | dead[pos]
-        batch.value[bad] += (excess[pos] * batch.per_electron)[bad]
-        batch.value[dead[pos]] = 0
-        return Effect(bad, bad.sum(axis=1).astype(float))
+        cum_rate, cum_dead, any_hot, any_warm = aperture_defects(key, items)
+        aperture = batch.aperture()
+        height = np.clip(np.rint(aperture).astype(np.int64), 0, APERTURE_ROWS)
+        has = height > 0
+        h = np.maximum(height, 1) - 1
+        col = batch.cols % G
+        charge = np.where(has, cum_rate[h, col] * seconds, 0.0)
+        dead = np.where(has, cum_dead[h, col], 0)
+        hot, warm = has & any_hot[h, col], has & any_warm[h, col]
+        bad = (charge > 0) | (dead > 0)
+        scale = batch.per_electron
+        if archive:
+            z = _keyed_normals(draws.key("packet"), np.broadcast_to(batch.seq[:, None], bad.shape)[bad], col[bad])
+            noise = np.zeros(bad.shape)
+            noise[bad] = z * np.sqrt(charge[bad])
+            batch.value += noise * scale
+            batch.add_variance(charge * scale**2, "poisson", where=bad)
+            batch.flag(hot, HOT)
+            batch.flag(warm & ~hot, WARM)
+            batch.flag(dead > 0, DEAD)
+        else:
+            batch.value += np.where(bad, charge * scale, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            kept = np.where(dead > 0, 1.0 - dead / np.maximum(aperture, 1.0), 1.0)
+        batch.value *= kept
+        expected = -np.expm1(-(p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]) * np.minimum(aperture, APERTURE_ROWS))
+        return Effect(bad, bad.sum(axis=1).astype(float), expected=(expected.sum(axis=1), np.zeros(batch.n)))
+    rate, kind, positions = defect_map(key, items)
     pick, flat = _defects_in_tiles(batch, positions)
     det = positions[pick]
+    cls = kind.reshape(-1)[det]
+    charge = rate.reshape(-1)[det].astype(np.float64) * seconds
     values = batch.value.reshape(-1)
-    values[flat] += (excess.reshape(-1)[det] * batch.scale_at(flat)).astype(values.dtype)
-    values[flat[dead.reshape(-1)[det]]] = 0
-    return Effect(flat, np.bincount(flat // batch.elements, minlength=batch.n).astype(float))
+    scale = batch.scale_at(flat)
+    live_pixels = cls != 3
+    if archive:
+        z = _keyed_normals(draws.key("packet"), batch.seq[flat // batch.elements], det)
+        values[flat[live_pixels]] += (z * np.sqrt(charge) * scale)[live_pixels].astype(values.dtype)
+        added = np.zeros(values.size)
+        added[flat[live_pixels]] = (charge * scale**2)[live_pixels]
+        shaped = added.reshape(batch.value.shape)
+        batch.add_variance(shaped, "poisson", where=shaped > 0)
+        batch.flag(flat[cls == 2], HOT)
+        batch.flag(flat[cls == 1], WARM)
+        batch.blank(flat[cls == 3], DEAD | DO_NOT_USE)
+    else:
+        values[flat[live_pixels]] += (charge * scale)[live_pixels].astype(values.dtype)
+        values[flat[~live_pixels]] = 0
+    fraction = -math.expm1(-(p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]))
+    return Effect(flat, np.bincount(flat // batch.elements, minlength=batch.n).astype(float),
+                  expected=(np.full(batch.n, fraction * batch.elements), np.zeros(batch.n)))  # fmt: skip
 
 
 def expect_hot_pixels(p: Mapping[str, float], coverage) -> Expectation:
-    rate = p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]
-    fraction = 1 - math.exp(-rate)  # positions drawn with replacement
-    n = coverage.positions  # the map is fixed: only distinct detector positions count
-    return Expectation(fraction, 4 * math.sqrt(fraction * (1 - fraction) / n) + 1 / n)
+    """The map is fixed: only distinct detector positions (columns for spectra) vary."""
+    mean, _ = coverage.expected_total("hot_pixels")
+    fraction = mean / max(coverage.elements, 1)
+    n = coverage.positions if coverage.family == "images" else coverage.columns
+    return Expectation(fraction, 4 * math.sqrt(fraction * (1 - fraction) / n) + 0.05 * fraction + 1 / n)
 
 
 @lru_cache(maxsize=64)
@@ -266,19 +235,24 @@ def dead_column_set(key: int, columns: int) -> np.ndarray:
 
 
 def dead_columns(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
-    """Whole detector columns with no response (read zero); for spectra, dead
-    channels. Fixed for the observation.
+    """Whole detector columns with no response, fixed for the observation:
+    raw-like (live) they read zero; calibrated (archive) the bad-pixel mask
+    has them DEAD + DO_NOT_USE and their values are NaN - an extracted
+    channel on a dead column has nothing to sum and is NaN too, never 0 Jy.
 
     Magnitude: number of dead columns crossing the packet."""
     dead = dead_column_set(draws.key("observation"), int(p["columns"]))[batch.cols % G]
     if batch.family == "spectra":
-        batch.value[dead] = 0
-        return Effect(dead, dead.sum(axis=1).astype(float))
-    _, ny, nx = batch.value.shape
-    packet, col = np.nonzero(dead)
-    flat = ((packet * ny * nx + col)[:, None] + np.arange(ny)[None, :] * nx).ravel()
-    batch.value.reshape(-1)[flat] = 0
-    return Effect(flat, dead.sum(axis=1).astype(float))
+        where = dead
+    else:
+        _, ny, nx = batch.value.shape
+        packet, col = np.nonzero(dead)
+        where = ((packet * ny * nx + col)[:, None] + np.arange(ny)[None, :] * nx).ravel()
+    if batch.stage == "archive":
+        batch.blank(where, DEAD | DO_NOT_USE)
+    else:
+        batch.value.reshape(-1)[where if batch.family == "images" else np.flatnonzero(dead)] = 0
+    return Effect(where, dead.sum(axis=1).astype(float))
 
 
 def expect_dead_columns(p: Mapping[str, float], coverage) -> Expectation:
@@ -291,33 +265,70 @@ def expect_dead_columns(p: Mapping[str, float], coverage) -> Expectation:
 
 
 def saturation(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
-    """Clip at full well: elements above ``full_well_e`` (in data units) are set
-    to it, as a saturated ramp would read.
+    """Saturation at ``well_fraction`` x the detector's full well
+    (:mod:`hwosim_assets.perturb.detectors`), judged on the brightest pixel:
+    an image pixel's own charge, or ``core_fraction`` of an extracted
+    channel's charge (the trace's peak pixel).
 
-    Magnitude: number of clipped elements."""
-    limit = (p["full_well_e"] * batch.per_electron).astype(batch.value.dtype)
-    limit = np.broadcast_to(limit, batch.value.shape)
-    clipped = batch.value > limit
-    np.minimum(batch.value, limit, out=batch.value)
-    return Effect(clipped, clipped.reshape(batch.n, -1).sum(axis=1).astype(float))
+    * live: the ramp plateaus - the value is clipped where the peak pixel
+      reaches the well.
+    * archive: the saturation step flags the groups after the well is
+      reached and the ramp is fitted from the n = N x well / peak groups
+      before (SATURATED): the value stays, its noise grows (read noise by
+      (N/n)^3, shot noise by N/n; drawn, and written into the variances and
+      ERR). Fewer than two good groups leave no slope: NaN, SATURATED +
+      DO_NOT_USE.
+
+    Magnitude: number of saturated elements."""
+    well = p["well_fraction"] * batch.detector.full_well_e
+    electrons = batch.electrons()
+    peak = electrons * (p["core_fraction"] if batch.family == "spectra" else 1.0)
+    saturated = np.isfinite(peak) & (peak > well)
+    if not saturated.any():
+        return Effect(saturated, np.zeros(batch.n))
+    if batch.stage == "live":
+        limit = well / (p["core_fraction"] if batch.family == "spectra" else 1.0) * batch.per_electron
+        clipped = np.minimum(batch.value, np.broadcast_to(limit, batch.value.shape).astype(batch.value.dtype))
+        batch.value[saturated] = clipped[saturated]
+        return Effect(saturated, saturated.reshape(batch.n, -1).sum(axis=1).astype(float))
+    ngroups = batch.exposure.groups
+    good = np.floor(ngroups * well / np.where(saturated, peak, 1.0))
+    lost = saturated & (good < 2)
+    kept = saturated & ~lost
+    if kept.any():
+        n_good = good[kept]
+        rn = np.broadcast_to(batch.exposure.read_noise_e(), batch.value.shape)[kept]
+        extra_e2 = rn**2 * ((ngroups / n_good) ** 3 - 1.0) + peak[kept] * (ngroups / n_good - 1.0)
+        flat = np.flatnonzero(kept)
+        z = _keyed_normals(draws.key("packet"), batch.seq[flat // batch.elements], flat % batch.elements)
+        scale = batch.scale_at(flat)
+        batch.value.reshape(-1)[flat] += (z * np.sqrt(extra_e2) * scale).astype(batch.value.dtype)
+        added = np.zeros(batch.value.size)
+        added[flat] = extra_e2 * scale**2
+        shaped = added.reshape(batch.value.shape)
+        batch.add_variance(shaped, "rnoise", where=shaped > 0)
+        batch.flag(kept, SATURATED)
+    if lost.any():
+        batch.blank(lost, SATURATED | DO_NOT_USE)
+    return Effect(saturated, saturated.reshape(batch.n, -1).sum(axis=1).astype(float))
 
 
 # --- persistence -------------------------------------------------------------
 
 DECAY_WINDOW_TAU = 5.0  # afterimages older than 5 tau (< 0.7 %) are dropped
+PACKETS_PER_PASS = 256  # packets x afterimages arrays are built this many packets at a time (bounded memory)
 
 
 @lru_cache(maxsize=4096)
-def afterimages_in_bin(key: int, time_bin: int, per_bin: float, bin_s: float, shape: tuple[int, ...]) -> np.ndarray:
+def afterimages_in_bin(key: int, time_bin: int, per_bin: float, bin_s: float) -> np.ndarray:
     """(k, 3) array of (onset s, row, col) of bright-source afterimages that
-    start in one absolute time bin, anywhere on the detector."""
+    start in one absolute time bin, anywhere on the 2048^2 detector."""
     stream = Stream(key, np.array([time_bin]))
     count = int(stream.poisson(np.array([per_bin]))[0])
     if count == 0:
         return np.empty((0, 3))
     _, u = stream.events(np.array([count]), width=3, lane=1)
-    rows = np.floor(u[:, 1] * shape[0]) if len(shape) == 2 else np.zeros(count)
-    return _frozen(np.column_stack([(time_bin + u[:, 0]) * bin_s, rows, np.floor(u[:, 2] * shape[-1])]))[0]
+    return _frozen(np.column_stack([(time_bin + u[:, 0]) * bin_s, np.floor(u[:, 1] * G), np.floor(u[:, 2] * G)]))[0]
 
 
 def persistence(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
@@ -325,94 +336,88 @@ def persistence(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     exposure leaks out as a faint copy of the source decaying as
     exp(-dt / tau). Sources appear at ``rate_per_hour`` anywhere on the
     detector on an absolute time grid, so every packet sees the same
-    afterimages whatever the order it is processed in.
+    afterimages whatever the order it is processed in. An extracted channel
+    sees an afterimage only when it falls on its aperture (the column's first
+    NPIXELS rows), with the share of its profile inside. Neither stage flags
+    them: the persistence step needs the previous exposures' trap state,
+    which archive products of other programs do not have.
 
     Magnitude: number of afterimages touching the packet."""
+    flats, weights, counts = [], [], np.zeros(batch.n)
+    for first in range(0, batch.n, PACKETS_PER_PASS):
+        part = slice(first, min(first + PACKETS_PER_PASS, batch.n))
+        flat, w, count = _afterimages(batch, p, draws, part)
+        flats.append(flat)
+        weights.append(w)
+        counts[part] = count
+    flat, w = np.concatenate(flats), np.concatenate(weights)
+    if len(flat) == 0:
+        return Effect.nothing(batch)
+    _deposit(batch, flat, w)
+    return Effect(flat, counts)
+
+
+def _afterimages(batch: Batch, p: Mapping[str, float], draws: Draws, part: slice):
+    """Flat indices, charges (e-) and per-packet counts of afterimages on packets ``part``."""
     tau = p["tau_s"]
     bin_s = tau
-    t_s = batch.time_mjd * SECONDS_PER_DAY
+    t_s = batch.time_mjd[part] * SECONDS_PER_DAY
+    n = len(t_s)
     first = np.floor((t_s - DECAY_WINDOW_TAU * tau) / bin_s).astype(np.int64)
     last = np.floor(t_s / bin_s).astype(np.int64)
-    shape = (G, G) if batch.family == "images" else (G,)
-    key = draws.key("time_bin")
     per_bin = p["rate_per_hour"] * bin_s / 3600.0
-    window = int(np.max(last - first)) + 1
-    bins = np.unique(first[:, None] + np.arange(window)[None, :])
-    events = np.concatenate([afterimages_in_bin(key, int(b), per_bin, bin_s, shape) for b in bins])
+    bins = np.arange(first.min(), last.max() + 1) if n else []
+    events = [afterimages_in_bin(draws.key("time_bin"), int(b), per_bin, bin_s) for b in bins]
+    events = np.concatenate(events) if events else np.empty((0, 3))
     if len(events) == 0:
-        return Effect.nothing(batch)
+        return np.empty(0, dtype=np.int64), np.empty(0), np.zeros(n)
     ny, nx, row0, col0 = _grid(batch)
+    row0, col0 = row0[part], col0[part]
     radius = int(math.ceil(3 * p["radius_px"]))
     age = t_s[:, None] - events[None, :, 0]
-    ly = (events[None, :, 1] - row0[:, None] + radius) % G - radius
     lx = (events[None, :, 2] - col0[:, None] + radius) % G - radius
-    near = (age >= 0) & (age <= DECAY_WINDOW_TAU * tau) & (ly < ny + radius) & (lx < nx + radius)
-    if batch.family == "spectra":
-        near &= ly == 0
+    if batch.family == "images":
+        ly = (events[None, :, 1] - row0[:, None] + radius) % G - radius
+        near = (age >= 0) & (age <= DECAY_WINDOW_TAU * tau) & (ly < ny + radius) & (lx < nx + radius)
+    else:  # the aperture: rows 0 .. NPIXELS-1 of the column
+        height = np.median(batch.aperture()[part], axis=1)[:, None]
+        ly = np.broadcast_to(events[None, :, 1], age.shape)
+        near = (age >= 0) & (age <= DECAY_WINDOW_TAU * tau) & (ly < height + radius) & (lx < nx + radius) & (height > 0)
     owner, which = np.nonzero(near)
     if batch.family == "images":
         dy, dx = _disc(radius)
+        weight = np.broadcast_to(np.exp(-(dy**2 + dx**2) / (2 * p["radius_px"] ** 2)), (len(owner), len(dx)))
+        cy = ly[owner, which].astype(np.int64)
     else:
         dx = np.arange(-radius, radius + 1)
         dy = np.zeros_like(dx)
-    weight = np.exp(-(dy**2 + dx**2) / (2 * p["radius_px"] ** 2))
+        rows = np.arange(int(np.max(batch.aperture()[part], initial=1)))[None, :]
+        inside = np.exp(-((rows - events[which, 1][:, None]) ** 2) / (2 * p["radius_px"] ** 2))
+        inside = np.where(rows < np.median(batch.aperture()[part], axis=1)[owner][:, None], inside, 0.0).sum(axis=1)
+        weight = np.exp(-(dx**2) / (2 * p["radius_px"] ** 2))[None, :] * inside[:, None]
+        cy = np.zeros(len(owner), dtype=np.int64)
     amplitude = p["amplitude_e"] * np.exp(-age[owner, which] / tau)
-    flat, w = _place(
-        batch, owner, ly[owner, which].astype(np.int64), lx[owner, which].astype(np.int64),
-        dy[None, :], dx[None, :], np.broadcast_to(weight, (len(owner), len(dx))) * amplitude[:, None],
-    )
-    _deposit(batch, flat, w)
-    return Effect(flat, np.bincount(owner, minlength=batch.n).astype(float))
+    offset = part.start
+    flat, w = _place(batch, owner + offset, cy, lx[owner, which].astype(np.int64), dy[None, :], dx[None, :],
+                     weight * amplitude[:, None])  # fmt: skip
+    return flat, w, np.bincount(owner, minlength=n).astype(float)
 
-
-COSMIC_RAYS = KindSpec(
-    name="cosmic_rays",
-    summary="cosmic-ray hits: single pixels, snowballs and showers",
-    grounding=(
-        "JWST ETC assumes 8 events/cm^2/s, each touching 9 pixels (JDox 'JWST ETC "
-        "Cosmic Ray Implementation'); NIRSpec measured 4.3 falling to 2.3 "
-        "ions/cm^2/s at L2, ~7 px and ~5200 e- per hit, with rare snowballs and "
-        "showers (Rauscher & Fixsen 2025, PASP 137, 095003). Level 5 is a solar "
-        "particle event, ~100x the galactic rate."
-    ),
-    families=BOTH,
-    params=(
-        Param("rate_cm2_s", "events/cm^2/s", "nonneg", "hit rate on the detector", high=1e4),
-        Param("exposure_s", "s", "nonneg", "integration time of one packet", high=1e5),
-        Param("deposit_e", "e-", "nonneg", "mean charge of a single hit (centre pixel)", high=1e7),
-        Param("snowball_fraction", "", "probability", "share of hits that are snowballs"),
-        Param("shower_fraction", "", "probability", "share of hits that are showers"),
-        Param("aperture_px", "px", "positive", "spectra: extraction height (pixels summed per channel)", high=2048),
-    ),
-    levels={
-        "rate_cm2_s": (0, 2.3, 5.0, 8.0, 50.0, 500.0),
-        "exposure_s": (100.0,),
-        "deposit_e": (5200.0,),
-        "snowball_fraction": (0.0, 0.005, 0.005, 0.01, 0.02, 0.05),
-        "shower_fraction": (0.0, 0.002, 0.002, 0.005, 0.01, 0.05),
-        "aperture_px": (20.0,),
-    },
-    is_off=lambda p: p["rate_cm2_s"] * p["exposure_s"] == 0,
-    apply=cosmic_rays,
-    expect=expect_cosmic_rays,
-)
 
 HOT_PIXELS = KindSpec(
     name="hot_pixels",
     summary="fixed hot, warm and dead pixels",
     grounding=(
-        "JWST bad-pixel reference files flag DEAD, HOT and WARM pixels (jwst "
-        "pipeline DQ flags); H2RG arrays keep well over 98 % of pixels operable, "
-        "and new hot pixels accumulate with radiation dose."
+        "JWST bad-pixel reference files flag DEAD, HOT and WARM pixels (stdatamodels "
+        "dqflags); H2RG arrays keep well over 98 % of pixels operable, and new hot pixels "
+        "accumulate with radiation dose. Dark charge = rate x the product's integration time."
     ),
     families=BOTH,
     params=(
         Param("hot_fraction", "", "probability", "share of hot pixels"),
         Param("warm_fraction", "", "probability", "share of warm pixels"),
-        Param("dead_fraction", "", "probability", "share of dead pixels (read zero)"),
+        Param("dead_fraction", "", "probability", "share of dead pixels"),
         Param("hot_e_s", "e-/s", "nonneg", "mean dark current of a hot pixel", high=1e6),
         Param("warm_e_s", "e-/s", "nonneg", "mean dark current of a warm pixel", high=1e6),
-        Param("exposure_s", "s", "nonneg", "integration time of one packet", high=1e5),
     ),
     levels={
         "hot_fraction": (0, 0.0002, 0.0005, 0.001, 0.003, 0.01),
@@ -420,7 +425,11 @@ HOT_PIXELS = KindSpec(
         "dead_fraction": (0, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
         "hot_e_s": (10.0,),
         "warm_e_s": (1.0,),
-        "exposure_s": (100.0,),
+    },
+    anchors={
+        1: "assumed: a few 1e-4 of the pixels, well inside the > 98 % operability of the H2RGs",
+        3: "assumed: 0.45 % bad pixels - a detector late in life",
+        5: "assumed: 4.5 % bad - the 2 % operability margin exceeded twice over",
     },
     is_off=lambda p: p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"] == 0,
     apply=hot_pixels,
@@ -431,13 +440,13 @@ DEAD_COLUMNS = KindSpec(
     name="dead_columns",
     summary="whole dead detector columns (dead channels in spectra)",
     grounding=(
-        "Column defects are flagged in the JWST bad-pixel masks (DQ DEAD/"
-        "NON_SCIENCE); an amplifier or column-buffer failure blanks whole columns "
-        "of a 2048-column H2RG."
+        "Column defects are flagged in the JWST bad-pixel masks (DQ DEAD + DO_NOT_USE); an "
+        "amplifier or column-buffer failure blanks whole columns of a 2048-column H2RG."
     ),
     families=BOTH,
     params=(Param("columns", "columns per 2048", "count", "dead columns on the detector", high=2048),),
     levels={"columns": (0, 1, 2, 4, 8, 32)},
+    anchors={1: "assumed: one column", 5: "assumed: 32 columns, a failing column buffer"},
     is_off=lambda p: p["columns"] == 0,
     apply=dead_columns,
     expect=expect_dead_columns,
@@ -445,16 +454,24 @@ DEAD_COLUMNS = KindSpec(
 
 SATURATION = KindSpec(
     name="saturation",
-    summary="clip at a (lowered) full well",
+    summary="saturation at a fraction of the detector's full well",
     grounding=(
-        "H2RG full well is ~60-100 ke- (JDox NIRCam/NIRSpec detector performance); "
-        "saturated groups are lost and bright pixels plateau. Lower levels mimic a "
-        "reduced well (higher bias or longer groups)."
+        "Full well ~100 ke- for the H2RGs (JDox NIRCam/NIRSpec detector performance) and "
+        "~210,000 e- for MIRI (JDox 'MIRI Detector Performance'); archive products fit the "
+        "ramp from the groups before saturation and flag SATURATED (jwst saturation step)."
     ),
     families=BOTH,
-    params=(Param("full_well_e", "e-", "positive", "clip level (inf = off)", high=math.inf),),
-    levels={"full_well_e": (math.inf, 100_000, 80_000, 60_000, 40_000, 20_000)},
-    is_off=lambda p: math.isinf(p["full_well_e"]),
+    params=(
+        Param("well_fraction", "x full well", "positive", "usable share of the detector's full well (inf = off)", high=math.inf),
+        Param("core_fraction", "", "fraction", "spectra: share of a channel's charge in its brightest pixel"),
+    ),
+    levels={"well_fraction": (math.inf, 1.0, 0.8, 0.6, 0.4, 0.2), "core_fraction": (0.4,)},
+    anchors={
+        1: "1.0: the documented full wells - only sources that truly saturate do",
+        3: "0.6: assumed - a well shrunk by a raised bias or the charge of a preceding bright exposure",
+        5: "0.2: assumed",
+    },
+    is_off=lambda p: math.isinf(p["well_fraction"]),
     apply=saturation,
 )
 
@@ -480,6 +497,7 @@ PERSISTENCE = KindSpec(
         "tau_s": (1000.0,),
         "radius_px": (1.5,),
     },
+    anchors={1: "assumed: a few faint afterimages an hour", 5: "assumed: a bright field just before"},
     is_off=lambda p: p["rate_per_hour"] * p["amplitude_e"] == 0,
     apply=persistence,
 )

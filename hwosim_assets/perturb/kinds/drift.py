@@ -60,18 +60,20 @@ def gain_drift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
 
     Magnitude: d, the relative gain change of the packet."""
     d = drift_profile(batch, draws, p["slope_per_hour"], p["settle_amplitude"], p["settle_tau_s"], p["walk_sigma"])
-    factor = batch.per_packet(1.0 + d).astype(batch.value.dtype)
-    batch.value *= factor
-    batch.error *= factor
+    factor = batch.per_packet(1.0 + d)
+    batch.value *= factor.astype(batch.value.dtype)
+    batch.scale_variance(factor)
     return Effect(ALL, d)
 
 
 def offset_drift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
-    """Additive drift of d(t) electrons (bias / pedestal drift).
+    """Additive drift of d(t) electrons per pixel (bias / pedestal drift); an
+    extracted channel sums it over its NPIXELS pixels.
 
-    Magnitude: the offset in electrons."""
+    Magnitude: the offset per pixel in electrons."""
     d = drift_profile(batch, draws, p["slope_e_per_hour"], p["settle_e"], p["settle_tau_s"], p["walk_sigma_e"])
-    batch.value += (batch.per_packet(d) * batch.per_electron).astype(batch.value.dtype)
+    pixels = batch.aperture() if batch.family == "spectra" else 1.0
+    batch.value += (batch.per_packet(d) * pixels * batch.per_electron).astype(batch.value.dtype)
     return Effect(ALL, d)
 
 
@@ -87,15 +89,48 @@ def _dispersion(wavelength: np.ndarray) -> np.ndarray:
     return disp
 
 
+def restore_noise(batch: Batch, draws: Draws, lost_var: np.ndarray) -> None:
+    """Resampling averages neighbours and so lowers the noise (bilinear: to
+    ~0.8x for a half-pixel shift) while a real exposure's detector noise is
+    fresh whatever the pointing: add back the variance the interpolation
+    removed (data units^2, per element), so the scatter matches ERR again."""
+    from hwosim_assets.perturb.kinds.noise import add_normal
+
+    sigma = np.sqrt(np.clip(np.nan_to_num(lost_var), 0.0, None))
+    add_normal(batch, draws.packets(batch.seq), sigma, lane=7)
+
+
 def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
-    """A wavelength-solution error: the reported wavelengths move by s(t)
-    pixels of the local dispersion - an offset, a trend and per-integration
-    jitter.
+    """The spectrum moves on the detector by s(t) pixels - an offset, a trend
+    and per-integration jitter - while the product keeps its wavelength grid,
+    as real x1dints do (one WAVELENGTH array for every integration): the
+    flux of each channel becomes the linear interpolation of the spectrum at
+    channel - s. Channels with no flux stay empty (their detector positions do
+    not move); a neighbour without flux leaves the channel its own value.
+    The noise the interpolation averaged away is restored (:func:`restore_noise`).
 
     Magnitude: the shift s in pixels."""
     jitter = draws.epochs(batch.epoch).normal(1)[:, 0]
     shift = p["offset_px"] + p["slope_px_per_hour"] * batch.elapsed_s() / 3600.0 + p["jitter_px"] * jitter
-    batch.wavelength += shift[:, None] * _dispersion(batch.wavelength)
+    n, m = batch.value.shape
+    x = np.arange(m)[None, :] - shift[:, None]
+    j = np.floor(x).astype(np.int64)
+    f = x - j
+    rows = np.arange(n)[:, None]
+    j0, j1 = np.clip(j, 0, m - 1), np.clip(j + 1, 0, m - 1)
+    flux, err = batch.value, batch.error
+    v0, v1 = flux[rows, j0], flux[rows, j1]
+    w0 = np.where(np.isfinite(v0), 1.0 - f, 0.0)
+    w1 = np.where(np.isfinite(v1), f, 0.0)
+    total = w0 + w1
+    own = np.isfinite(flux)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moved = (w0 * np.nan_to_num(v0) + w1 * np.nan_to_num(v1)) / total
+        kept_var = (w0**2 * np.nan_to_num(err[rows, j0]) ** 2 + w1**2 * np.nan_to_num(err[rows, j1]) ** 2) / total**2
+    usable = own & (total > 0)
+    lost = np.where(usable, np.nan_to_num(err) ** 2 - kept_var, 0.0)
+    batch.value[...] = np.where(usable, moved, flux)
+    restore_noise(batch, draws, lost)
     return Effect(ALL, shift)
 
 
@@ -121,16 +156,22 @@ def _shift_tiles(planes: np.ndarray, dy: float, dx: float) -> np.ndarray:
 
 def pointing_jitter(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     """Line-of-sight jitter: each frame's scene moves by a Gaussian sub-pixel
-    offset (``sigma_mas`` per axis, converted with the pixel scale); every
-    tile of the frame moves together.
+    offset (``sigma_mas`` per axis, over the detector's pixel scale from
+    :mod:`hwosim_assets.perturb.detectors`); every tile of the frame moves
+    together. The noise bilinear resampling averages away is restored
+    (:func:`restore_noise`): ERR stays right.
 
     Magnitude: the offset length in pixels."""
-    offsets = draws.epochs(batch.epoch).normal(2) * (p["sigma_mas"] / p["pixel_scale_mas"])
+    offsets = draws.epochs(batch.epoch).normal(2) * (p["sigma_mas"] / batch.detector.pixel_scale_mas)
+    lost = np.zeros(batch.value.shape)
     for epoch in np.unique(batch.epoch):
         rows = np.flatnonzero(batch.epoch == epoch)
         dy, dx = offsets[rows[0]]
         batch.value[rows] = _shift_tiles(batch.value[rows], dy, dx)
-        batch.error[rows] = _shift_tiles(batch.error[rows], dy, dx)
+        fy, fx = dy - np.floor(dy), dx - np.floor(dx)
+        kept = ((1 - fy) ** 2 + fy**2) * ((1 - fx) ** 2 + fx**2)  # sum of squared bilinear weights
+        lost[rows] = np.nan_to_num(batch.error[rows].astype(np.float64)) ** 2 * (1.0 - kept)
+    restore_noise(batch, draws, lost)
     return Effect(ALL, np.hypot(offsets[:, 0], offsets[:, 1]))
 
 
@@ -157,6 +198,11 @@ GAIN_DRIFT = KindSpec(
         "settle_tau_s": (600.0,),
         "walk_sigma": (0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
     },
+    anchors={
+        1: "5e-4 settling: sub-per-mil settling of NIRCam time series after the start (Schlawin et al. 2023)",
+        3: "3e-3: a 'tilt event' - a mirror-segment jump of a few 1e-3 (Schlawin et al. 2023)",
+        5: "3e-2: assumed - a per-cent response change",
+    },
     is_off=lambda p: p["slope_per_hour"] == 0 and p["settle_amplitude"] == 0 and p["walk_sigma"] == 0,
     apply=gain_drift,
     expect=_everything,
@@ -179,10 +225,15 @@ OFFSET_DRIFT = KindSpec(
         Param("walk_sigma_e", "e-", "nonneg", "random-walk step per exposure", high=1e6),
     ),
     levels={
-        "slope_e_per_hour": (0, 1, 3, 10, 30, 100),
-        "settle_e": (0, 5, 10, 30, 100, 300),
+        "slope_e_per_hour": (0, 0.5, 1, 3, 10, 30),
+        "settle_e": (0, 1, 3, 10, 30, 100),
         "settle_tau_s": (600.0,),
-        "walk_sigma_e": (0, 0.5, 1, 3, 10, 30),
+        "walk_sigma_e": (0, 0.2, 0.5, 1, 3, 10),
+    },
+    anchors={
+        1: "assumed: ~1 e- per pixel, what the reference-pixel correction leaves",
+        3: "assumed: 10 e- - a pre-amplifier offset jump between integrations (Schlawin et al. 2020)",
+        5: "assumed: 100 e-",
     },
     is_off=lambda p: p["slope_e_per_hour"] == 0 and p["settle_e"] == 0 and p["walk_sigma_e"] == 0,
     apply=offset_drift,
@@ -192,7 +243,7 @@ OFFSET_DRIFT = KindSpec(
 
 SPECTRAL_SHIFT = KindSpec(
     name="spectral_shift",
-    summary="wavelength-solution shift (offset, trend, jitter) in pixels",
+    summary="the spectrum moving on the detector (offset, trend, jitter) under a fixed wavelength grid",
     grounding=(
         "The NIRISS pupil wheel does not settle exactly, moving the SOSS traces "
         "and wavelength solution by fractions of a pixel between visits (NIRISS "
@@ -210,6 +261,11 @@ SPECTRAL_SHIFT = KindSpec(
         "slope_px_per_hour": (0, 0.002, 0.005, 0.02, 0.05, 0.2),
         "jitter_px": (0, 0.002, 0.005, 0.01, 0.03, 0.1),
     },
+    anchors={
+        1: "0.01 px: trace drifts within time series (NIRISS GR700XD wavelength calibration, CAL program 1512)",
+        3: "0.1 px: assumed - a pupil-wheel repositioning offset",
+        5: "1 px: assumed - the pupil wheel settling a pixel off",
+    },
     is_off=lambda p: p["offset_px"] == 0 and p["slope_px_per_hour"] == 0 and p["jitter_px"] == 0,
     apply=spectral_shift,
     expect=_everything,
@@ -220,16 +276,20 @@ POINTING_JITTER = KindSpec(
     name="pointing_jitter",
     summary="sub-pixel frame-to-frame pointing jitter",
     grounding=(
-        "JWST line-of-sight stability is ~1 mas and target acquisition places "
-        "targets to ~5.5 mas (JDox 'JWST Pointing Performance'); NIRCam SW pixels "
-        "are 31 mas (JDox 'NIRCam Detector Overview'). Level 5 is a 1-pixel jitter."
+        "JWST line-of-sight stability is ~1 mas per axis (JDox 'JWST Fine Guide Stability'); "
+        "target acquisition places targets to 5.5 mas (NIR) / 14 mas (MIRI) (JDox 'JWST "
+        "Pointing Accuracy'); offsets are converted with the detector's pixel scale."
     ),
     families=frozenset({"images"}),
-    params=(
-        Param("sigma_mas", "mas", "nonneg", "jitter per axis, 1 sigma", high=10_000),
-        Param("pixel_scale_mas", "mas/px", "positive", "detector pixel scale", high=10_000),
-    ),
-    levels={"sigma_mas": (0, 1, 3, 7, 15, 31), "pixel_scale_mas": (31.0,)},
+    params=(Param("sigma_mas", "mas", "nonneg", "jitter per axis, 1 sigma", high=10_000),),
+    levels={"sigma_mas": (0, 1.0, 2.0, 6.5, 10.0, 14.0)},
+    anchors={
+        1: "1 mas per axis: the observed line-of-sight stability under fine guiding (JDox 'JWST Fine Guide Stability')",
+        2: "interpolated",
+        3: "6.5 mas: the documented stability while tracking a moving target (same page, 6.2-6.7 mas)",
+        4: "interpolated",
+        5: "14 mas: MIRI target-acquisition accuracy, the largest documented pointing error (JDox 'JWST Pointing Accuracy')",
+    },
     is_off=lambda p: p["sigma_mas"] == 0,
     apply=pointing_jitter,
     expect=_everything,

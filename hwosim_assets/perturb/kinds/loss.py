@@ -9,6 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from hwosim_assets.perturb.batch import Batch, Effect
+from hwosim_assets.perturb.dq import DO_NOT_USE, DROPOUT
 from hwosim_assets.perturb.draws import Draws
 from hwosim_assets.perturb.rng import Stream
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
@@ -16,10 +17,11 @@ from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 BOTH = frozenset({"spectra", "images"})
 
 
-def _blank(batch: Batch, where) -> None:
-    """A lost element has neither a value nor an error."""
-    batch.value.reshape(-1)[where] = np.nan
-    batch.error.reshape(-1)[where] = np.nan
+def _blank(batch: Batch, where, flags: int = DO_NOT_USE) -> None:
+    """A lost element has neither a value nor an error; the ground system
+    knows it is gone, so DQ says so in both stages (DO_NOT_USE; DROPOUT for
+    telemetry losses, the JWST flag for "data lost in transmission")."""
+    batch.blank(where, flags)
 
 
 def missing_values(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
@@ -102,7 +104,7 @@ def dropouts(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     start = packets * batch.elements + first_row[packets] * per_row
     length = batch.elements - first_row[packets] * per_row
     for a, size in zip(start, length):  # contiguous tails: plain slice writes
-        _blank(batch, slice(a, a + size))
+        _blank(batch, np.arange(a, a + size), DROPOUT | DO_NOT_USE)
     flat = np.repeat(start - (np.cumsum(length) - length), length) + np.arange(length.sum())
     affected = np.zeros(batch.n, dtype=np.int64)
     affected[packets] = length
@@ -128,6 +130,7 @@ MISSING_VALUES = KindSpec(
     families=BOTH,
     params=(Param("probability", "", "probability", "mean losses per element"),),
     levels={"probability": (0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2)},
+    anchors={1: "assumed: rare isolated losses", 5: "assumed: 5 % of values lost"},
     is_off=lambda p: p["probability"] == 0,
     apply=missing_values,
     expect=expect_missing,
@@ -154,6 +157,11 @@ DROPOUTS = KindSpec(
         "mean_burst": (1, 2, 3, 5, 8, 20),
         "loss_in_burst": (0, 0.8, 0.9, 1.0, 1.0, 1.0),
         "partial_fraction": (0.3,),
+    },
+    anchors={
+        1: "assumed: permanent loss is near zero - the recorder keeps data until a contact delivers it "
+        "and CFDP retransmits what fails (JDox 'JWST Solid State Recorder'; Johns et al. 2008, SPIE 7016)",
+        5: "assumed: a failing recorder partition",
     },
     is_off=lambda p: p["p_enter"] * p["loss_in_burst"] == 0,
     apply=dropouts,

@@ -1,4 +1,7 @@
-"""Value noise: read noise, shot noise and 1/f striping."""
+"""Value noise: read noise, shot noise and 1/f striping - in electrons of
+the product itself, with the added variance written into ERR and the
+product's VAR_RNOISE / VAR_POISSON (:meth:`Batch.add_variance`), so a
+perturbed product states its own scatter."""
 
 from __future__ import annotations
 
@@ -22,47 +25,63 @@ def _everything(params: Mapping[str, float], coverage) -> Expectation:
 BLOCK = 1 << 17  # elements per block of a dense noise field: stays in cache
 
 
-def add_normal(batch: Batch, stream: Stream, sigma: np.ndarray) -> None:
+def add_normal(batch: Batch, stream: Stream, sigma: np.ndarray, lane: int = 0) -> None:
     """value += sigma x N(0, 1), with packet i's field drawn from ``stream``
     row i. Drawn and added piece by piece, so no field-sized temporary is
-    made; sigma broadcasts against (n, elements)."""
+    made; sigma (data units) broadcasts against value."""
     n, size = batch.n, batch.elements
     values = batch.value.reshape(n, size)
-    sigma = np.broadcast_to(np.asarray(sigma, dtype=values.dtype).reshape(n, -1), (n, size))
-    for rows, first, last, noise in stream.normal_fields(size, block=BLOCK):
+    sigma = np.asarray(sigma, dtype=values.dtype)
+    if sigma.ndim == 0 or sigma.size == n:  # one sigma per packet (or for all): no full-size array
+        sigma = np.broadcast_to(sigma.reshape(-1, 1) if sigma.size == n else sigma.reshape(1, 1), (n, size))
+    else:
+        sigma = np.broadcast_to(sigma, batch.value.shape).reshape(n, size)
+    for rows, first, last, noise in stream.normal_fields(size, lane=lane, block=BLOCK):
         noise = noise.astype(values.dtype, copy=False)
         noise *= sigma[rows, first:last]
         values[rows, first:last] += noise
 
 
 def read_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
-    """Extra Gaussian read noise of ``sigma_e`` electrons on every element.
+    """Extra Gaussian read noise: ``excess`` x the element's own read noise
+    (1 sigma): the product's VAR_RNOISE where it has one, else the detector's
+    noise for the product's groups, times sqrt(NPIXELS) for an extracted
+    channel (:mod:`hwosim_assets.perturb.batch`). VAR_RNOISE and ERR grow by
+    the added variance.
 
-    Magnitude: the noise sigma in data units (per packet)."""
-    add_normal(batch, draws.packets(batch.seq), p["sigma_e"] * batch.per_electron)
-    return Effect(ALL, p["sigma_e"] * batch.packet_scale())
+    Magnitude: the added sigma in electrons (median over the packet)."""
+    sigma_e = p["excess"] * batch.read_noise_e
+    sigma = sigma_e * batch.per_electron
+    add_normal(batch, draws.packets(batch.seq), sigma)
+    batch.add_variance(np.asarray(sigma, dtype=np.float64) ** 2, "rnoise")
+    per_packet = np.broadcast_to(sigma_e, batch.value.shape).reshape(batch.n, -1)
+    return Effect(ALL, np.median(per_packet, axis=1) if per_packet.shape[1] > 1 else per_packet[:, 0])
 
 
 def shot_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     """Extra photon noise, as if only ``throughput`` of the photons had been
-    collected: a Poisson re-draw of the detected electrons N adds variance
-    N (1/throughput - 1). Drawn in its Gaussian limit (exact mean and
+    collected and the result scaled back up: the detected electrons N become
+    a draw of mean N and variance N / throughput, i.e. the value gains
+    variance N (1/throughput - 1) c^2 (c: data per electron), and so do
+    VAR_POISSON and ERR. Drawn in its Gaussian limit (exact mean and
     variance; the Poisson skew matters only below ~10 e-). Only elements with
     positive signal change.
 
-    Magnitude: mean added sigma over the packet's lit elements (data units)."""
+    Magnitude: mean added sigma over the packet's lit elements (e-)."""
     lit = batch.value > 0
-    signal = np.where(lit, batch.value, 0).astype(np.float64)
-    sigma = np.sqrt(signal * batch.per_electron * (1.0 / p["throughput"] - 1.0))
+    electrons = batch.electrons()
+    added_e2 = electrons * (1.0 / p["throughput"] - 1.0)
+    sigma = np.sqrt(added_e2) * batch.per_electron
     add_normal(batch, draws.packets(batch.seq), sigma)
-    per_packet = sigma.reshape(batch.n, -1).sum(axis=1) / np.maximum(lit.reshape(batch.n, -1).sum(axis=1), 1)
+    batch.add_variance(sigma**2, "poisson")
+    per_packet = np.sqrt(added_e2).reshape(batch.n, -1).sum(axis=1) / np.maximum(lit.reshape(batch.n, -1).sum(axis=1), 1)
     return Effect(lit, per_packet)
 
 
 @lru_cache(maxsize=1024)
 def one_over_f_series(key: int, epoch: int, alpha: float) -> np.ndarray:
-    """A unit-rms noise series over the 2048 detector rows with power spectrum
-    proportional to 1/f^alpha: the offsets the SIDECAR ASIC adds row by row
+    """A unit-rms noise series over 2048 detector lines with power spectrum
+    proportional to 1/f^alpha: the offsets the SIDECAR ASIC adds line by line
     during one readout (one series per frame, shared by all its tiles)."""
     nfreq = DETECTOR_PIXELS // 2 + 1
     z = Stream(key, np.array([epoch])).normal(2 * nfreq)[0]
@@ -76,38 +95,76 @@ def one_over_f_series(key: int, epoch: int, alpha: float) -> np.ndarray:
 
 
 def striping_1f(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
-    """Correlated 1/f ("flicker") noise: one offset per detector row, the rows
-    forming a 1/f^alpha series, rms ``sigma_e`` electrons. Images get the
-    horizontal banding of NIRCam/NIRISS frames; spectra get the same series
-    along their channels (the dispersion direction of NIRCam grism and SOSS
-    runs along the fast-read rows).
+    """Correlated 1/f ("flicker") noise: one offset per detector line, the
+    lines forming a 1/f^alpha series of rms ``sigma_rn`` x the pixel's read
+    noise for the product's groups (e-). Which lines share an offset is the
+    detector's (:mod:`hwosim_assets.perturb.detectors`): rows of the DMS frame
+    for NIRCam (fast read along the grism dispersion), columns for NIRSpec and
+    NIRISS (across it); MIRI's arrays show no such banding and are left alone.
 
-    Magnitude: the rms offset in data units."""
+    * Images: the offset of each tile row (rows) or column (columns).
+    * Extracted spectra: an aperture sums NPIXELS pixels of one column.
+      Column stripes put NPIXELS x that column's offset on its channel - the
+      channels differ; row stripes put the same sum of NPIXELS row offsets on
+      every channel of the integration (a grey offset of the spectrum).
+
+    VAR_RNOISE and ERR grow by the offset's variance.
+
+    Magnitude: the rms offset per pixel in electrons."""
+    direction = batch.detector.stripes
+    if direction == "none":
+        return Effect.nothing(batch)
     key = draws.key("epoch")
     epochs, which = np.unique(batch.epoch, return_inverse=True)
     series = np.stack([one_over_f_series(key, int(e), float(p["alpha"])) for e in epochs])
+    sigma_pixel = p["sigma_rn"] * batch.exposure.read_noise_e()  # e-, per pixel
     if batch.family == "images":
-        offsets = series[which[:, None], batch.rows % DETECTOR_PIXELS]  # (n, ny)
-        offsets *= p["sigma_e"] * batch.per_electron[:, :, 0]
-        batch.value += offsets[:, :, None].astype(batch.value.dtype)
+        if direction == "rows":
+            offsets = series[which[:, None], batch.rows % DETECTOR_PIXELS][:, :, None]  # (n, ny, 1)
+        else:
+            offsets = series[which[:, None], batch.cols % DETECTOR_PIXELS][:, None, :]  # (n, 1, nx)
+        added = offsets * sigma_pixel * batch.per_electron
+        variance = (sigma_pixel * batch.per_electron) ** 2
     else:
-        offsets = series[which[:, None], batch.cols % DETECTOR_PIXELS]  # (n, m)
-        batch.value += offsets * (p["sigma_e"] * batch.per_electron)
-    return Effect(ALL, p["sigma_e"] * batch.packet_scale())
+        aperture = batch.aperture()
+        if direction == "columns":
+            offsets = series[which[:, None], batch.cols % DETECTOR_PIXELS] * aperture
+            variance_e = aperture**2
+        else:  # the aperture's rows: the first NPIXELS lines of the series
+            sums = np.cumsum(series, axis=1)
+            rows = np.clip(np.rint(aperture).astype(np.int64), 0, DETECTOR_PIXELS) - 1
+            offsets = np.where(rows >= 0, sums[which[:, None], np.maximum(rows, 0)], 0.0)
+            variance_e = aperture
+        added = offsets * sigma_pixel * batch.per_electron
+        variance = variance_e * (sigma_pixel * batch.per_electron) ** 2
+    batch.value += added.astype(batch.value.dtype)
+    batch.add_variance(variance, "rnoise")
+    return Effect(ALL, np.full(batch.n, sigma_pixel))
 
 
 READ_NOISE = KindSpec(
     name="read_noise",
     summary="extra Gaussian read noise on every element",
     grounding=(
-        "H2RG correlated-double-sample read noise is ~10-16 e- for NIRCam/NIRISS "
-        "(JDox detector performance); level 3 adds one more CDS read noise, "
-        "doubling the variance of a read-noise-limited pixel."
+        "Added sigma = excess x the element's own read noise (the product's VAR_RNOISE, "
+        "else the detector's CDS noise for the product's groups x sqrt(NPIXELS)); "
+        "H2RG CDS noise ~15 e- NIRCam, 23 e- NIRISS; MIRI ~6 DN x 4 e/DN in flight "
+        "(JDox detector pages; STScI 'NIRISS at a Glance')."
     ),
     families=BOTH,
-    params=(Param("sigma_e", "e-", "nonneg", "added noise, 1 sigma", high=1e6),),
-    levels={"sigma_e": (0, 4, 8, 16, 32, 64)},
-    is_off=lambda p: p["sigma_e"] == 0,
+    params=(Param("excess", "x read noise", "nonneg", "added noise, 1 sigma, as a multiple of the element's read noise", high=100),),
+    levels={"excess": (0, 0.38, 0.7, 1.0, 1.2, 1.37)},
+    anchors={
+        1: "0.38: the ~7 % detector-noise increase CR rejection causes in 1000-s NIRSpec exposures "
+        "(Giardino et al. 2019, PASP 131, 094503): sqrt(1.07^2 - 1)",
+        2: "interpolated",
+        3: "1.0: read-noise variance doubled - NIRSpec's traditional readout missing the < 6 e- total-noise "
+        "requirement that IRS2 meets (JDox 'NIRSpec Detector Readout Modes and Patterns')",
+        4: "interpolated",
+        5: "1.37: MIRI's flight read noise (~6 DN x ~4 e/DN, JDox 'MIRI Detector Performance') is 1.7x its "
+        "ground CDS ~14 e- (JDox 'MIRI Detector Overview'): sqrt(1.7^2 - 1)",
+    },
+    is_off=lambda p: p["excess"] == 0,
     apply=read_noise,
     expect=_everything,
     marks_all=True,
@@ -117,34 +174,46 @@ SHOT_NOISE = KindSpec(
     name="shot_noise",
     summary="extra photon (Poisson) noise of a lower-throughput exposure",
     grounding=(
-        "Photon noise of the detected electrons, the noise floor of JWST "
-        "time-series observations (JDox 'JWST Time-Series Observations Noise Sources')."
+        "Photon noise of the detected electrons (N = F^2 / VAR_POISSON of the product), "
+        "the noise floor of JWST time-series observations (JDox 'JWST Time-Series "
+        "Observations Noise Sources')."
     ),
     families=BOTH,
     params=(Param("throughput", "fraction", "fraction", "fraction of the photons kept (1 = unchanged)"),),
-    levels={"throughput": (1.0, 0.8, 0.6, 0.4, 0.2, 0.1)},
+    levels={"throughput": (1.0, 0.98, 0.95, 0.9, 0.7, 0.5)},
+    anchors={
+        1: "0.98: assumed - the ~2 % scatter of repeated flux calibrations",
+        2: "interpolated",
+        3: "0.9: assumed - a 10 % throughput loss (a mis-centred slit or slitlet)",
+        4: "interpolated",
+        5: "0.5: assumed - half the light lost (a failed target acquisition leaving the PSF half off the slit)",
+    },
     is_off=lambda p: p["throughput"] >= 1.0,
     apply=shot_noise,
 )
 
 STRIPING_1F = KindSpec(
     name="striping_1f",
-    summary="row-correlated 1/f noise (horizontal banding)",
+    summary="line-correlated 1/f noise (banding along the detector's fast-read lines)",
     grounding=(
-        "SIDECAR ASIC 1/f noise appears as horizontal banding spanning the full "
-        "row and varying row to row (JDox 'NIRCam 1/f Noise Removal Methods'); "
-        "Schlawin et al. 2020 (AJ 160, 231) find it limits NIRCam grism time "
-        "series; uncorrected in NIRISS SOSS it is 'equivalent to doubling the "
-        "readout noise' (Albert et al. 2023)."
+        "SIDECAR ASIC 1/f noise appears as banding along the fast-read direction (JDox "
+        "'NIRCam 1/f Noise Removal Methods'); it limits NIRCam grism time series, whose "
+        "dispersion runs along the fast-read rows (Schlawin et al. 2020, AJ 160, 231); NIRISS "
+        "SOSS and NIRSpec stripes run across the dispersion (column by column)."
     ),
     families=BOTH,
     params=(
-        Param("sigma_e", "e-", "nonneg", "rms of the row offsets", high=1e6),
+        Param("sigma_rn", "x read noise", "nonneg", "rms of the line offsets, per pixel, as a multiple of its read noise", high=100),
         Param("alpha", "", "nonneg", "spectral index: power ~ 1/f^alpha", high=10),
     ),
-    levels={"sigma_e": (0, 2, 4, 8, 16, 32), "alpha": (1.0,)},
-    is_off=lambda p: p["sigma_e"] == 0,
+    levels={"sigma_rn": (0, 0.3, 0.6, 1.0, 1.5, 2.0), "alpha": (1.0,)},
+    anchors={
+        1: "0.3: assumed - the residual after the pipeline's reference-pixel correction",
+        2: "interpolated",
+        3: "1.0: uncorrected 1/f in NIRISS SOSS is 'equivalent to doubling the readout noise' (Albert et al. 2023)",
+        4: "interpolated",
+        5: "2.0: assumed - twice the uncorrected level (a noisy ASIC)",
+    },
+    is_off=lambda p: p["sigma_rn"] == 0,
     apply=striping_1f,
-    expect=_everything,
-    marks_all=True,
 )
