@@ -12,7 +12,7 @@ from hwosim_assets.perturb import ELEMENT_KINDS, KINDS, STREAM_KINDS, ProfileErr
 from hwosim_assets.perturb.profiles import DEFAULT_PROFILES
 from hwosim_assets.perturb.truth import bit_table_markdown
 
-SHIPPED = {"clean", "nominal", "degraded", "storm", *(f"level-{n}" for n in range(6))}
+SHIPPED = {"clean", "nominal", "degraded", "storm", "jwst-downlink", "quicklook", *(f"level-{n}" for n in range(6))}
 
 
 def test_shipped_profiles_load_with_the_required_names():
@@ -33,16 +33,28 @@ def test_level_profiles_set_every_kind_at_their_level():
 def test_stream_faults_are_the_resolved_stream_kinds():
     profiles = load_profiles()
     assert profiles["clean"].stream_faults == {}
-    storm = profiles["storm"].stream_faults
-    assert set(storm) <= set(STREAM_KINDS) and "packet_loss" in storm
-    assert storm["packet_loss"] == {"p_loss": 0.03, "mean_burst": 5.0}
-    assert set(profiles["level-3"].stream_faults) == {"packet_loss", "duplicates", "reordering", "latency_jitter", "outage"}
+    downlink = profiles["jwst-downlink"].stream_faults
+    assert set(downlink) == {"downlink"} and downlink["downlink"]["contacts_per_day"] == 2.0
+    assert set(profiles["nominal"].stream_faults) == {"packet_loss", "latency_jitter"}  # the generic kinds stay
+    assert set(profiles["level-3"].stream_faults) == {"downlink", "packet_loss", "duplicates", "reordering", "latency_jitter", "outage"}
     assert profiles["level-3"].stream_faults["reordering"] == {"p_reorder": 0.01, "max_delay_packets": 8.0}
 
 
-def test_storm_overrides_a_parameter_on_top_of_its_level():
-    dropouts = load_profiles()["storm"].resolved["dropouts"]
+def test_a_parameter_overrides_its_level():
+    text = "profiles:\n  p: {kinds: {dropouts: {level: 5, params: {mean_burst: 40}}}}\n"
+    dropouts = parse_profiles(text)["p"].resolved["dropouts"]
     assert dropouts["mean_burst"] == 40.0 and dropouts["p_enter"] == KINDS["dropouts"].at_level(5)["p_enter"]
+
+
+def test_storm_is_a_particle_event_not_a_data_loss():
+    """A solar particle event raises the cosmic-ray flux 10-100x; the Ka-band
+    link and the error-correcting recorder are not hurt: nothing is lost."""
+    profiles = load_profiles()
+    storm, nominal = profiles["storm"].resolved, profiles["nominal"].resolved
+    assert 10 <= storm["cosmic_rays"]["rate_cm2_s"] / nominal["cosmic_rays"]["rate_cm2_s"] <= 300
+    assert not {"dropouts", "missing_values", "packet_loss", "outage"} & set(storm)
+    assert profiles["storm"].stream_faults == {"downlink": KINDS["downlink"].at_level(1)}
+    assert profiles["quicklook"].stage == "live" and profiles["storm"].stage == "archive"
 
 
 def test_config_hash_is_stable_short_hex_and_ignores_spelling():
@@ -66,7 +78,7 @@ def test_config_hash_is_pinned():
 
 def test_editing_a_profile_changes_exactly_its_hash(tmp_path: Path):
     text = DEFAULT_PROFILES.read_text()
-    edited = text.replace("      cosmic_rays: 2\n", "      cosmic_rays: 3\n", 1)  # the first one is in nominal
+    edited = text.replace("      cosmic_rays: 1\n", "      cosmic_rays: 2\n", 1)  # the first one is in nominal
     assert edited != text
     path = tmp_path / "profiles.yaml"
     path.write_text(edited)

@@ -237,3 +237,56 @@ def test_profile_validation_and_replay_agree(kind_params):
         return
     plans_every_schedule(profile.stream_faults)
     plans_every_schedule({kind: params})  # as given, even when the profile finds it off
+
+
+# --- JWST store and forward ----------------------------------------------------
+
+DOWNLINK_1 = STREAM_KINDS["downlink"].at_level(1)
+
+
+def _mission(hours: float, n: int = 2000):
+    """n packets spread over ``hours`` of mission time, replayed at 100 packets/s."""
+    event = 60000.0 + np.linspace(0.0, hours / 24.0, n)
+    due = np.arange(n) / 100.0
+    return event, due
+
+
+def test_downlink_holds_data_until_a_contact_and_compresses_the_wait():
+    """Two 4-h contacts a day: data recorded outside a contact wait for the
+    next one (up to 8 h of mission time), never longer than a period; data
+    recorded during a contact go down at once; stream delays are mission
+    delays divided by the stream's speed; nothing is lost at level 1."""
+    event, due = _mission(48.0)
+    speed = 48 * 3600.0 / (due[-1] - due[0])  # mission s per stream s
+    faults = {"downlink": DOWNLINK_1}
+    plan = plan_window(np.arange(len(due)), np.zeros(len(due), np.int64), due, faults, **KEY, event_time_mjd=event)
+    assert len(plan) == len(due) and plan.truth.filter(kind="downlink", detail="lost").height == 0
+    delay_stream = plan.due_s[np.argsort(plan.packet, kind="stable")] - due
+    delay_mission = delay_stream * speed
+    assert delay_mission.max() <= 8 * 3600.0 + 1.0 and delay_mission.min() >= -1e-6
+    waiting = delay_mission > 1.0
+    assert 0.55 < waiting.mean() < 0.8  # 16 of every 24 hours fall outside a contact
+    assert np.mean(delay_mission[waiting]) == pytest.approx(4 * 3600.0, rel=0.15)  # uniform wait of 0-8 h
+    detail = plan.truth.filter(kind="downlink")["detail"][0]
+    assert " h mission" in detail and " s stream" in detail
+
+
+def test_a_missed_contact_is_a_twelve_hour_gap_caught_up_at_the_next():
+    event, due = _mission(240.0, 5000)
+    missed = dict(DOWNLINK_1, p_missed=0.5)
+    plan = plan_window(np.arange(len(due)), np.zeros(len(due), np.int64), due, {"downlink": missed}, **KEY, event_time_mjd=event, speed=1.0)
+    delay = plan.due_s[np.argsort(plan.packet, kind="stable")] - due
+    hit = plan.truth.filter(kind="downlink")["detail"].str.contains("missed contact").sum()
+    assert hit > 0 and len(plan) == len(due)  # late, never lost
+    assert delay.max() >= 12 * 3600.0 and (delay.max() / 3600.0) % 12 < 8.01
+    again = plan_window(np.arange(len(due)), np.zeros(len(due), np.int64), due, {"downlink": missed}, **KEY, event_time_mjd=event, speed=1.0)
+    assert np.array_equal(again.due_s, plan.due_s)  # the same contacts are missed every time
+
+
+def test_downlink_needs_event_times_and_loses_almost_nothing():
+    event, due = _mission(24.0, 20000)
+    seq, lap = np.arange(len(due)), np.zeros(len(due), np.int64)
+    assert np.array_equal(plan_window(seq, lap, due, {"downlink": DOWNLINK_1}, **KEY).due_s, due)
+    worst = STREAM_KINDS["downlink"].at_level(5)
+    plan = plan_window(seq, lap, due, {"downlink": worst}, **KEY, event_time_mjd=event)
+    assert plan.truth.filter(kind="downlink", detail="lost").height <= 10  # p_lost 1e-4 of 20,000

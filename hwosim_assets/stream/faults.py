@@ -26,6 +26,17 @@ is absent or has zero probability does nothing):
   spacecraft recorder does), not dropped. As-fast-as-possible streams have no
   stream time, hence no outages.
 
+* ``downlink`` {contacts_per_day, contact_hours, p_missed, p_retransmit,
+  retransmit_s, p_lost}: JWST's store and forward (:func:`downlink_delays`).
+  A packet is recorded at its event time and reaches the ground at the first
+  contact that is not missed (contacts every 24 h / contacts_per_day on an
+  absolute clock whose phase is keyed by the observation; a packet recorded
+  during a contact goes down at once); a retransmitted file adds
+  ``retransmit_s``; ``p_lost`` never arrives. These mission delays are
+  compressed by the stream's speed (mission seconds per stream second: the
+  cadence pacing's ``speed``, else the window's event-time span over its
+  due-time span) and applied first; the generic kinds then act on top.
+
 Parameters, their bounds and levels are declared once, with the other kinds,
 in :mod:`hwosim_assets.perturb.kinds.stream`; :func:`validate_faults` checks
 what the replay is handed against those declarations, so a profile that
@@ -133,6 +144,49 @@ def gilbert_elliott(u: np.ndarray, p_loss: float, mean_burst: float) -> np.ndarr
     return lost
 
 
+SECONDS_PER_DAY = 86400.0
+
+
+def stream_speed(due_s: np.ndarray, event_time_mjd: np.ndarray | None, speed: float | None) -> float:
+    """Mission seconds per stream second: ``speed`` when the pacing has one,
+    else the window's event-time span over its due-time span (1 if either is 0)."""
+    if speed:
+        return float(speed)
+    if event_time_mjd is None or len(due_s) < 2:
+        return 1.0
+    times = np.asarray(event_time_mjd, dtype=np.float64)
+    span_mission = (np.nanmax(times) - np.nanmin(times)) * SECONDS_PER_DAY if np.isfinite(times).any() else 0.0
+    span_stream = float(due_s.max() - due_s.min())
+    return span_mission / span_stream if span_mission > 0 and span_stream > 0 else 1.0
+
+
+def downlink_delays(p: dict[str, float], event_time_mjd: np.ndarray, rnd: "FaultRandom", lap, seq, key: int):
+    """Mission-time delay (s) of each packet and its fate under store and forward:
+    (delay_s, lost, missed_contacts, retransmitted)."""
+    period = SECONDS_PER_DAY / p["contacts_per_day"]
+    length = min(p["contact_hours"] * 3600.0, period)
+    phase = Stream(key, np.array([0])).uniform(1)[0, 0] * period  # contact clock of this observation
+    t = np.nan_to_num(np.asarray(event_time_mjd, dtype=np.float64)) * SECONDS_PER_DAY - phase
+    k = np.floor(t / period).astype(np.int64)  # the contact period the packet is recorded in
+    in_contact = (t - k * period) < length
+    contact = np.where(in_contact, k, k + 1)  # the first contact that can take it
+    missed = np.zeros(len(t), dtype=np.int64)
+    if p["p_missed"] > 0 and len(t):  # walk forward past missed contacts (keyed by contact number)
+        for _ in range(64):  # 0.5^64: no chain of missed contacts is longer
+            skipped = Stream(key, contact).uniform(1, lane=1)[:, 0] < p["p_missed"]
+            if not skipped.any():
+                break
+            missed += skipped
+            contact = np.where(skipped, contact + 1, contact)
+            in_contact &= ~skipped
+    start = contact * period
+    delay = np.where(in_contact & (missed == 0), 0.0, np.maximum(start - t, 0.0))
+    retransmitted = rnd.uniform("downlink", lap, seq, 1) < p["p_retransmit"] if p["p_retransmit"] > 0 else np.zeros(len(t), bool)
+    delay = delay + np.where(retransmitted, p["retransmit_s"], 0.0)
+    lost = rnd.uniform("downlink", lap, seq, 2) < p["p_lost"] if p["p_lost"] > 0 else np.zeros(len(t), bool)
+    return delay, lost, missed, retransmitted
+
+
 def plan_window(
     seq: np.ndarray,
     lap: np.ndarray,
@@ -142,8 +196,13 @@ def plan_window(
     seed: int,
     profile_hash: str,
     observation: str,
+    event_time_mjd: np.ndarray | None = None,
+    speed: float | None = None,
 ) -> DeliveryPlan:
-    """Apply the stream faults to one window of packets (in source order) and return the plan."""
+    """Apply the stream faults to one window of packets (in source order) and
+    return the plan. ``event_time_mjd`` (each packet's event time) and
+    ``speed`` (the cadence pacing's speed-up) place the ``downlink`` kind's
+    contacts in mission time; without event times it is not applied."""
     faults = validate_faults(stream_faults)
     seq = np.asarray(seq, dtype=np.int64)
     lap = np.asarray(lap, dtype=np.int64)
@@ -152,17 +211,37 @@ def plan_window(
     truth: list[tuple[int, int, int, str]] = []  # (packet, delivery-or-(-1), kind, detail) filled below
     events: list[tuple[int, str, str]] = []  # (packet, kind, detail) for delivered-packet faults
     p = lambda kind, name: faults[kind][name]  # noqa: E731
+    packets = np.arange(len(seq))
+
+    schedule_s = due_s  # the pacing's own times: outages are a process in these
+    # 0. JWST store and forward: hours of mission latency, compressed by the stream's speed
+    gone = np.zeros(len(seq), dtype=bool)
+    if p("downlink", "contacts_per_day") > 0 and event_time_mjd is not None and len(seq):
+        compress = stream_speed(due_s, event_time_mjd, speed)
+        key = stream_key(seed, profile_hash, observation, "downlink", "observation")
+        delay, gone, missed, retransmitted = downlink_delays(faults["downlink"], event_time_mjd, rnd, lap, seq, key)
+        truth += [(int(i), -1, "downlink", "lost") for i in packets[gone]]
+        for i in np.flatnonzero((delay > 0) & ~gone):
+            detail = f"+{delay[i] / 3600.0:.3f} h mission, +{delay[i] / compress:.3f} s stream"
+            if missed[i]:
+                detail += f", {int(missed[i])} missed contact(s)"
+            if retransmitted[i]:
+                detail += ", retransmitted"
+            events.append((int(i), "downlink", detail))
+        due_s = due_s + delay / compress
 
     # 1. loss
-    packets = np.arange(len(seq))
     p_loss = p("packet_loss", "p_loss")
     lost = (
         gilbert_elliott(rnd.uniform("packet_loss", lap, seq), p_loss, p("packet_loss", "mean_burst"))
         if p_loss > 0
         else np.zeros(len(seq), dtype=bool)
     )
-    truth += [(int(i), -1, "packet_loss", "lost") for i in packets[lost]]
+    truth += [(int(i), -1, "packet_loss", "lost") for i in packets[lost & ~gone]]
+    lost |= gone
     kept = packets[~lost]
+    order_by_due = np.argsort(due_s[kept], kind="stable")  # the downlink's delays may reorder
+    kept = kept[order_by_due]
     t = due_s[kept]
 
     # 2. duplicates: a copy right after the original
@@ -205,9 +284,9 @@ def plan_window(
     # 5. outages: held until the end, in stream time
     rate, duration = p("outage", "rate_per_hour"), p("outage", "duration_s")
     if rate > 0 and duration > 0 and len(due_s):
-        gaps = np.diff(due_s, prepend=due_s[0] if len(due_s) else 0.0)
+        gaps = np.diff(schedule_s, prepend=schedule_s[0] if len(schedule_s) else 0.0)
         starts = rnd.uniform("outage", lap, seq) < -np.expm1(-rate * gaps / 3600.0)
-        for a in due_s[starts]:
+        for a in schedule_s[starts]:
             inside = (t >= a) & (t < a + duration)
             events += [(int(i), "outage", f"held {a + duration - ti:.6f} s") for i, ti in zip(deliv_packet[inside], t[inside])]
             t = np.where(inside, a + duration, t)

@@ -231,7 +231,11 @@ def replay_window(
     report.packets_in_window = n
     due = schedule_offsets(spec.pacing, n, event_time)
     report.next_start_time = start_time + window_duration(spec.pacing, n, event_time)
-    plan = plan_window(seq, lap, due, stream_faults, seed=seed, profile_hash=profile_hash, observation=spec.observation)
+    speed = spec.pacing.speed if spec.pacing.mode == "cadence" else None
+    plan = plan_window(
+        seq, lap, due, stream_faults, seed=seed, profile_hash=profile_hash, observation=spec.observation,
+        event_time_mjd=event_time, speed=speed,
+    )  # fmt: skip
     kinds = plan.truth["kind"]
     report.planned_deliveries = len(plan)
     report.drops = int((kinds == "packet_loss").sum())

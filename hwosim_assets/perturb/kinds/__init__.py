@@ -23,7 +23,7 @@ from hwosim_assets.perturb.kinds.detector import DEAD_COLUMNS, HOT_PIXELS, PERSI
 from hwosim_assets.perturb.kinds.drift import GAIN_DRIFT, OFFSET_DRIFT, POINTING_JITTER, SPECTRAL_SHIFT
 from hwosim_assets.perturb.kinds.loss import DROPOUTS, MISSING_VALUES
 from hwosim_assets.perturb.kinds.noise import READ_NOISE, SHOT_NOISE, STRIPING_1F
-from hwosim_assets.perturb.kinds.stream import DUPLICATES, LATENCY_JITTER, OUTAGE, PACKET_LOSS, REORDERING
+from hwosim_assets.perturb.kinds.stream import DOWNLINK, DUPLICATES, LATENCY_JITTER, OUTAGE, PACKET_LOSS, REORDERING
 from hwosim_assets.perturb.spec import KindSpec
 
 _CHAIN = (
@@ -54,7 +54,7 @@ for _alias, _target in ALIASES.items():
     )
 
 STREAM_KINDS: dict[str, KindSpec] = {
-    spec.name: spec for spec in (PACKET_LOSS, DUPLICATES, REORDERING, LATENCY_JITTER, OUTAGE)
+    spec.name: spec for spec in (DOWNLINK, PACKET_LOSS, DUPLICATES, REORDERING, LATENCY_JITTER, OUTAGE)
 }
 
 KINDS: dict[str, KindSpec] = {**ELEMENT_KINDS, **STREAM_KINDS}

@@ -79,3 +79,38 @@ OUTAGE = KindSpec(
     levels={"rate_per_hour": (0, 0.01, 0.03, 0.1, 0.3, 1.0), "duration_s": (0, 10, 30, 60, 300, 900)},
     is_off=lambda p: p["rate_per_hour"] == 0 or p["duration_s"] == 0,
 )
+
+DOWNLINK = KindSpec(
+    name="downlink",
+    summary="JWST store-and-forward downlink: recorder, contacts, missed contacts, retransmission",
+    grounding=(
+        "Science data are stored on the solid-state recorder and downlinked in two 4-h Ka-band "
+        "contacts a day, about 12 h apart; a missed contact is caught up at the next (JDox 'JWST "
+        "Solid State Recorder'); files travel by CCSDS File Delivery Protocol, which retransmits "
+        "what fails (Johns et al. 2008, SPIE 7016, 70161D), so permanent loss is near zero and "
+        "latency is hours. Delays are compressed by the stream's speed (mission s per stream s)."
+    ),
+    families=STREAM,
+    params=(
+        Param("contacts_per_day", "1/day", "nonneg", "ground contacts per day (0 = off)", high=24),
+        Param("contact_hours", "h", "positive", "length of one contact", high=24),
+        Param("p_missed", "per contact", "probability", "chance a contact is missed"),
+        Param("p_retransmit", "per packet", "probability", "chance a packet's file needs a retransmission"),
+        Param("retransmit_s", "s", "nonneg", "mission delay of one retransmission round", high=86_400),
+        Param("p_lost", "per packet", "below_one", "chance a packet is never delivered"),
+    ),
+    levels={
+        "contacts_per_day": (0, 2, 2, 2, 2, 2),
+        "contact_hours": (4.0,),
+        "p_missed": (0, 0.0, 0.05, 0.1, 0.3, 0.5),
+        "p_retransmit": (0, 1e-4, 1e-3, 1e-2, 3e-2, 0.1),
+        "retransmit_s": (0, 60, 60, 300, 600, 1800),
+        "p_lost": (0, 0, 1e-7, 1e-6, 1e-5, 1e-4),
+    },
+    anchors={
+        1: "two 4-h contacts a day, ~12 h apart; no contact missed (JDox 'JWST Solid State Recorder')",
+        3: "assumed: one contact in ten missed - a 12-h gap caught up at the next (same page)",
+        5: "assumed: half the contacts missed (a ground-station outage)",
+    },
+    is_off=lambda p: p["contacts_per_day"] == 0,
+)
