@@ -1,0 +1,52 @@
+"""The fidelity report: every kind that can be measured on the real and
+sample products delivers its level's figure within 20 %, at levels 1, 3 and
+5; the README carries the report's table."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from hwosim_assets.perturb import ELEMENT_KINDS
+from hwosim_assets.perturb.fidelity import TOLERANCE, main, markdown, report
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@lru_cache(maxsize=1)
+def rows():
+    return report((1, 3, 5))
+
+
+def test_every_measured_kind_is_within_20_percent_of_its_target():
+    measured = [r for r in rows() if r.ok is not None and not r.kind.startswith("(")]
+    outside = [(r.kind, r.level, r.product, round(r.ratio, 3)) for r in measured if not r.ok]
+    assert not outside, outside
+    assert all(abs(r.ratio - 1) <= TOLERANCE for r in measured)
+
+
+def test_every_kind_is_measured_at_some_level():
+    kinds = {r.kind for r in rows() if r.ok is not None}
+    expected = {k for k, s in ELEMENT_KINDS.items() if s.alias_of is None}
+    assert expected <= kinds, expected - kinds
+
+
+def test_rows_not_measured_say_why():
+    assert all(r.note for r in rows() if r.ok is None)
+
+
+def test_the_cli_prints_the_table_and_succeeds(capsys, monkeypatch):
+    from hwosim_assets.perturb import fidelity
+
+    monkeypatch.setattr(fidelity, "report", lambda levels: [r for r in rows() if r.level in levels or r.level == 0])
+    assert main(["--levels", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| kind | product | level |") and "within 20%" in out
+
+
+def test_readme_shows_the_fidelity_table():
+    text = README.read_text()
+    assert "<!-- fidelity-table -->" in text and "| kind | product | level | statistic | measured | target | ratio |" in text
+    assert markdown(rows()).splitlines()[0] in text
