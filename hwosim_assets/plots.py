@@ -72,3 +72,20 @@ def tile_with_truth(before: dict, after: dict, truth: np.ndarray, title: str) ->
     axes[2].set_title("truth mask (any kind)")
     fig.suptitle(title)
     return _png(fig)
+
+
+def fidelity_ratios(rows, title: str) -> bytes:
+    """Measured / target per kind and level (the fidelity report), with the +-20 % band."""
+    measured = [r for r in rows if r.ratio is not None and not r.kind.startswith("(")]
+    kinds = sorted({r.kind for r in measured})
+    fig, ax = plt.subplots(figsize=(11, 0.32 * len(kinds) + 1.6))
+    ax.axvspan(0.8, 1.2, color="0.9", label="within 20 %")
+    ax.axvline(1.0, color="0.5", lw=0.8)
+    for level in sorted({r.level for r in measured}):
+        mine = [r for r in measured if r.level == level]
+        ax.scatter([r.ratio for r in mine], [kinds.index(r.kind) + (level - 3) * 0.08 for r in mine], s=18, label=f"level {level}")
+    ax.set_yticks(range(len(kinds)), kinds)
+    ax.set_xlabel("measured / target")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)

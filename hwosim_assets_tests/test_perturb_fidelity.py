@@ -50,3 +50,23 @@ def test_readme_shows_the_fidelity_table():
     text = README.read_text()
     assert "<!-- fidelity-table -->" in text and "| kind | product | level | statistic | measured | target | ratio |" in text
     assert markdown(rows()).splitlines()[0] in text
+
+
+def test_the_asset_stores_the_figure_and_checks_the_ratios(tmp_path, monkeypatch):
+    """The Dagster asset: the report's rows (computed once for this module) as
+    a markdown table, a PNG of the ratios in the lake, the 20 % check."""
+    import dagster as dg
+
+    from hwosim_assets.defs.lake.layout import plot_key
+    from hwosim_assets.defs.lake.resources import LocalLake
+    from hwosim_assets.defs.perturb.fidelity import perturbation_fidelity
+    from hwosim_assets.perturb import fidelity
+
+    monkeypatch.setattr(fidelity, "report", lambda levels: rows())
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    result = dg.materialize([perturbation_fidelity], resources={"lake": lake}, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    png = lake.read_bytes(plot_key("perturbation_fidelity", "ratios"))
+    assert png.startswith(b"\x89PNG")
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"within_20_percent": True}

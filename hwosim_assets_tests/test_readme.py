@@ -5,11 +5,19 @@ from pathlib import Path
 import pytest
 
 from hwosim_assets.perturb import bit_table_markdown, levels_markdown
+from hwosim_assets.perturb.dq import mapping_markdown
+from hwosim_assets.perturb.levels import anchors_markdown
 from hwosim_assets.settings import env_table_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-TABLES = {"env-table": env_table_markdown, "bit-table": bit_table_markdown, "levels-table": levels_markdown}
+TABLES = {
+    "env-table": env_table_markdown,
+    "bit-table": bit_table_markdown,
+    "levels-table": levels_markdown,
+    "anchors-table": anchors_markdown,
+    "dq-table": mapping_markdown,
+}
 
 
 def generated(name: str) -> str:

@@ -1,8 +1,11 @@
 """Severity levels 0-5 of every kind, as a markdown table for the README.
 
 Level 0 leaves the data bit-identical; levels 1-5 raise the physical
-parameters monotonically. ``python -m hwosim_assets.perturb.levels`` prints
-the table.
+parameters monotonically, anchored on records where there are any: 1 = the
+typical observed figure, 3 = a bad day on record, 5 = the worst recorded
+(severe, not destroyed). :func:`anchors_markdown` lists, per kind and level,
+the figure and its source - or says it is assumed or interpolated.
+``python -m hwosim_assets.perturb.levels`` prints both tables.
 """
 
 from __future__ import annotations
@@ -52,5 +55,24 @@ def levels_markdown() -> str:
     return "\n".join(lines)
 
 
+def anchors_markdown() -> str:
+    """Per kind and level 1-5: the recorded figure the level rests on, and where it is from."""
+    lines = ["| kind | level | figure and source |", "| --- | --- | --- |"]
+    for spec in KINDS.values():
+        if spec.alias_of is not None:
+            continue
+        for level in LEVELS[1:]:
+            text = spec.anchors.get(level)
+            if text is None:
+                below = max((k for k in spec.anchors if k < level), default=None)
+                above = min((k for k in spec.anchors if k > level), default=None)
+                text = f"interpolated between levels {below} and {above}" if below and above else "assumed (no record found)"
+            name = f"`{spec.name}`" if level == 1 else ""
+            lines.append(f"| {name} | {level} | {text} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     print(levels_markdown())
+    print()
+    print(anchors_markdown())

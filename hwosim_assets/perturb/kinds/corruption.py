@@ -47,6 +47,11 @@ BIT_FLIPS = KindSpec(
     families=frozenset({"spectra", "images"}),
     params=(Param("probability", "per value", "probability", "mean flips per stored value"),),
     levels={"probability": (0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)},
+    anchors={
+        1: "assumed: rare residual upsets behind EDAC",
+        3: "assumed: a particle event's upset rate",
+        5: "assumed: a failing memory bank",
+    },
     is_off=lambda p: p["probability"] == 0,
     apply=bit_flips,
     expect=expect_bit_flips,

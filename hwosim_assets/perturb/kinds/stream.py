@@ -15,6 +15,10 @@ from __future__ import annotations
 from hwosim_assets.perturb.spec import KindSpec, Param
 
 STREAM = frozenset({"stream"})
+WHAT_IF = {
+    1: "assumed: a generic network what-if for HWO-era links, not a JWST figure (JWST: the 'downlink' kind)",
+    5: "assumed: a badly degraded generic network",
+}
 DSN = (
     "JWST downlinks over the Deep Space Network in two 4-h Ka-band contacts a day "
     "at 28 Mbps (JDox 'JWST Solid State Recorder'); a missed contact or a fade "
@@ -31,6 +35,7 @@ PACKET_LOSS = KindSpec(
         Param("mean_burst", "packets", "at_least_one", "mean length of a run of losses", high=1e6),
     ),
     levels={"p_loss": (0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1), "mean_burst": (1, 1, 2, 3, 5, 10)},
+    anchors=WHAT_IF,
     is_off=lambda p: p["p_loss"] == 0,
 )
 
@@ -41,6 +46,7 @@ DUPLICATES = KindSpec(
     families=STREAM,
     params=(Param("p_dup", "per packet", "probability", "chance a packet is delivered twice"),),
     levels={"p_dup": (0, 1e-4, 1e-3, 5e-3, 2e-2, 5e-2)},
+    anchors=WHAT_IF,
     is_off=lambda p: p["p_dup"] == 0,
 )
 
@@ -54,6 +60,7 @@ REORDERING = KindSpec(
         Param("max_delay_packets", "packets", "count", "largest hold-back", high=1_000_000),
     ),
     levels={"p_reorder": (0, 1e-4, 1e-3, 1e-2, 5e-2, 1e-1), "max_delay_packets": (0, 2, 4, 8, 16, 32)},
+    anchors=WHAT_IF,
     is_off=lambda p: p["p_reorder"] == 0 or p["max_delay_packets"] == 0,
 )
 
@@ -64,6 +71,7 @@ LATENCY_JITTER = KindSpec(
     families=STREAM,
     params=(Param("sigma_s", "s", "nonneg", "delay spread, 1 sigma", high=86_400),),
     levels={"sigma_s": (0, 0.01, 0.05, 0.2, 1.0, 5.0)},
+    anchors=WHAT_IF,
     is_off=lambda p: p["sigma_s"] == 0,
 )
 
@@ -77,6 +85,7 @@ OUTAGE = KindSpec(
         Param("duration_s", "s", "nonneg", "length of one outage", high=86_400),
     ),
     levels={"rate_per_hour": (0, 0.01, 0.03, 0.1, 0.3, 1.0), "duration_s": (0, 10, 30, 60, 300, 900)},
+    anchors=WHAT_IF,
     is_off=lambda p: p["rate_per_hour"] == 0 or p["duration_s"] == 0,
 )
 
