@@ -235,3 +235,26 @@ def test_pointing_jitter_moves_the_scene_not_the_noise():
                 sky = sky & np.roll(sky, (dy, dx), axis=(0, 1))
         ratios.append(np.nanstd(a[0][sky]) / np.nanstd(sci[0][sky]))
     assert np.mean(ratios) == pytest.approx(1.0, abs=0.05)
+
+
+def test_two_d_spectra_move_along_the_dispersion_under_a_fixed_wavelength_plane():
+    from hwosim_assets.perturb import perturb_images
+
+    slit = sorted(REAL_JWST_DIR.glob("*nrs2_phot*.fits"))
+    if not slit:
+        pytest.skip("the real NIRSpec MSA slitlet is not there")
+    table = read_family("images", slit, 64)
+    facts = exposures(header_facts(slit))
+    result = perturb_images(table, kind("spectral_shift", 5), observation="o", seed=1, exposures=facts)
+    assert result.data["wavelength"].equals(table["wavelength"])
+    before = np.frombuffer(b"".join(table["sci"].to_list()), dtype="<f4")
+    after = np.frombuffer(b"".join(result.data["sci"].to_list()), dtype="<f4")
+    assert (np.isnan(before) == np.isnan(after)).all() and not np.array_equal(before, after, equal_nan=True)
+    assert result.scale_sources.keys() == {"poisson"}  # its VAR_POISSON plane, per column (flux calibration varies with wavelength)
+    plain = products()["NIRCam cal (sample)"]  # an image without WAVELENGTH: nothing to shift
+    a, e = plain.images[0].copy(), plain.images[1].copy()
+    from hwosim_assets.perturb.engine import perturb_tile_stack
+
+    perturb_tile_stack(a, e, seq=[0], frame=[0], y0=[0], x0=[0], event_time=[60000.0], profile=kind("spectral_shift", 5),
+                       observation="o", seed=1, exposures=plain.exposure)  # fmt: skip
+    assert np.array_equal(a, plain.images[0], equal_nan=True)

@@ -109,9 +109,29 @@ def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
     not move); a neighbour without flux leaves the channel its own value.
     The noise the interpolation averaged away is restored (:func:`restore_noise`).
 
+    2-D spectra (images with a WAVELENGTH plane) move the same way along x,
+    their WAVELENGTH plane unchanged - x is the dispersion axis of NIRSpec
+    (DISPAXIS = 1) and of the products in the real set; plain images are left
+    alone (no truth bit).
+
     Magnitude: the shift s in pixels."""
     jitter = draws.epochs(batch.epoch).normal(1)[:, 0]
     shift = p["offset_px"] + p["slope_px_per_hour"] * batch.elapsed_s() / 3600.0 + p["jitter_px"] * jitter
+    if batch.family == "images":
+        if not batch.spectral_2d:
+            return Effect.nothing(batch)
+        lost = np.zeros(batch.value.shape)
+        for s in np.unique(shift):  # one shift per frame: its tiles move together
+            rows = np.flatnonzero(shift == s)
+            own = batch.value[rows]
+            moved = _shift_tiles(own, 0.0, float(s))
+            usable = np.isfinite(own) & np.isfinite(moved)  # empty pixels stay empty, and get no noise back
+            f = s - np.floor(s)
+            kept = (1 - f) ** 2 + f**2  # sum of squared interpolation weights
+            lost[rows] = np.where(usable, np.nan_to_num(batch.error[rows].astype(np.float64)) ** 2 * (1.0 - kept), 0.0)
+            batch.value[rows] = np.where(usable, moved, own)
+        restore_noise(batch, draws, lost)
+        return Effect(ALL, shift)
     n, m = batch.value.shape
     x = np.arange(m)[None, :] - shift[:, None]
     j = np.floor(x).astype(np.int64)
@@ -250,7 +270,7 @@ SPECTRAL_SHIFT = KindSpec(
         "GR700XD wavelength calibration, CAL program 1512); trace drifts of "
         "~0.01 px occur within time series."
     ),
-    families=frozenset({"spectra"}),
+    families=BOTH,
     params=(
         Param("offset_px", "px", "real", "constant shift", high=100),
         Param("slope_px_per_hour", "px/h", "real", "shift trend", high=100),
@@ -269,7 +289,7 @@ SPECTRAL_SHIFT = KindSpec(
     is_off=lambda p: p["offset_px"] == 0 and p["slope_px_per_hour"] == 0 and p["jitter_px"] == 0,
     apply=spectral_shift,
     expect=_everything,
-    marks_all=True,
+    marks_all=False,  # plain images are left alone: marked where it acted (Effect ALL)
 )
 
 POINTING_JITTER = KindSpec(
