@@ -147,8 +147,8 @@ def test_editing_one_profile_makes_only_its_partitions_stale(tmp_path):
     # change one level of one profile
     before = load_profiles(profiles_file)
     doc = yaml.safe_load(profiles_file.read_text())
-    assert doc["profiles"][edited]["kinds"]["cosmic_rays"] == 2
-    doc["profiles"][edited]["kinds"]["cosmic_rays"] = 4
+    assert doc["profiles"][edited]["kinds"]["cosmic_rays"] == 1  # nominal: the measured galactic rate
+    doc["profiles"][edited]["kinds"]["cosmic_rays"] = 3
     profiles_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     after = load_profiles(profiles_file)
     assert after[edited].config_hash != before[edited].config_hash

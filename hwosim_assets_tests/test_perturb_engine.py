@@ -20,6 +20,7 @@ from hwosim_assets.perturb import (
     perturb_spectra,
 )
 from hwosim_assets.perturb.engine import SUMMARY_SCHEMA
+from hwosim_assets.perturb.kinds import ELEMENT_KINDS
 from hwosim_assets.perturb.synthetic import image_table, spectra_table
 from hwosim_assets.perturb.truth import tile_truth
 from hwosim_assets.records import IMAGE_TILE_SCHEMA, SPECTRA_SCHEMA
@@ -50,7 +51,8 @@ def test_summary_has_one_row_per_packet_and_kind():
     profile = load_profiles()["nominal"]
     table = spectra_table(12, 40)
     result = perturb_spectra(table, profile, observation=OBS, seed=2)
-    applied = [s.kind for s in profile.element_kinds]  # nominal's kinds all apply to spectra
+    applied = [s.kind for s in profile.element_kinds if "spectra" in ELEMENT_KINDS[s.kind].families]
+    assert len(applied) < len(profile.element_kinds)  # nominal's pointing jitter (1 mas) is for images only
     assert result.summary.schema == pl.Schema(SUMMARY_SCHEMA)
     assert len(result.summary) == 12 * len(applied)
     assert set(result.summary["kind"]) == set(applied) == set(result.fractions)
@@ -66,7 +68,9 @@ def test_kinds_of_the_other_family_are_skipped():
     spectra = perturb_spectra(spectra_table(5, 20), profile, observation=OBS, seed=1)
     images = perturb_images(image_table(1, (64, 64), 32), profile, observation=OBS, seed=1)
     assert set(spectra.fractions) == {"spectral_shift"}
-    assert set(images.fractions) == {"pointing_jitter"}
+    # spectral_shift applies to images only where they are 2-D spectra (a WAVELENGTH plane): none here
+    assert images.fractions["spectral_shift"] == 0 and set(images.fractions) == {"pointing_jitter", "spectral_shift"}
+    assert images.fractions["pointing_jitter"] > 0
 
 
 def test_expected_fractions_cover_applied_kinds():

@@ -314,7 +314,7 @@ class Effect:
     where: np.ndarray | str
     magnitude: np.ndarray
     affected: np.ndarray | None = None  # (n,) distinct elements touched, when the kind knows it
-    expected: tuple[np.ndarray, np.ndarray] | None = None  # per packet: (mean, variance) of elements expected touched
+    expected: tuple | None = None  # per packet: (mean, variance) of elements expected touched[, rare events]
 
     @classmethod
     def nothing(cls, batch: Batch) -> "Effect":
@@ -360,6 +360,9 @@ class Coverage:
             means, variances = self.expected.setdefault(kind, ([], []))
             means.extend(np.broadcast_to(expected[0], (len(np.atleast_1d(expected[0])),)).tolist())
             variances.extend(np.atleast_1d(expected[1]).tolist())
+            if len(expected) > 2:  # a kind's rare events (count per packet): kept apart for a Poisson bound
+                events, _ = self.expected.setdefault(kind + ":events", ([], []))
+                events.extend(np.atleast_1d(expected[2]).tolist())
 
     def expected_total(self, kind: str) -> tuple[float, float]:
         """(mean, variance) of the elements a kind was expected to touch: exactly

@@ -221,8 +221,10 @@ def cosmic_rays(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     footprint = 9.0 if images else 1.0
     area = _large_area(batch)
     expected = -np.expm1(-(single * footprint + large * area)).reshape(batch.n, -1).sum(axis=1)
-    variance = (single * footprint**2 + large * area**2).reshape(batch.n, -1).sum(axis=1)  # Poisson hits x footprint^2
-    return Effect(where, counts, expected=(expected, variance))
+    variance = (single * footprint**2).reshape(batch.n, -1).sum(axis=1)  # Poisson hits x footprint^2
+    # large events are rare (a few per detector-hour): their count gets a Poisson bound, not a Gaussian one
+    events = large.reshape(batch.n, -1).sum(axis=1) if np.ndim(large) else np.full(batch.n, large * batch.elements)
+    return Effect(where, counts, expected=(expected, variance, events))
 
 
 def _large_area(batch: Batch) -> float:
@@ -283,13 +285,35 @@ def _large(batch: Batch, element: np.ndarray, radius: np.ndarray, u: np.ndarray)
     return flat[touched], hit
 
 
+def _poisson_spread(lam: float, tail: float = 1e-4) -> float:
+    """How far a Poisson count of mean ``lam`` strays from it, either way,
+    with probability below ``tail`` on each side: a Gaussian 4-sigma band
+    fails for the few-event counts of snowballs and showers (one event where
+    0.01 were expected is 10 sigma, and happens once in a hundred runs)."""
+    if lam <= 0:
+        return 0.0
+    term = cdf = math.exp(-lam) if lam < 700 else 0.0
+    if term == 0.0:  # large counts: the Gaussian band is right
+        return 4.0 * math.sqrt(lam)
+    k = 0
+    while 1.0 - cdf > tail:
+        k += 1
+        term *= lam / k
+        cdf += term
+    return max(k - lam, min(lam, 4.0 * math.sqrt(lam)))
+
+
 def expect_cosmic_rays(p: Mapping[str, float], coverage) -> Expectation:
-    """The kind's own per-batch expectation (1 - exp(-hits x footprint) per element), summed."""
+    """The kind's own per-batch expectation (1 - exp(-hits x footprint) per element), summed;
+    single hits within 4 sigma, large events within a Poisson bound of their count x their largest area."""
     mean, var = coverage.expected_total("cosmic_rays")
+    events, _ = coverage.expected_total("cosmic_rays:events")
     n = max(coverage.elements, 1)
     fraction = mean / n
+    largest = len(_disc(int(2 * LARGE_RADII[-1] + 2))[0]) if coverage.family == "images" else 2 * (2 * LARGE_RADII[-1] + 2) + 1
+    spread = 4 * math.sqrt(var) + _poisson_spread(events) * largest
     # footprints clipped at packet edges lose up to ~15 % of their area in small tiles
-    return Expectation(fraction, 0.15 * fraction + 4 * math.sqrt(var) / n + 1 / n)
+    return Expectation(fraction, 0.15 * fraction + spread / n + 1 / n)
 
 
 COSMIC_RAYS = KindSpec(

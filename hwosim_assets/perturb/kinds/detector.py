@@ -259,9 +259,18 @@ def expect_dead_columns(p: Mapping[str, float], coverage) -> Expectation:
     """Columns are a random subset of the 2048, so the dead share of the W
     columns covered is hypergeometric around columns / 2048."""
     fraction = p["columns"] / G
-    width = max(coverage.columns, 1)
-    sd = math.sqrt(fraction * (1 - fraction) * max(G - width, 0) / (G - 1) / width)
-    return Expectation(fraction, 4 * sd + 1e-9)
+    width = min(max(coverage.columns, 1), G)
+    dead = min(max(int(round(p["columns"])), 0), G)
+    # the exact hypergeometric band (1e-4 each side): a Gaussian 4-sigma band is far too narrow
+    # when the product sees few columns (a 100-column cut-out catches a dead one in ~5 % of runs)
+    total = math.comb(G, width)
+    pmf = [math.comb(dead, k) * math.comb(G - dead, width - k) / total for k in range(min(dead, width) + 1)]
+    cdf = np.cumsum(pmf)
+    low = int(np.searchsorted(cdf, 1e-4))
+    high = int(np.searchsorted(cdf, 1 - 1e-4))
+    mean = dead * width / G
+    spread = max(high - mean, mean - low, 0.0)
+    return Expectation(fraction, spread / width + 1e-9)
 
 
 def saturation(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:

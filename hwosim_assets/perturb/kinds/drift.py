@@ -55,6 +55,15 @@ def _everything(params: Mapping[str, float], coverage) -> Expectation:
     return Expectation(1.0, 0.0)
 
 
+def _spectral_elements(params: Mapping[str, float], coverage) -> Expectation:
+    """Every element of a spectrum; of images, every pixel of the 2-D spectra
+    (the batches report which) and none of the plain images."""
+    if coverage.family == "spectra":
+        return Expectation(1.0, 0.0)
+    mean, _ = coverage.expected_total("spectral_shift")
+    return Expectation(mean / max(coverage.elements, 1), 0.0)
+
+
 def gain_drift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     """Multiplicative drift of value and error by 1 + d(t).
 
@@ -119,7 +128,7 @@ def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
     shift = p["offset_px"] + p["slope_px_per_hour"] * batch.elapsed_s() / 3600.0 + p["jitter_px"] * jitter
     if batch.family == "images":
         if not batch.spectral_2d:
-            return Effect.nothing(batch)
+            return Effect(np.empty(0, dtype=np.int64), np.zeros(batch.n), expected=(np.zeros(batch.n), np.zeros(batch.n)))
         lost = np.zeros(batch.value.shape)
         for s in np.unique(shift):  # one shift per frame: its tiles move together
             rows = np.flatnonzero(shift == s)
@@ -131,7 +140,7 @@ def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
             lost[rows] = np.where(usable, np.nan_to_num(batch.error[rows].astype(np.float64)) ** 2 * (1.0 - kept), 0.0)
             batch.value[rows] = np.where(usable, moved, own)
         restore_noise(batch, draws, lost)
-        return Effect(ALL, shift)
+        return Effect(ALL, shift, expected=(np.full(batch.n, float(batch.elements)), np.zeros(batch.n)))
     n, m = batch.value.shape
     x = np.arange(m)[None, :] - shift[:, None]
     j = np.floor(x).astype(np.int64)
@@ -288,7 +297,7 @@ SPECTRAL_SHIFT = KindSpec(
     },
     is_off=lambda p: p["offset_px"] == 0 and p["slope_px_per_hour"] == 0 and p["jitter_px"] == 0,
     apply=spectral_shift,
-    expect=_everything,
+    expect=_spectral_elements,
     marks_all=False,  # plain images are left alone: marked where it acted (Effect ALL)
 )
 
