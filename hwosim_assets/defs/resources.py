@@ -13,18 +13,9 @@ import sqlalchemy as sa
 
 from hwosim_assets.defs.lake.resources import lake_from_url
 from hwosim_assets.defs.mast.resources import FilesSource, MastSource, SampleSource
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.defs.streams.resources import StreamDatabase
 from hwosim_assets.settings import Settings
-
-
-class HwosimConfig(dg.ConfigurableResource):
-    """Project-wide knobs that are not a connection: the global seed, the
-    profile and stream files, the tile size of image packets."""
-
-    seed: int = 20261124
-    profiles_path: str = ""
-    streams_path: str = ""
-    tile_size: int = 128
 
 
 def resources_from_settings(settings: Settings, secrets_by_name: bool = True) -> dict[str, dg.ConfigurableResource]:

@@ -82,20 +82,38 @@ class Committed:
         return self.window + 1 if self.window_complete else self.window
 
 
-def make_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
-    """An engine suited to streams: pre-ping; LOCAL INFILE on MySQL; WAL on SQLite.
+# Per driver, the connect argument that allows LOAD DATA LOCAL INFILE (the
+# fast bulk path of the writer); servers also need local_infile=1.
+_LOCAL_INFILE_ARGS = {
+    "pymysql": {"local_infile": True},
+    "mysqldb": {"local_infile": 1},
+    "mysqlconnector": {"allow_local_infile": True},
+}
 
-    SQLite in WAL mode lets consumers read while a replay writes (the default
-    rollback journal would lock them out), and ``synchronous=NORMAL`` makes a
-    commit cost no fsync: a killed process still loses nothing committed, only
-    a power cut can lose the last commits.
+
+def make_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
+    """The one engine factory of the stream tables: pre-ping; LOCAL INFILE on MySQL; WAL on SQLite.
+
+    Pre-ping replaces a pooled connection that a server restart dropped
+    instead of handing it out; MySQL connections are recycled hourly (servers
+    close idle ones). SQLite in WAL mode lets consumers read while a replay
+    writes (the default rollback journal would lock them out), and
+    ``synchronous=NORMAL`` makes a commit cost no fsync: a killed process
+    still loses nothing committed, only a power cut can lose the last
+    commits. A SQLite file's folder is created if missing.
     """
     url = sa.make_url(url)
-    if url.get_backend_name() in ("mysql", "mariadb"):
-        kwargs.setdefault("connect_args", {}).setdefault("local_infile", True)
+    backend = url.get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        connect_args = kwargs.setdefault("connect_args", {})
+        for key, value in _LOCAL_INFILE_ARGS.get(url.get_driver_name(), {}).items():
+            connect_args.setdefault(key, value)
+        kwargs.setdefault("pool_recycle", 3600)
+    if backend == "sqlite" and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
     kwargs.setdefault("pool_pre_ping", True)
     engine = sa.create_engine(url, **kwargs)
-    if url.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 

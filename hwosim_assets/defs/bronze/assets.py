@@ -22,7 +22,7 @@ from hwosim_assets.defs.lake.resources import LakeResource
 from hwosim_assets.defs.mast.assets import raw_products
 from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS
 from hwosim_assets.defs.metadata import md_table
-from hwosim_assets.defs.resources import HwosimConfig
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.ingest import catalog
 from hwosim_assets.records import FAMILIES, Family
 

@@ -169,6 +169,11 @@ class LakeResource(dg.ConfigurableResource):
     def check(self) -> None:
         """Fail now, with a clear message, if the lake cannot be used."""
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Every run that uses the lake checks it first (folder writable; bucket reachable and
+        credentials accepted): a clear error at the start, naming the setting."""
+        self.check()
+
     def exists(self, key: str) -> bool:
         return self.info(key) is not None
 

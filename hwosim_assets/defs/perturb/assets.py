@@ -19,7 +19,7 @@ from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.perturb import checks
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE, PROFILES
-from hwosim_assets.defs.resources import HwosimConfig
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.perturb import Profile, load_profiles, perturb_parquet
 from hwosim_assets.perturb.truth import uncovered_changes
 from hwosim_assets.records import FAMILIES, Family

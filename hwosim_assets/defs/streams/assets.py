@@ -21,7 +21,7 @@ from hwosim_assets.defs.lake.layout import perturbed_key, stream_truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.perturb.assets import PERTURBED
-from hwosim_assets.defs.resources import HwosimConfig
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.defs.streams import checks
 from hwosim_assets.defs.streams.partitions import STREAM_PARTITIONS
 from hwosim_assets.defs.streams.resources import StreamDatabase, masked
