@@ -465,12 +465,12 @@ def verify_fits(hdul: fits.HDUList, path: Path) -> None:
                 )
             _check_cards(_raw_header(stream, hdu), where)
             _check_mandatory(hdu, index, where)
-    for index, hdu in enumerate(hdul):
+    for index, hdu in enumerate(hdul):  # DATASUM first: it says whether the data or the header changed
         header = hdu.header
-        if "CHECKSUM" in header and hdu.verify_checksum() != 1:
-            raise FitsProductError(f"{path}: {_hdu_label(index, hdu)}: CHECKSUM does not match the HDU's bytes (corrupt)")
         if "DATASUM" in header and hdu.verify_datasum() != 1:
             raise FitsProductError(f"{path}: {_hdu_label(index, hdu)}: DATASUM does not match the data (corrupt)")
+        if "CHECKSUM" in header and hdu.verify_checksum() != 1:
+            raise FitsProductError(f"{path}: {_hdu_label(index, hdu)}: CHECKSUM does not match the HDU's bytes (corrupt)")
 
 
 # datatype in a product's ASDF tree -> (BITPIX, BZERO) of the HDU holding the array
