@@ -358,6 +358,9 @@ def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
     hdul = fits.HDUList.fromstring(x1d_bytes)
     hdul[0].header["EXPMID"] = True
     case("logical_expmid", hdul, X1D, "primary header: EXPMID = True is not a number")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul["INT_TIMES"].name = "INT_TIMEX"  # else read as a product without INT_TIMES, timed from the header
+    case("int_times_renamed", hdul, X1D, "(INT_TIMEX) is not an extension of a MultiSpecModel")
     no_asdf = image()
     no_asdf[0].header["ORIGIN"], no_asdf[0].header["HWOSIM"] = "STSCI", "REAL"
     case("no_asdf", no_asdf, CAL.format(1), "no ASDF extension: the JWST pipeline writes one last in every product")
@@ -371,7 +374,7 @@ def broken(tmp_path_factory):
 
 SPECTRA_CASES = ("no_extract1d", "no_flux", "short_int_times", "no_times", "missing_integrations", "tform",
                  "integer_flux", "int32_dq", "renamed_column", "integration_twice", "intend_past_nints",
-                 "string_intend", "logical_expmid")  # fmt: skip
+                 "string_intend", "logical_expmid", "int_times_renamed")  # fmt: skip
 IMAGE_CASES = ("truncated_data", "truncated_header", "garbage", "no_sci", "no_err", "shape", "float64",
                "x1d_named_cal", "unsupported", "not_jwst", "no_model", "datasum", "checksum", "bitpix",
                "naxis_string", "no_asdf")  # fmt: skip

@@ -207,12 +207,22 @@ def _product_type(model: str, primary: fits.Header, extensions: list[tuple[str, 
     return "s2d" if resampled else "cal"  # SlitModel, MultiSlitModel
 
 
+# Every extension a MultiSpecModel file can have (stdatamodels multispec schema, and the ASDF tree).
+MULTISPEC_EXTENSIONS = ("EXTRACT1D", "INT_TIMES", "ASDF")
+
+
 def _check_structure(model: str, extensions: list[tuple[str, fits.Header]], path: Path) -> None:
     """The extensions the model's reader needs are there, with the right dimensions."""
     sci = [h for name, h in extensions if name == "SCI"]
     if model == "MultiSpecModel":
         if not any(name == "EXTRACT1D" for name, _ in extensions):
             raise FitsProductError(f"{path}: a {model} product without an EXTRACT1D extension")
+        for index, (name, _) in enumerate(extensions, start=1):
+            if name not in MULTISPEC_EXTENSIONS:  # e.g. INT_TIMES with a damaged EXTNAME, read as absent
+                raise FitsProductError(
+                    f"{path}: HDU {index} ({name or 'no EXTNAME'}) is not an extension of a {model} "
+                    f"({', '.join(MULTISPEC_EXTENSIONS)})"
+                )
         return
     if not sci:
         raise FitsProductError(f"{path}: a {model} product without a SCI extension")
