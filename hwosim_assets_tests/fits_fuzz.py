@@ -202,6 +202,20 @@ def header_flips(product: Product, rng: np.random.Generator, n: int) -> list[Var
     return out
 
 
+def _value_start(product: Product, hdu: Hdu, rng: np.random.Generator) -> int:
+    """The file offset of the first (most significant) byte of a random value
+    the reader reads: a pixel, or a cell of a bronze column of a table."""
+    with fits.open(product.path) as hdul:
+        header = hdul[hdu.index].header
+        if header["BITPIX"] != 8:
+            size = abs(header["BITPIX"]) // 8
+            return hdu.data[0] + size * int(rng.integers(0, (hdu.data[1] - hdu.data[0]) // size))
+        fields = hdul[hdu.index].columns.dtype.fields
+        names = [name for name in (*SPECTRA_COLUMNS.values(), "DQ") if name in fields]
+        column_offset = fields[names[int(rng.integers(0, len(names)))]][1]
+        return hdu.data[0] + header["NAXIS1"] * int(rng.integers(0, header["NAXIS2"])) + column_offset
+
+
 def data_flips(product: Product, rng: np.random.Generator, n: int) -> list[Variant]:
     """``n`` single-bit flips in data units: half in what is read, a quarter in ignored HDUs, a quarter in padding."""
     read_names = READ_HDUS[product.family]
@@ -220,6 +234,8 @@ def data_flips(product: Product, rng: np.random.Generator, n: int) -> list[Varia
             region = "read"
         hdu, start, stop = regions[region][int(rng.integers(0, len(regions[region])))]
         offset, bit = int(rng.integers(start, stop)), int(rng.integers(0, 8))
+        if region == "read" and i % 4 == 0:  # the first byte of a value read: sign and exponent (huge, NaN, inf...)
+            offset, bit = _value_start(product, hdu, rng), int(rng.integers(4, 8))
         out.append(
             Variant("data_flip", product, _flip(product.data, offset, bit),
                     f"bit {bit} of byte {offset} (data of HDU {hdu.index} {hdu.name}, {region})", region)  # fmt: skip
@@ -285,7 +301,8 @@ def _edits_for(product: Product) -> list[tuple[Hdu, str, object, bool]]:
                 for value in ("E", "D", "J", "K", "2D", "A", "1PE(5)", "Q"):
                     edits.append((hdu, key, value, False))
                 edits.append((hdu, key, None, True))
-            elif key.startswith("TTYPE"):
+            elif key.startswith("TTYPE") and str(card_value(key)).upper() in (*SPECTRA_COLUMNS.values(), "DQ"):
+                # the columns the reader reads (an optional one renamed must not read as missing)
                 edits += [(hdu, key, "X" + str(card_value(key))[:30], False), (hdu, key, "FLUX", False),
                           (hdu, key, "DQ", False), (hdu, key, None, True)]  # fmt: skip
             elif key.startswith("TZERO"):
@@ -304,12 +321,30 @@ def _edits_for(product: Product) -> list[tuple[Hdu, str, object, bool]]:
     return [e for e in edits if not (e[1] == "EXTNAME" and e[2] == e[0].name)]
 
 
+def _edit_family(key: str) -> str:
+    return key.rstrip("0123456789") if key.startswith(("NAXIS", "TFORM", "TTYPE", "TZERO")) else key
+
+
 def header_edits(product: Product, rng: np.random.Generator, n: int) -> list[Variant]:
-    """``n`` edits drawn from ``_edits_for``: one card replaced or deleted, in place."""
-    edits = _edits_for(product)
+    """``n`` edits drawn from ``_edits_for``, one card replaced or deleted in
+    place: round-robin over the keyword families (BITPIX, NAXISn, TFORMn,
+    TTYPEn, EXTNAME...), at random within each, so that a few edits per
+    product already touch every kind of keyword."""
+    families: dict[str, list] = {}
+    for edit in _edits_for(product):
+        family = _edit_family(edit[1]) + (" blanked" if edit[2] == BLANK_CARD else "")
+        families.setdefault(family, []).append(edit)
+    # The issue's list first, then blanked cards and headers.
+    rank = {f: i for i, f in enumerate(("TTYPE", "TFORM", "NAXIS", "BITPIX", "EXTNAME", "INTEND", "NINTS", "INTSTART", "TZERO"))}
+    names = sorted(families, key=lambda f: (rank.get(f, len(rank)), f))
+    queues = {f: list(rng.permutation(len(families[f]))) for f in names}
+    picked = []
+    while len(picked) < n and any(queues.values()):
+        for f in names:
+            if queues[f] and len(picked) < n:
+                picked.append(families[f][int(queues[f].pop())])
     out = []
-    for i in rng.permutation(len(edits))[:n]:
-        hdu, key, value, delete = edits[int(i)]
+    for hdu, key, value, delete in picked:
         data = _edit_card(product, hdu, key, value, delete)
         if data is None:
             continue
