@@ -287,11 +287,12 @@ def _column_names(hdu: fits.BinTableHDU, where: str) -> set[str]:
     and in a classic table only the schema's. An optional column (FLUX_VAR_*,
     SURF_BRIGHT, NPIXELS) reads as NaN where a product lacks it, so a column
     whose TTYPE was damaged must not pass for a missing one."""
+    names = []
     for number in range(1, hdu.header["TFIELDS"] + 1):
         name = hdu.header.get(f"TTYPE{number}")
         if not isinstance(name, str) or not name.strip():
             raise FitsProductError(f"{where}: column {number} has no name (TTYPE{number} = {name!r})")
-    names = [str(name).upper() for name in hdu.columns.names]
+        names.append(name.strip().upper())
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise FitsProductError(f"{where}: column names {repeated} appear more than once")
@@ -350,7 +351,7 @@ def _spectra_in_file(hdul: fits.HDUList, info: ProductInfo, file_index: int) -> 
     first = _header_int(header, "INTSTART", f"{path}: primary header", default=1)
     exposure_mid = None if per_integration else _exposure_mid(header, path)
     seen_per_order: Counter[int] = Counter()
-    lengths: dict[int, tuple[int, str]] = {}  # classic x1dints: spectral order -> (length, where) of its first table
+    lengths: dict[int, tuple[int, int]] = {}  # classic x1dints: spectral order -> (length, HDU) of its first table
     spectra: list[_Spectrum] = []
     for index, hdu in tables:
         where = f"{path}: EXTRACT1D (HDU {index})"
@@ -360,11 +361,11 @@ def _spectra_in_file(hdul: fits.HDUList, info: ProductInfo, file_index: int) -> 
         if per_integration and classic and found:
             # One table per integration: every integration of an order is extracted on the same grid.
             n = len(found[0].values["wavelength"])
-            length, other = lengths.setdefault(found[0].order, (n, where))
+            length, other = lengths.setdefault(found[0].order, (n, index))
             if n != length:
                 raise FitsProductError(
-                    f"{where}: {n} rows, {other} of the same spectral order {length} (every integration of an "
-                    "order has the same wavelength grid: a corrupt NAXIS2?)"
+                    f"{where}: {n} rows, HDU {other} of the same spectral order {length} (every integration of "
+                    "an order has the same wavelength grid: a corrupt NAXIS2?)"
                 )
         spectra += found
     if per_integration:
@@ -383,8 +384,8 @@ def _spectra_in_table(hdu, index, where, file_index, first, seen_per_order, time
     """The spectra of one EXTRACT1D table (see ``_spectra_in_file``)."""
     if not isinstance(hdu, fits.BinTableHDU):
         raise FitsProductError(f"{where} is not a binary table")
+    names = _column_names(hdu, where)  # from the header: before astropy parses the columns
     _check_row_width(hdu, where)
-    names = _column_names(hdu, where)
     order = _header_int(hdu.header, "SPORDER", where, default=1)
     data = hdu.data
     spectra: list[_Spectrum] = []
