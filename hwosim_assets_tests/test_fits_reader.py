@@ -389,6 +389,20 @@ def test_bad_input_raises_naming_the_file(broken, key):
     assert words in str(error.value)
 
 
+def test_checksummed_products_read_as_without_checksums(tmp_path):
+    """CHECKSUM and DATASUM are verified on every HDU (scaled DQ, tables) and
+    do not change what is read."""
+    for name, hdul, read in ((CAL.format(1), sample.make_image(30, 40), read_images),
+                             (X1D, _x1dints(4, 10), read_spectra)):  # fmt: skip
+        plain, summed = tmp_path / "plain" / name, tmp_path / "summed" / name
+        for path, checksum in ((plain, False), (summed, True)):
+            path.parent.mkdir(exist_ok=True)
+            hdul.writeto(path, checksum=checksum)
+        with fits.open(summed) as opened:
+            assert all("CHECKSUM" in hdu.header and "DATASUM" in hdu.header for hdu in opened)
+        assert read([summed]).equals(read([plain])) and identify(summed).facts == identify(plain).facts
+
+
 def test_an_error_names_the_file_it_is_about_while_others_are_open(tmp_path):
     """All files of an observation are open at once; an error in the first
     must not be reported against the last one opened."""
