@@ -12,11 +12,14 @@ mutation of one real product's bytes, deterministic from a seed:
   keyword the reader or FITS itself depends on (BITPIX, NAXISn, TFORMn,
   EXTNAME, INT_NUM, EXPMID, FILENAME...);
 * ``data_flip``: one bit flipped in a data unit: in a plane or column the
-  reader reads, in an HDU it ignores (ASDF, WHT, CON, HDRTAB...), or in the
-  zero padding after the data;
-* ``header_edit``: one card of one HDU replaced or deleted in place
-  (BITPIX, NAXIS, NAXISn, TFORMn, TTYPEn, TZEROn, EXTNAME, NINTS,
-  INTSTART, INTEND), the rest of the file byte for byte as it was.
+  reader reads (a quarter of those in the sign/exponent byte of a value:
+  huge values, infinities, NaNs), in INT_TIMES, in the ASDF extension, in an
+  HDU the reader ignores (WHT, CON, AREA, HDRTAB...), or in the zero padding
+  after the data;
+* ``header_edit``: one card of one HDU replaced or deleted in place, or
+  blanked, or a whole header blanked (BITPIX, NAXIS, NAXISn, TFORMn, TTYPEn,
+  TZEROn, EXTNAME, NINTS, INTSTART, INTEND first, round-robin), the rest of
+  the file byte for byte as it was.
 
 The oracle (``judge``), for every variant:
 
@@ -25,20 +28,26 @@ The oracle (``judge``), for every variant:
    accepts, ``identify`` accepts.
 2. An accepted file is one astropy's own verification accepts: it opens
    with ``checksum=True`` and no warning, ``verify("exception")`` passes,
-   and its HDUs fill the file.
+   and its HDUs fill the file. (Reading the data is not part of astropy's
+   verification, so a file whose ignored HDRTAB astropy could not read may
+   be accepted: what we read from it is checked by 3.)
 3. An accepted file reads as the original does, bit for bit, except for
    what the mutation legitimately changed. What that may be depends on the
    class: nothing for a truncation or a header edit (both are structural:
-   refuse or read the same); for a flip in a data unit the reader ignores or
-   in padding, nothing either; for a flip in a plane or column that is read,
-   the values, which must then equal astropy's own read of the mutated file;
-   for a header flip, the values and the keyword-derived fields (event times
-   from EXPMID or INT_TIMES, the source name from FILENAME), which must equal
-   what astropy reads from the mutated file. Keys, row order, tiles and
-   integrations must always be the original's.
-4. A flip in a plane or column that is read (but INT_TIMES, whose numbers
-   key the integrations) or in the padding must be accepted: such a file is
-   valid and the reader must not refuse it.
+   refuse or read the same); for a flip in the ASDF extension, an ignored
+   HDU or padding, nothing either; for a flip in a plane or column that is
+   read, the values, which must then equal astropy's own read of the mutated
+   file (and for a flip in INT_TIMES, the event times); for a header flip,
+   the values and the keyword-derived fields (event times from EXPMID or
+   INT_TIMES, the source name from FILENAME), which must equal what astropy
+   reads from the mutated file. Keys, row order, tiles and integrations must
+   always be the original's.
+4. A flip in a plane or column that is read, in an ignored HDU or in the
+   padding must be accepted: such a file is valid, and refusing it would be
+   a reader that cannot tell corrupt structure from unusual values. (Flips
+   in INT_TIMES and the ASDF tree may be refused: the integration numbers
+   and the tree's references are checked.) Header flips and edits may
+   always be refused.
 
 So a reader that accepts a file astropy rejects, or that turns a corrupt
 structure into a table with anything but the original's shape, fails; so
@@ -219,19 +228,20 @@ def _value_start(product: Product, hdu: Hdu, rng: np.random.Generator) -> int:
 def data_flips(product: Product, rng: np.random.Generator, n: int) -> list[Variant]:
     """``n`` single-bit flips in data units: half in what is read, a quarter in ignored HDUs, a quarter in padding."""
     read_names = READ_HDUS[product.family]
-    regions: dict[str, list[tuple[Hdu, int, int]]] = {"read": [], "int_times": [], "ignored": [], "padding": []}
+    regions: dict[str, list[tuple[Hdu, int, int]]] = {"read": [], "int_times": [], "asdf": [], "ignored": [], "padding": []}
     for hdu in product.hdus:
         if hdu.data[1] > hdu.data[0]:
-            kind = "int_times" if hdu.name == "INT_TIMES" else "read" if hdu.name in read_names else "ignored"
+            kind = {"INT_TIMES": "int_times", "ASDF": "asdf"}.get(hdu.name)
+            kind = kind or ("read" if hdu.name in read_names else "ignored")
             regions[kind].append((hdu, *hdu.data))
         if hdu.padded_end > hdu.data[1]:
             regions["padding"].append((hdu, hdu.data[1], hdu.padded_end))
-    plan = ["read", "read", "ignored", "padding"] + (["int_times"] if regions["int_times"] else [])
+    plan = ["read", "read", "ignored", "padding", "asdf"] + (["int_times"] if regions["int_times"] else [])
     out = []
     for i in range(n):
         region = plan[i % len(plan)]
         if not regions[region]:
-            region = "read"
+            region = "ignored" if region == "asdf" and regions["ignored"] else "read"
         hdu, start, stop = regions[region][int(rng.integers(0, len(regions[region])))]
         offset, bit = int(rng.integers(start, stop)), int(rng.integers(0, 8))
         if region == "read" and i % 4 == 0:  # the first byte of a value read: sign and exponent (huge, NaN, inf...)
@@ -509,7 +519,7 @@ def judge(variant: Variant, folder: Path) -> Outcome:
         if verdict is not None:
             problems.append(f"accepted a file astropy's verification rejects: {verdict[:300]}")
         if variant.kind in ("truncate", "header_edit") or (
-            variant.kind == "data_flip" and variant.region in ("ignored", "padding")
+            variant.kind == "data_flip" and variant.region in ("ignored", "padding", "asdf")
         ):
             changed = _differences(product.table, table, product.table.columns)
             if changed:
