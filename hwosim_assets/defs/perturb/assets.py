@@ -16,7 +16,7 @@ import polars as pl
 from hwosim_assets.defs.bronze.assets import BRONZE
 from hwosim_assets.defs.lake.layout import bronze_key, perturbed_key, plot_key, truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
-from hwosim_assets.defs.metadata import md_table
+from hwosim_assets.defs.metadata import figure, md_table
 from hwosim_assets.defs.perturb import checks
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE, PROFILES
 from hwosim_assets.defs.project import HwosimConfig
@@ -84,7 +84,7 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
         lake.put_file(truth_key(family, name, obs_id), truth)
         lake.write_parquet(truth_key(family, name, obs_id, "summary"), result.summary)
         stored = lake.put_file(perturbed_key(family, name, obs_id), data)
-    plot = lake.put_bytes(plot_key(f"perturbed_{family}", f"{name}--{obs_id}"), png)
+    plot = figure(lake, plot_key(f"perturbed_{family}", f"{name}--{obs_id}"), png)
 
     changed = pl.DataFrame(
         {"kind": list(result.fractions), "fraction": [round(v, 6) for v in result.fractions.values()]}
@@ -101,7 +101,7 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
             "truth": dg.MetadataValue.path(lake.uri(truth_key(family, name, obs_id))),
             "changed_fraction_by_kind": md_table(changed, 30),
             "changed": ", ".join(f"{k} {v:.2%}" for k, v in result.fractions.items() if v > 0) or "nothing",
-            "plot": dg.MetadataValue.path(lake.uri(plot.key)),
+            **plot,
         },
         check_results=[
             checks.fractions(asset, result),
