@@ -7,7 +7,7 @@ import polars as pl
 
 
 def md_table(df: pl.DataFrame, max_rows: int = 20) -> dg.MetadataValue:
-    """A polars frame as a markdown table for the UI (first ``max_rows`` rows)."""
+    """A polars frame as a markdown table for the UI (first `max_rows` rows)."""
     head = df.head(max_rows)
     lines = ["| " + " | ".join(head.columns) + " |", "|" + " --- |" * len(head.columns)]
     for row in head.iter_rows():

@@ -22,11 +22,11 @@ def resources_from_settings(settings: Settings, secrets_by_name: bool = True) ->
     """The resource set for one environment; tests call it with their own Settings.
 
     A stream database URL that holds a password is handed to Dagster as
-    ``dg.EnvVar("HWOSIM_STREAM_DB_URL")``: resource config is stored in every
+    `dg.EnvVar("HWOSIM_STREAM_DB_URL")`: resource config is stored in every
     job snapshot and shown in the UI, so only the variable's name may go
     there; the run resolves it from its own environment. (The S3 keys never
     pass through resources: boto3 reads them from the environment itself.)
-    ``secrets_by_name=False`` gives the resolved URL, for the ``hwosim``
+    `secrets_by_name=False` gives the resolved URL, for the `hwosim`
     command, which stores nothing.
     """
     if settings.source == "sample":

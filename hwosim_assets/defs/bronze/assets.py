@@ -1,7 +1,7 @@
 """The bronze stage: tidy Parquet tables read from the raw FITS files, one asset per family.
 
-``bronze_spectra`` holds one row per integration x wavelength of the
-MultiSpecModel products (x1dints, x1d); ``bronze_images`` holds the frames of
+`bronze_spectra` holds one row per integration x wavelength of the
+MultiSpecModel products (x1dints, x1d); `bronze_images` holds the frames of
 ImageModel, CubeModel, SlitModel and MultiSlitModel products cut into tile
 packets (records.FAMILIES). Both keep astropy's values bit for bit, and
 each observation also gets a metadata record: one row per product with the

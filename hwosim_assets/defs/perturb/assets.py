@@ -1,6 +1,6 @@
 """The perturb stage: bronze tables under each profile, with ground truth.
 
-``perturbation_profiles`` is the profiles YAML seen as an external source:
+`perturbation_profiles` is the profiles YAML seen as an external source:
 observing it registers one partition per profile and records each profile's
 config hash as its data version. Each perturbed partition (observation x
 profile) depends on its profile's partition, so editing one profile makes
@@ -29,11 +29,19 @@ from hwosim_assets.records import FAMILIES, Family
 CHECK_ROWS = {"spectra": 200_000, "images": 2_000}
 
 
-@dg.observable_source_asset(group_name="perturb", partitions_def=PROFILES)
+@dg.observable_source_asset(
+    group_name="perturb",
+    partitions_def=PROFILES,
+    description=(
+        "The perturbation profiles: the packaged profiles.yaml, or the file named by $HWOSIM_PROFILES. "
+        "One partition per profile; a profile's config hash is its data version, so editing one profile "
+        "makes only its perturbed partitions stale. Observe it after editing the file."
+    ),
+)
 def perturbation_profiles(context: dg.AssetExecutionContext, hwosim: HwosimConfig) -> dg.DataVersionsByPartition:
     """The perturbation profiles (packaged profiles.yaml, or $HWOSIM_PROFILES).
 
-    Observe it (UI: "Observe sources", or ``hwosim demo``) after editing the
+    Observe it (UI: "Observe sources", or `hwosim demo`) after editing the
     file: new profiles become partitions, removed ones are dropped, and each
     profile's config hash becomes its data version.
     """

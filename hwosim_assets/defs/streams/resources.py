@@ -2,7 +2,7 @@
 MariaDB when HWOSIM_STREAM_DB_URL names one.
 
 The URL is the only setting. A password in it is masked wherever the URL is
-shown (errors, logs, ``repr``), so only the environment ever holds it.
+shown (errors, logs, `repr`), so only the environment ever holds it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class StreamDatabase(dg.ConfigurableResource):
         self.check_connection()
 
     def check_connection(self) -> None:
-        """Run ``SELECT 1``, or raise an error that says which setting to fix."""
+        """Run `SELECT 1`, or raise an error that says which setting to fix."""
         try:
             with self.engine().connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
