@@ -94,6 +94,16 @@ def start_dev(home: Path, env: dict, port: int) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def stop_dev(dev: subprocess.Popen) -> None:
+    """SIGTERM to dagster dev's process group; SIGKILL if it has not ended within a minute."""
+    os.killpg(dev.pid, signal.SIGTERM)
+    try:
+        dev.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(dev.pid, signal.SIGKILL)
+        dev.wait(10)
+
+
 def packets(url: str) -> dict[str, np.ndarray]:
     """stream -> (offset, lap, seq, scheduled, emitted) of its packets, by offset."""
     t = schema.spectra_rows
@@ -216,8 +226,7 @@ def run(args: argparse.Namespace, mariadb) -> None:
                         and np.median(recent[:, 4] - recent[:, 3]) < 0.25 and recent[-1, 3] > restarted):
                     drained[name] = now - restarted
     finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        dev.wait(60)
+        stop_dev(dev)
     data = packets(url)
     print(f"after a {args.outage:g} s outage (killed at +{killed - t_start:.0f} s):")
     for name in STREAMS:
