@@ -191,6 +191,9 @@ def run(args: argparse.Namespace, mariadb) -> None:
             launched = True
         time.sleep(5)
     steady_end = time.time() - 5
+    status = subprocess.run([sys.executable, "-m", "hwosim_assets.cli", "stream", "status"], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    print("\n$ hwosim stream status\n" + (status.stdout or status.stderr), flush=True)
     print(f"load average over the last 1 / 5 / 15 min: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)")
     data = packets(url)
     print(f"\nsteady state ({args.minutes:g} min under dagster dev"
