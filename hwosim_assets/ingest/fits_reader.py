@@ -20,7 +20,7 @@ from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, overload
 
 import numpy as np
 import polars as pl
@@ -67,17 +67,17 @@ OPTIONAL_SPECTRA_COLUMNS = {
 
 
 def _opened(
-    paths: Iterable[str | os.PathLike], family: str, stack: ExitStack, **open_kwargs
+    paths: Iterable[str | os.PathLike], family: str, stack: ExitStack, **open_kwargs: Any
 ) -> list[tuple[ProductInfo, fits.HDUList]]:
     """Each file opened (closed by ``stack``), identified from its headers and of
     ``family``, none twice, sorted by the product's own name (the order of
     segments and exposures). One open per file serves both."""
-    paths = [Path(p) for p in paths]
-    for name, count in Counter(p.name for p in paths).items():
+    files = [Path(p) for p in paths]
+    for name, count in Counter(p.name for p in files).items():
         if count > 1:
             raise FitsProductError(f"{name}: given {count} times")
     opened = []
-    for path in paths:
+    for path in files:
         hdul = stack.enter_context(_open(path, **open_kwargs))
         with _reading(path):
             info = identify_headers(path, hdul[0].header, [(hdu.name.upper(), hdu.header) for hdu in hdul[1:]])
@@ -91,7 +91,7 @@ def _opened(
 
 
 @contextmanager
-def _open(path: Path, **kwargs) -> Iterator[fits.HDUList]:
+def _open(path: Path, **kwargs: Any) -> Iterator[fits.HDUList]:
     """Open a product memory-mapped; every failure becomes a FitsProductError naming the file.
 
     A truncated file is refused (``products.check_complete``), so is one
@@ -150,6 +150,14 @@ def _header_float(header: fits.Header, key: str, path: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FitsProductError(f"{path}: primary header {key}={value!r} is not a number")
     return float(value)
+
+
+@overload
+def _header_int(header: fits.Header, key: str, where: str, default: int) -> int: ...
+
+
+@overload
+def _header_int(header: fits.Header, key: str, where: str, default: None = None) -> int | None: ...
 
 
 def _header_int(header: fits.Header, key: str, where: str, default: int | None = None) -> int | None:
@@ -223,7 +231,7 @@ def _expected_integrations(header: fits.Header, path: Path) -> range | None:
         raise FitsProductError(f"{where}: NINTS = {nints}, expected at least 1")
     if (start is None) != (end is None):
         raise FitsProductError(f"{where}: INTSTART = {start} and INTEND = {end}: one without the other")
-    if start is not None:
+    if start is not None and end is not None:
         if not 1 <= start <= end or (nints is not None and end > nints):
             raise FitsProductError(
                 f"{where}: INTSTART = {start}, INTEND = {end}, NINTS = {nints}: expected 1 <= INTSTART <= INTEND <= NINTS"
@@ -305,7 +313,7 @@ def _column_names(hdu: fits.BinTableHDU, where: str) -> set[str]:
     return set(names)
 
 
-def _table_columns(data, names: set[str], where: str) -> dict[str, np.ndarray]:
+def _table_columns(data: fits.FITS_rec, names: set[str], where: str) -> dict[str, np.ndarray]:
     """Bronze columns of one EXTRACT1D table: the required ones (an error if
     missing) and the optional ones (NaN where the table has none)."""
     columns = {}
@@ -373,14 +381,23 @@ def _spectra_in_file(hdul: fits.HDUList, info: ProductInfo, file_index: int) -> 
     return spectra
 
 
-def _integer_column(data, name: str, where: str) -> list[int]:
+def _integer_column(data: fits.FITS_rec, name: str, where: str) -> list[int]:
     values = np.asarray(data[name])
     if values.dtype.kind not in "iu" or values.ndim != 1:
         raise FitsProductError(f"{where}: column {name} is {values.dtype} {values.shape[1:]}, expected integer scalars")
     return values.tolist()
 
 
-def _spectra_in_table(hdu, index, where, file_index, first, seen_per_order, time_of, exposure_mid) -> list[_Spectrum]:
+def _spectra_in_table(
+    hdu: fits.hdu.base.ExtensionHDU,
+    index: int,
+    where: str,
+    file_index: int,
+    first: int,
+    seen_per_order: Counter[int],
+    time_of: Callable[[int], float] | None,
+    exposure_mid: float | None,
+) -> list[_Spectrum]:
     """The spectra of one EXTRACT1D table (see ``_spectra_in_file``)."""
     if not isinstance(hdu, fits.BinTableHDU):
         raise FitsProductError(f"{where} is not a binary table")
@@ -388,6 +405,15 @@ def _spectra_in_table(hdu, index, where, file_index, first, seen_per_order, time
     _check_row_width(hdu, where)
     order = _header_int(hdu.header, "SPORDER", where, default=1)
     data = hdu.data
+
+    def timed(integration: int) -> float:
+        """Mid-integration (x1dints), else mid-exposure (x1d): ``_spectra_in_file`` gives one of the two."""
+        if time_of is not None:
+            return time_of(integration)
+        if exposure_mid is None:
+            raise FitsProductError(f"{where}: neither integration times nor an exposure time")
+        return exposure_mid
+
     spectra: list[_Spectrum] = []
     if data is None or len(data) == 0:
         return spectra
@@ -399,16 +425,14 @@ def _spectra_in_table(hdu, index, where, file_index, first, seen_per_order, time
             raise FitsProductError(f"{where}: NELEMENTS outside 0..{width}, the width of its array columns")
         for row, (integration, w) in enumerate(zip(_integer_column(data, "INT_NUM", where), widths)):
             values = {name: column[row, :w] for name, column in columns.items()}
-            when = time_of(integration) if time_of else exposure_mid
-            spectra.append(_Spectrum(integration, order, (file_index, index, row), when, values))
+            spectra.append(_Spectrum(integration, order, (file_index, index, row), timed(integration), values))
     elif columns["wavelength"].ndim == 1:
         if time_of:
             seen_per_order[order] += 1
             integration = _header_int(hdu.header, "INT_NUM", where, default=first - 1 + seen_per_order[order])
-            when = time_of(integration)
         else:
-            integration, when = first, exposure_mid
-        spectra.append(_Spectrum(integration, order, (file_index, index, 0), when, columns))
+            integration = first
+        spectra.append(_Spectrum(integration, order, (file_index, index, 0), timed(integration), columns))
     else:
         shape = columns["wavelength"].shape
         raise FitsProductError(f"{where}: WAVELENGTH has shape {shape} and there is no INT_NUM column")
@@ -672,7 +696,10 @@ def assemble_frame(table: pl.DataFrame, frame: int, plane: str) -> np.ndarray:
     tiles = table.filter(pl.col("frame") == frame)
     if tiles.is_empty():
         raise ValueError(f"no tiles for frame {frame}")
-    ny, nx = int((tiles["y0"] + tiles["ny"]).max()), int((tiles["x0"] + tiles["nx"]).max())
+    bottom, right = (tiles["y0"] + tiles["ny"]).max(), (tiles["x0"] + tiles["nx"]).max()
+    if not isinstance(bottom, int) or not isinstance(right, int):
+        raise ValueError(f"tiles of frame {frame} have no origins")
+    ny, nx = bottom, right
     out = np.zeros((ny, nx), dtype=PIXEL_DTYPES[plane])
     covered = np.zeros((ny, nx), dtype=np.int32)
     for tile in tiles.iter_rows(named=True):

@@ -22,13 +22,16 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Mapping
 
 from astropy.io import fits
 from astropy.io.fits.card import Card
 from astropy.utils.exceptions import AstropyWarning
 
 from hwosim_assets.records import FAMILIES, SUPPORTED_MODELS
+
+if TYPE_CHECKING:
+    from astropy.io.fits.hdu.base import _BaseHDU
 
 
 class FitsProductError(ValueError):
@@ -122,7 +125,7 @@ def _value(header: Mapping, key: str) -> str:
     return str(header.get(key, "") or "").strip()
 
 
-def _fact(value, kind: type):
+def _fact(value: Any, kind: type) -> Any:
     if value is None or isinstance(value, fits.card.Undefined):
         return None
     try:
@@ -240,7 +243,7 @@ def _check_structure(model: str, extensions: list[tuple[str, fits.Header]], path
 READER_KEYWORDS: dict[str, type] = {"DATAMODL": str, "FILENAME": str, "S_RESAMP": str, "S_PHOTOM": str}
 
 
-def _has_type(value, kind: type) -> bool:
+def _has_type(value: Any, kind: type) -> bool:
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
@@ -339,16 +342,16 @@ _NOT_PRINTABLE = re.compile(rb"[^ -~]")
 _VALUE_FSC = getattr(Card, "_value_FSC_RE", None)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _hdu_label(index: int, hdu) -> str:
+def _hdu_label(index: int, hdu: _BaseHDU) -> str:
     name = hdu.name if isinstance(getattr(hdu, "name", None), str) and hdu.name else "no EXTNAME"
     return f"HDU {index} ({name})"
 
 
-def _raw_header(stream, hdu) -> bytes:
+def _raw_header(stream: BinaryIO, hdu: _BaseHDU) -> bytes:
     info = hdu.fileinfo()
     stream.seek(info["hdrLoc"])
     return stream.read(info["datLoc"] - info["hdrLoc"])
@@ -408,7 +411,7 @@ def _check_cards(raw: bytes, where: str) -> None:
             raise FitsProductError(f"{where}: card {number + 1} {image[:80].rstrip()!r} is not valid FITS ({exc})") from None
 
 
-def _check_mandatory(hdu, index: int, where: str) -> None:
+def _check_mandatory(hdu: _BaseHDU, index: int, where: str) -> None:
     """The mandatory keywords in their places with legal values: what astropy's
     ``_ValidHDU._verify`` and its subclasses check (``req_cards``), without
     their linear search per keyword."""
@@ -418,7 +421,7 @@ def _check_mandatory(hdu, index: int, where: str) -> None:
     for position, key in enumerate(keys):
         first.setdefault(key, position)
 
-    def require(key: str, position: int | None, test=None, what: str = "") -> None:
+    def require(key: str, position: int | None, test: Callable[[Any], bool] | None = None, what: str = "") -> None:
         if key not in first:
             raise FitsProductError(f"{where}: no {key} keyword (FITS requires it)")
         if position is not None and first[key] != position:
