@@ -25,7 +25,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import polars as pl
@@ -37,6 +37,8 @@ from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.faults import plan_window
 from hwosim_assets.stream.pacing import Pacer, pace_stats, schedule_offsets, window_duration
 from hwosim_assets.stream.writer import Committed, StreamWriter, backoff_schedule, insert_if_absent, is_retryable
+
+T = TypeVar("T")
 
 IMAGE_DTYPE = ",".join(PIXEL_DTYPES[p] for p in ("sci", "err", "dq"))
 
@@ -160,18 +162,18 @@ def register_stream(
     in_transaction(engine, upsert)
 
 
-def in_transaction(engine: sa.Engine, work, retries: int = 8) -> None:
+def in_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], retries: int = 8) -> T:
     """Run ``work(conn)`` in one transaction, again after a transient error (connection lost, SQLite
     busy beyond its timeout while other streams' runs commit, deadlock), with the writer's backoff."""
     for attempt, sleep in enumerate([*backoff_schedule(0.1, 4.0, retries), None]):
         try:
             with engine.begin() as conn:
-                work(conn)
-            return
+                return work(conn)
         except sa.exc.DBAPIError as error:
             if sleep is None or not is_retryable(error):
                 raise
             time.sleep(sleep)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def stream_status(engine: sa.Engine, stream: str) -> str | None:

@@ -34,6 +34,7 @@ from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.pacing import pace_stats
 from hwosim_assets.stream.replay import (
     WindowReport,
+    in_transaction,
     register_stream,
     replay_window,
     resume_point,
@@ -256,7 +257,8 @@ def apply_retention(engine: sa.Engine, spec: StreamSpec, *, laps: int | None = N
     offsets. The offsets table and the fault truth are kept.
     """
     table = schema.ROW_TABLES[spec.family]
-    with engine.begin() as conn:
+
+    def cut_and_delete(conn: sa.Connection) -> int:
         lo = conn.execute(sa.select(sa.func.min(table.c.offset)).where(table.c.stream == spec.name)).scalar()
         hi = conn.execute(sa.select(sa.func.max(table.c.offset)).where(table.c.stream == spec.name)).scalar()
         if lo is None or hi is None:  # no rows (min and max are null together)
@@ -273,3 +275,5 @@ def apply_retention(engine: sa.Engine, spec: StreamSpec, *, laps: int | None = N
         if cut <= lo:
             return 0
         return conn.execute(table.delete().where(table.c.stream == spec.name, table.c.offset < cut)).rowcount
+
+    return in_transaction(engine, cut_and_delete)  # SQLite may be busy with other streams' commits: retried
