@@ -11,6 +11,7 @@ import polars as pl
 
 from hwosim_assets.defs.lake.layout import plot_key
 from hwosim_assets.defs.lake.resources import LakeResource
+from hwosim_assets.defs.metadata import figure
 
 
 @dg.asset(
@@ -25,13 +26,15 @@ from hwosim_assets.defs.lake.resources import LakeResource
     ],
 )
 def perturbation_fidelity(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Measured statistic vs target per kind at levels 1, 3 and 5 (a few minutes of CPU)."""
+    """The fidelity report: per kind, the statistic measured on the real and sample products next to
+    its level's target and their ratio, at levels 1, 3 and 5, with a figure of the ratios
+    (`python -m hwosim_assets.perturb.fidelity`; about two minutes of CPU)."""
     from hwosim_assets import plots
     from hwosim_assets.perturb import fidelity
 
     rows = fidelity.report((1, 3, 5))
     png = plots.fidelity_ratios(rows, "perturbation fidelity: measured / target")
-    stored = lake.put_bytes(plot_key("perturbation_fidelity", "ratios"), png)
+    plot = figure(lake, plot_key("perturbation_fidelity", "ratios"), png)
     outside = [f"{r.kind} L{r.level}" for r in rows if r.ok is False and not r.kind.startswith("(")]
     table = pl.DataFrame(
         {
@@ -44,7 +47,7 @@ def perturbation_fidelity(context: dg.AssetExecutionContext, lake: LakeResource)
     return dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.md(fidelity.markdown(rows)),
-            "figure": dg.MetadataValue.path(lake.uri(stored.key)),
+            **plot,
             "rows": len(table),
         },
         check_results=[
