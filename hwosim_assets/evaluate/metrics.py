@@ -99,17 +99,21 @@ def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+ERROR_CAP_ERR = 1e6  # one value's error counts at most this many ERR: a flipped exponent bit is as wrong as it gets
+
+
 def error_in_err(estimate: np.ndarray, clean: np.ndarray, err: np.ndarray) -> dict[str, float]:
     """|estimate - clean| / err over the elements where all three are finite (and err > 0):
     mean (MAE), root mean square, 99th percentile, and the fraction of the elements with a
-    usable clean value that the estimate covered (finite)."""
+    usable clean value that the estimate covered (finite). Each value's error is capped at
+    :data:`ERROR_CAP_ERR`, so that one value of 1e300 does not make the mean infinite."""
     usable = np.isfinite(clean) & np.isfinite(err) & (err > 0)
     covered = usable & np.isfinite(estimate)
     n = int(usable.sum())
     if not covered.any():
         return {"mae_err": math.nan, "rmse_err": math.nan, "p99_abs_err": math.nan, "coverage": 0.0 if n else math.nan}
     with np.errstate(over="ignore", invalid="ignore"):
-        z = np.abs(estimate[covered] - clean[covered]) / err[covered]
+        z = np.minimum(np.abs(estimate[covered] - clean[covered]) / err[covered], ERROR_CAP_ERR)
         return {
             "mae_err": float(np.mean(z)),
             "rmse_err": float(np.sqrt(np.mean(np.square(z)))),

@@ -19,10 +19,21 @@ def robust_sigma(values: np.ndarray) -> float:
 
 
 def nanmedian(stack: np.ndarray, axis) -> np.ndarray:
-    """np.nanmedian without the all-NaN warning (an all-NaN slice gives NaN, as it should)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(stack, axis=axis)
+    """The median ignoring NaN, NaN for an all-NaN slice (without numpy's warning).
+
+    Along an axis it sorts (NaN sorts last) and picks the middle of the finite values:
+    np.nanmedian goes through masked arrays for short axes, ~10x slower on the
+    (history x channels) stacks the baselines take a median of at every packet."""
+    stack = np.asarray(stack, dtype=np.float64)
+    if axis is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(stack)
+    ordered = np.sort(stack, axis=axis)
+    count = np.expand_dims(np.sum(~np.isnan(stack), axis=axis), axis)
+    low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=axis)
+    high = np.take_along_axis(ordered, count // 2 - (count == 0), axis=axis)
+    return np.squeeze(np.where(count > 0, (low + high) / 2, np.nan), axis=axis)
 
 
 def median_filter(image: np.ndarray, size: int) -> np.ndarray:

@@ -51,8 +51,9 @@ class SigmaClipFlagger:
         return self._tile(values, np.asarray(packet.errors, dtype=np.float64), packet.dq)
 
     def _clip(self, residual: np.ndarray, usable: np.ndarray) -> np.ndarray:
-        centre = np.nanmedian(residual[usable]) if usable.any() else 0.0
-        spread = robust_sigma(residual[usable] - centre)
+        finite = usable & np.isfinite(residual)
+        centre = np.median(residual[finite]) if finite.any() else 0.0
+        spread = robust_sigma(residual[finite] - centre)
         scale = max(1.0, spread) if np.isfinite(spread) else 1.0
         return usable & (np.abs(residual - centre) > self.threshold * scale)
 
@@ -62,7 +63,7 @@ class SigmaClipFlagger:
         past = np.stack(self.history.values)
         reference = nanmedian(past, axis=0)
         good = (np.asarray(dq, dtype=np.uint32) & KNOWN_BAD_DQ) == 0
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             # each past packet brought to the reference's level, then each channel's own scatter over time
             levels = nanmedian(past / reference, axis=1)[:, None]
             spread = MAD_TO_SIGMA * nanmedian(np.abs(past / levels - reference), axis=0)
@@ -70,14 +71,14 @@ class SigmaClipFlagger:
             ratio = nanmedian(np.where(good, values / reference, np.nan), axis=None)
             expected = reference * (ratio if np.isfinite(ratio) else 1.0)
             residual = (values - expected) / scale
-        usable = good & np.isfinite(residual)
-        went_missing = good & ~np.isfinite(values) & np.isfinite(expected)
+        usable = good & ~np.isnan(residual)  # an infinite residual (a flipped exponent bit) is an outlier too
+        went_missing = good & np.isnan(values) & np.isfinite(expected)
         return self._clip(residual, usable) | went_missing, expected
 
     def _tile(self, values, errors, dq) -> tuple[np.ndarray, np.ndarray]:
         good = (np.asarray(dq, dtype=np.uint32) & KNOWN_BAD_DQ) == 0
         around = neighbours(np.where(good, values, np.nan))
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             high, low = np.nanmax(around, axis=0), np.nanmin(around, axis=0)
             local = nanmedian(around, axis=0)
             background = median_filter(np.where(good, values, np.nan), 7)
@@ -87,11 +88,11 @@ class SigmaClipFlagger:
             # has neighbours nearly as bright; a hit on the sky has none
             lone_high = (values - high) > self.contrast * np.abs(high - background)
             lone_low = (low - values) > self.contrast * np.abs(background - low)
-        usable = good & np.isfinite(above) & np.isfinite(below)
+        usable = good & ~np.isnan(above) & ~np.isnan(below)
         spread = robust_sigma(((values - local) / errors)[usable])
         bar = self.threshold * (max(1.0, spread) if np.isfinite(spread) else 1.0)
         flags = usable & (((above > bar) & lone_high) | ((below > bar) & lone_low))
-        went_missing = good & ~np.isfinite(values) & np.isfinite(local)
+        went_missing = good & np.isnan(values) & np.isfinite(local)
         return flags | went_missing, local
 
     def predict_one(self, packet: Packet) -> dict:

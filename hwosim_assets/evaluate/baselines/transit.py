@@ -60,7 +60,7 @@ class WhiteLightTransitFitter:
             reference = self.reference
         if reference.shape != values.shape:
             return np.nan
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             ratio = nanmedian(values / reference, axis=None)
             good = np.isfinite(values) & np.isfinite(reference) & (np.abs(values - ratio * reference) < self.clip * errors)
         total = reference[good].sum()
