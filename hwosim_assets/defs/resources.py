@@ -19,12 +19,13 @@ from hwosim_assets.settings import Settings
 
 class HwosimConfig(dg.ConfigurableResource):
     """Project-wide knobs that are not a connection: the global seed, the
-    profile and stream files, the tile size of image packets."""
+    profile, stream and model files, the tile size of image packets."""
 
     seed: int = 20261124
     profiles_path: str = ""
     streams_path: str = ""
     tile_size: int = 128
+    models_path: str = ""
 
 
 def resources_from_settings(settings: Settings, secrets_by_name: bool = True) -> dict[str, dg.ConfigurableResource]:
@@ -57,5 +58,6 @@ def resources_from_settings(settings: Settings, secrets_by_name: bool = True) ->
             profiles_path=settings.profiles_path,
             streams_path=settings.streams_path,
             tile_size=settings.tile_size,
+            models_path=settings.models_path,
         ),
     }
