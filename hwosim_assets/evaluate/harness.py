@@ -220,6 +220,7 @@ class Session:
         if len(seconds):
             p50, p99 = m.percentiles(seconds * 1e3)
             out.update({"timing.model_ms_p50": p50, "timing.model_ms_p99": p99, "timing.model_ms_max": float(seconds.max() * 1e3),
+                        "timing.model_s_total": float(seconds.sum()),
                         "timing.sustainable_rate_per_s": float(1.0 / seconds.mean()) if seconds.mean() > 0 else math.inf})  # fmt: skip
         emitted = np.asarray(self.emitted)
         if len(emitted) and np.isfinite(emitted).all():
