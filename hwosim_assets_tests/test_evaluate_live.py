@@ -43,14 +43,16 @@ def live(key, engine, spec, rates, faults=None, n=60):
 
 def test_the_same_model_scores_the_same_live_and_offline(key, engine):
     spec = ModelSpec("sigma-clip", B + "SigmaClipFlagger")
-    [card] = live(key, engine, spec, [100.0], n=len(key.seqs))
+    # 40 packets/s: reading a 500-row packet from SQLite takes 3-8 ms on the shared 2-core VM (more under
+    # load), so the reader has headroom; keeping up at the edge is the next tests' subject
+    [card] = live(key, engine, spec, [40.0], n=len(key.seqs))
     offline = score_offline(spec, key, profile="level-2", profile_hash=PROFILE.config_hash, seed=scoring_data.SEED)
-    assert card.status == "ok" and card.mode == "live" and card.rate == 100.0, card.error
+    assert card.status == "ok" and card.mode == "live" and card.rate == 40.0, card.error
     flags = {k: v for k, v in offline.metrics.items() if k.startswith("flags.")}
     assert flags and {k: card.metrics[k] for k in flags} == flags  # bit for bit the same answers, through SQL
     assert card.metrics["run.packets_scored"] == len(key.seqs)
     m = card.metrics
-    assert m["live.cadence_s"] == pytest.approx(0.01) and 0 <= m["live.latency_ms_p50"] <= m["live.latency_ms_p99"]
+    assert m["live.cadence_s"] == pytest.approx(0.025) and 0 <= m["live.latency_ms_p50"] <= m["live.latency_ms_p99"]
     assert m["live.within_cadence"] > 0.5 and m["live.backlog_max"] >= 0
     with engine.connect() as conn:  # the scratch stream is gone
         assert conn.execute(schema.streams.select()).all() == []
