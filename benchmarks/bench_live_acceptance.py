@@ -1,6 +1,7 @@
 """The live-streams acceptance, measured under ``dagster dev`` on this machine.
 
     python benchmarks/bench_live_acceptance.py [--minutes 10] [--outage 60] [--no-backfill]
+                                               [--stream-db sqlite|mariadb]
 
 One ``dagster dev`` (webserver + daemon, the repository's dagster.yaml, SQLite
 instance and stream tables) replays, on the sample NIRISS/SOSS time series
@@ -93,6 +94,16 @@ def start_dev(home: Path, env: dict, port: int) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def stop_dev(dev: subprocess.Popen) -> None:
+    """SIGTERM to dagster dev's process group; SIGKILL if it has not ended within a minute."""
+    os.killpg(dev.pid, signal.SIGTERM)
+    try:
+        dev.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(dev.pid, signal.SIGKILL)
+        dev.wait(10)
+
+
 def packets(url: str) -> dict[str, np.ndarray]:
     """stream -> (offset, lap, seq, scheduled, emitted) of its packets, by offset."""
     t = schema.spectra_rows
@@ -115,16 +126,31 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--outage", type=float, default=60.0)
     parser.add_argument("--no-backfill", action="store_true")
+    parser.add_argument("--stream-db", choices=("sqlite", "mariadb"), default="sqlite",
+                        help="where the stream tables are: a SQLite file, or a MariaDB server started here")  # fmt: skip
     args = parser.parse_args()
+    mariadb = None
+    if args.stream_db == "mariadb":
+        from hwosim_assets_tests.services import close_mariadb, start_mariadb
+
+        mariadb = start_mariadb()
+    try:
+        run(args, mariadb)
+    finally:
+        if mariadb is not None:
+            close_mariadb(mariadb)
+
+
+def run(args: argparse.Namespace, mariadb) -> None:
     home = Path(tempfile.mkdtemp(prefix="hwosim-acceptance-"))
     (home / "dagster").mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
     (home / "streams.yaml").write_text(streams_yaml())
-    url = f"sqlite:///{home / 'streams.db'}"
+    url = mariadb.url if mariadb is not None else f"sqlite:///{home / 'streams.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HWOSIM_", "DAGSTER_"))}
     env.update(HWOSIM_HOME=str(home / "hwosim"), HWOSIM_STREAMS=str(home / "streams.yaml"),
                HWOSIM_STREAM_DB_URL=url, DAGSTER_HOME=str(home / "dagster"), PYTHONWARNINGS="ignore")  # fmt: skip
-    print(f"folder {home}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"folder {home}; stream tables in {args.stream_db}; load average {os.getloadavg()[0]:.2f}", flush=True)
 
     os.environ.update({k: v for k, v in env.items() if k.startswith(("HWOSIM_", "DAGSTER_"))})
     resources = resources_from_settings(Settings.from_env())
@@ -165,6 +191,10 @@ def main() -> None:
             launched = True
         time.sleep(5)
     steady_end = time.time() - 5
+    status = subprocess.run([sys.executable, "-m", "hwosim_assets.cli", "stream", "status"], env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    print("\n$ hwosim stream status\n" + (status.stdout or status.stderr), flush=True)
+    print(f"load average over the last 1 / 5 / 15 min: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)")
     data = packets(url)
     print(f"\nsteady state ({args.minutes:g} min under dagster dev"
           f"{'' if args.no_backfill else ', a backfill of every profile from minute 3'}):")  # fmt: skip
@@ -199,8 +229,7 @@ def main() -> None:
                         and np.median(recent[:, 4] - recent[:, 3]) < 0.25 and recent[-1, 3] > restarted):
                     drained[name] = now - restarted
     finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        dev.wait(60)
+        stop_dev(dev)
     data = packets(url)
     print(f"after a {args.outage:g} s outage (killed at +{killed - t_start:.0f} s):")
     for name in STREAMS:

@@ -21,12 +21,14 @@ same in a log file.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from importlib.resources import files as resources_files
 from pathlib import Path
 from typing import Callable
 
@@ -146,7 +148,7 @@ DEMO_STREAM_YAML = """
     family: spectra
     pacing: {{mode: rate, rate: 50}}
     tick_seconds: 5
-    run_seconds: 10
+    run_seconds: 30
     loop: true
     retain: {{hours: 1}}
 """
@@ -167,7 +169,7 @@ def demo_stream(resources: dict, instance: dg.DagsterInstance, home: Path, out=c
     is evaluated here and the run it asks for is executed in-process (where the
     daemon would launch it): one run of two 5-s windows, paced on the wall clock.
     """
-    from hwosim_assets.defs.resources import HwosimConfig
+    from hwosim_assets.defs.project import HwosimConfig
     from hwosim_assets.defs.streams.sensors import replay_sensor
     from hwosim_assets.ingest.sample import SPECTRA_OBS_ID
     from hwosim_assets.stream import resume_point
@@ -178,7 +180,8 @@ def demo_stream(resources: dict, instance: dg.DagsterInstance, home: Path, out=c
     hw = resources["hwosim"]
     resources = {
         **resources,
-        "hwosim": HwosimConfig(seed=hw.seed, profiles_path=hw.profiles_path, streams_path=str(path), tile_size=hw.tile_size),
+        "hwosim": HwosimConfig(seed=hw.seed, profiles_path=hw.profiles_path, streams_path=str(path), tile_size=hw.tile_size,
+                               models_path=hw.models_path),
     }
     run_stages([Stage("stream tables", "stream_tables")], resources, instance, out, first=stage, total=total)
     spec = load_streams(path)[DEMO_STREAM]
@@ -200,11 +203,13 @@ def demo_stream(resources: dict, instance: dg.DagsterInstance, home: Path, out=c
         raise click.ClickException(f"replay sensor: {tick.skip_message}")
     [request] = tick.run_requests
     config = request.run_config["ops"]["stream_spectra"]["config"]
-    out(f"  run {request.run_key}: windows {config['first_window']}-{config['last_window']}, first due in "
-        f"{config['start_time'] - time.time():.1f} s (a sensor asks ahead of time, so the run is waiting when it is due)")  # fmt: skip
+    out(f"  the sensor asks for run {request.run_key}: windows {config['first_window']}-{config['last_window']}, "
+        f"first due in {config['start_time'] - time.time():.1f} s (ahead of time, so a run is waiting when it is due)")  # fmt: skip
+    # the demo replays the first two windows of that run (10 s); the daemon would replay them all
+    config = {**config, "last_window": min(config["last_window"], config["first_window"] + 1)}
     result = dg.materialize(
         load_assets(), selection=["stream_spectra"], resources=resources, instance=instance,
-        partition_key=spec.name, run_config={**QUIET, **request.run_config}, tags=request.tags,
+        partition_key=spec.name, run_config={**QUIET, "ops": {"stream_spectra": {"config": config}}}, tags=request.tags,
     )  # fmt: skip
     [event] = result.get_asset_materialization_events()
     m = {k: v.value for k, v in event.materialization.metadata.items()}
@@ -227,9 +232,10 @@ def demo(home: Path) -> int:
     settings = Settings.from_env({"HWOSIM_HOME": str(home), "HWOSIM_SOURCE": "sample"})
     resources = resources_from_settings(settings)
     (home / "dagster").mkdir(exist_ok=True)
-    instance = dg.DagsterInstance.local_temp(
-        tempdir=str(home / "dagster"), overrides={"telemetry": {"enabled": False}}
-    )
+    # the instance settings `dagster dev` will find there (run queue, limits, sensor threads)
+    settings_yaml = Path(str(resources_files("hwosim_assets") / "defaults" / "dagster.yaml"))
+    shutil.copyfile(settings_yaml, home / "dagster" / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     click.echo(f"HWOsim demo: sample products (simulated, JWST format) -> {settings.lake_url}")
     t0 = time.perf_counter()
     stages = demo_stages()
@@ -341,7 +347,7 @@ def stream_list() -> None:
     rows = [
         (s.name, s.family, s.observation, s.profile,
          f"{s.pacing.mode} {s.pacing.rate:g}/s" if s.pacing.rate else s.pacing.mode,
-         f"{s.tick_seconds:g}", str(s.window), states.get(sensor_name(s.name), "STOPPED" if states else "?"))
+         f"{s.tick_seconds:g}", str(s.window), states.get(sensor_name(s.name), "STOPPED"))
         for s in specs.values()
     ]  # fmt: skip
     _table(["stream", "family", "observation", "profile", "pacing", "tick s", "window", "sensor"], rows)
@@ -400,11 +406,11 @@ def stream_status_command(name: str | None) -> None:
                 run = runs[0]
                 last = f"{run.run_id[:8]} {run.status.value} windows {run.tags.get('hwosim/windows', '?')}"
         if st is None:
-            rows.append((stream, states.get(sensor_name(stream), "?"), "-", "-", "-", "-", problem, last))
+            rows.append((stream, states.get(sensor_name(stream), "STOPPED"), "-", "-", "-", "-", problem, last))
             continue
         position = f"lap {st.lap}, seq {st.seq}" + (f" of {st.packets_per_lap}" if st.packets_per_lap else "") if st.lap is not None else "-"
         rows.append((
-            stream, states.get(sensor_name(stream), "?"),
+            stream, states.get(sensor_name(stream), "STOPPED"),
             f"{st.target_rate:g}" if st.target_rate else "-", f"{st.delivered_rate:.2f}",
             f"{st.lag_s:.2f}" if st.lag_s is not None else "-",
             f"{st.watermark_mjd:.6f} @ offset {st.next_offset - 1}" if st.watermark_mjd is not None else "-",

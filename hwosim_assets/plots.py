@@ -1,7 +1,8 @@
 """Figures for materializations: what a perturbation did, at a glance.
 
 Each function returns PNG bytes, so the Dagster layer can store them in the
-lake and link them from the materialization metadata.
+lake and link them from the materialization metadata; :func:`preview` makes
+the small copy shown inline in the UI.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
+    return buf.getvalue()
+
+
+PREVIEW_WIDTH = 480  # pixels: a preview of about 20-40 KB, small beside what an event log row holds
+
+
+def preview(png: bytes, width: int = PREVIEW_WIDTH) -> bytes:
+    """A smaller copy of a PNG (every k-th pixel, k chosen for ``width``), for inline display:
+    the UI shows markdown images from data: URLs, not files in the lake."""
+    image = plt.imread(io.BytesIO(png), format="png")
+    step = max(1, int(np.ceil(image.shape[1] / width)))
+    buf = io.BytesIO()
+    plt.imsave(buf, image[::step, ::step], format="png")
     return buf.getvalue()
 
 
@@ -56,18 +70,26 @@ def images_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.Dat
                            np.frombuffer(truth["truth"][i], dtype="<u4"), title)
 
 
+def _stretch(data: np.ndarray) -> dict[str, float]:
+    """vmin/vmax at the 1st and 99th percentiles of the finite pixels, in float64 (a float32 tile
+    with values near its limit overflows matplotlib's own float32 normalisation)."""
+    finite = data[np.isfinite(data)].astype(np.float64)
+    if not finite.size:
+        return {"vmin": 0.0, "vmax": 1.0}
+    lo, hi = np.percentile(finite, [1, 99])
+    return {"vmin": float(lo), "vmax": float(hi if hi > lo else lo + 1.0)}
+
+
 def tile_with_truth(before: dict, after: dict, truth: np.ndarray, title: str) -> bytes:
     """One image tile before and after, and where the truth mask flags changes."""
     shape = (before["ny"], before["nx"])
     sci0 = np.frombuffer(before["sci"], dtype=PIXEL_DTYPES["sci"]).reshape(shape)
     sci1 = np.frombuffer(after["sci"], dtype=PIXEL_DTYPES["sci"]).reshape(shape)
-    finite = sci0[np.isfinite(sci0)]
-    lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0, 1))
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-    for ax, data, label in ((axes[0], sci0, "bronze"), (axes[1], sci1, "perturbed")):
-        ax.imshow(data, origin="lower", vmin=lo, vmax=hi, cmap="gray")
+    for ax, data, label in ((axes[0], sci0, "bronze"), (axes[1], sci1, "perturbed"), (axes[2], sci1, "")):
+        # each panel its own 1-99 % stretch: at level 5 the perturbed tile's range is not the bronze one's
+        ax.imshow(data, origin="lower", cmap="gray", **_stretch(data))
         ax.set_title(label)
-    axes[2].imshow(sci1, origin="lower", vmin=lo, vmax=hi, cmap="gray")
     axes[2].imshow(np.ma.masked_equal(truth.reshape(shape), 0), origin="lower", cmap="autumn", alpha=0.7)
     axes[2].set_title("truth mask (any kind)")
     fig.suptitle(title)

@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, get_args
 
 import polars as pl
 
-SPECTRA_SCHEMA: dict[str, pl.DataType] = {
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType  # a DataType or a DataType class (pl.Int64 is a class)
+
+SPECTRA_SCHEMA: dict[str, PolarsDataType] = {
     "seq": pl.Int64,  # packet number: 0-based integration index in the observation
     "integration": pl.Int32,  # 1-based integration number, as in INT_TIMES
     "channel": pl.Int32,  # 0-based index of the wavelength bin within the integration
@@ -50,7 +54,7 @@ SPECTRA_SCHEMA: dict[str, pl.DataType] = {
     "npixels": pl.Float64,  # pixels summed into the bin
 }
 
-IMAGE_TILE_SCHEMA: dict[str, pl.DataType] = {
+IMAGE_TILE_SCHEMA: dict[str, PolarsDataType] = {
     "seq": pl.Int64,  # packet number: 0-based tile index in the observation
     "frame": pl.Int32,  # 0-based frame index over (product, integration or slit)
     "source": pl.Utf8,  # the product's name (its FILENAME header) the frame came from
@@ -82,7 +86,7 @@ OPTIONAL_PLANES = ("wavelength", "var_poisson", "var_rnoise", "var_flat")
 SPECTRA_OPTIONAL = ("flux_var_poisson", "flux_var_rnoise", "flux_var_flat", "surf_bright", "npixels")
 
 # Manifest of the product selection (the jwst_catalog asset): one row per product file.
-CATALOG_SCHEMA: dict[str, pl.DataType] = {
+CATALOG_SCHEMA: dict[str, PolarsDataType] = {
     "obs_id": pl.Utf8,  # observation id (ingest/products.observation_id): the dynamic partition key
     "program": pl.Utf8,  # proposal id, zero-padded to 5 digits ("02734")
     "instrument": pl.Utf8,  # e.g. "NIRISS/SOSS"
@@ -103,7 +107,7 @@ class Family:
     """One kind of record JWST products are read into, and everything keyed on it."""
 
     name: str
-    schema: dict[str, pl.DataType]
+    schema: dict[str, PolarsDataType]
     models: tuple[str, ...]  # JWST data models (DATAMODL) read into this family
     product_types: tuple[str, ...]  # product types (MAST subgroups, file suffixes) of those models
     packet: str  # what one packet (one ``seq``) is, for the docs and the UI
@@ -137,6 +141,9 @@ IMAGES = Family(
     ),
 )
 FAMILIES: dict[str, Family] = {f.name: f for f in (SPECTRA, IMAGES)}
+FamilyName = Literal["spectra", "images"]  # the keys of FAMILIES, as a type (the models of the config files)
+if get_args(FamilyName) != tuple(FAMILIES):
+    raise AssertionError(f"records.FamilyName {get_args(FamilyName)} does not list the families {tuple(FAMILIES)}")
 SUPPORTED_PRODUCT_TYPES = tuple(t for f in FAMILIES.values() for t in f.product_types)
 SUPPORTED_MODELS = {model: f.name for f in FAMILIES.values() for model in f.models}
 
@@ -149,7 +156,7 @@ def family_of_product_type(product_type: str) -> Family:
     raise KeyError(f"product type {product_type!r} is not supported: {', '.join(SUPPORTED_PRODUCT_TYPES)}")
 
 
-def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def empty(schema: dict[str, PolarsDataType]) -> pl.DataFrame:
     """An empty frame with the given schema (for tests and edge cases)."""
     return pl.DataFrame(schema=schema)
 

@@ -26,10 +26,19 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 MAX_BYTES = 1_000_000  # the shipped profiles.yaml is 4 kB
@@ -111,7 +120,7 @@ class _PlainLoader(yaml.SafeLoader):
         super().__init__(text)
         self.depth = 0
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         line = f"line {event.start_mark.line + 1}"
         if isinstance(event, yaml.AliasEvent):
@@ -128,7 +137,7 @@ class _PlainLoader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
-    def construct_yaml_int(self, node):
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         try:
             return super().construct_yaml_int(node)
         except ValueError:  # Python refuses to parse integers of more than 4,300 digits
@@ -181,7 +190,7 @@ class StrictModel(BaseModel):
 def _must_be(what: str) -> WrapValidator:
     """Replace pydantic's messages for one value by one that says what is expected."""
 
-    def wrap(value: Any, handler):
+    def wrap(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         try:
             return handler(value)
         except ValidationError:
@@ -190,15 +199,42 @@ def _must_be(what: str) -> WrapValidator:
     return WrapValidator(wrap)
 
 
-def number(low: float, high: float, what: str = "a number", *, low_open=False, high_open=False, whole=False) -> Any:
+def number(
+    low: float,
+    high: float,
+    what: str = "a number",
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    whole: bool = False,
+) -> Any:
     """A float field: an int or float (not a bool, not text) within the bounds.
     Infinity is accepted only when ``high`` is infinite, NaN never."""
-    bounds = {"gt" if low_open else "ge": low, "lt" if high_open else "le": high}
-    if whole:
-        bounds["multiple_of"] = 1
+    return Annotated[float, *number_checks(low, high, what, low_open=low_open, high_open=high_open, whole=whole)]
+
+
+def number_checks(
+    low: float,
+    high: float,
+    what: str = "a number",
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    whole: bool = False,
+) -> tuple[Any, ...]:
+    """The metadata of a :func:`number` field, for a type the type checker can read:
+    ``Annotated[float, *number_checks(...)]``."""
     interval = f"{'(' if low_open else '['}{_short(low)}, {_short(high)}{')' if high_open else ']'}"
-    field = Field(strict=True, allow_inf_nan=math.isinf(high), **bounds)
-    return Annotated[float, field, _must_be(f"{what} in {interval}")]
+    field = Field(
+        strict=True,
+        allow_inf_nan=math.isinf(high),
+        gt=low if low_open else None,
+        ge=None if low_open else low,
+        lt=high if high_open else None,
+        le=None if high_open else high,
+        multiple_of=1 if whole else None,
+    )
+    return field, _must_be(f"{what} in {interval}")
 
 
 def _short(value: float) -> str:
@@ -208,8 +244,13 @@ def _short(value: float) -> str:
 
 def integer(low: int, high: int, what: str = "an integer") -> Any:
     """An int field (not a bool, not a float) within [low, high]."""
+    return Annotated[int, *integer_checks(low, high, what)]
+
+
+def integer_checks(low: int, high: int, what: str = "an integer") -> tuple[Any, ...]:
+    """The metadata of an :func:`integer` field: ``Annotated[int, *integer_checks(...)]``."""
     expected = f"{low} ({what})" if low == high else f"{what}, an integer {low}-{high}"
-    return Annotated[int, Field(strict=True, ge=low, le=high), _must_be(expected)]
+    return Field(strict=True, ge=low, le=high), _must_be(expected)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -220,6 +261,11 @@ def text(what: str = "text", *, pattern: re.Pattern | None = None, max_length: i
     but tab and newline, encodable as UTF-8 (no lone surrogates), and matching
     all of ``pattern`` when given (``re.fullmatch``, so a trailing newline does
     not pass as it would with ``re.match`` and ``$``)."""
+    return Annotated[str, *text_checks(what, pattern=pattern, max_length=max_length)]
+
+
+def text_checks(what: str = "text", *, pattern: re.Pattern | None = None, max_length: int = 10_000) -> tuple[Any, ...]:
+    """The metadata of a :func:`text` field: ``Annotated[str, *text_checks(...)]``."""
 
     def check(value: str) -> str:
         if len(value) > max_length:
@@ -231,7 +277,26 @@ def text(what: str = "text", *, pattern: re.Pattern | None = None, max_length: i
             raise PydanticCustomError("value", "must be printable text (no control characters)")
         return value
 
-    return Annotated[str, Field(strict=True), AfterValidator(check)]
+    return Field(strict=True), AfterValidator(check)
+
+
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Omittable: TypeAlias = "_T | None"
+else:
+
+    class Omittable:
+        """``Omittable[X]``: a field that may be left out but not given as null.
+
+        Its default is None, which pydantic does not validate, while an explicit
+        null is refused: so pydantic checks values against ``X`` itself, and the
+        type checker sees what the attribute holds, ``X | None``."""
+
+        def __class_getitem__(cls, item: Any) -> Any:
+            return item
 
 
 def _encodable(value: str) -> bool:

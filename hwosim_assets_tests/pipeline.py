@@ -37,8 +37,15 @@ def checks_passed(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 def failure(result: dg.ExecuteInProcessResult, node: str) -> str:
     """The failed step's error messages, outermost first (Dagster wraps the asset's own error)."""
     assert not result.success, f"{node} did not fail"
-    error, messages = result.failure_data_for_node(node).error, []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
+    failed = result.failure_data_for_node(node)
+    errors = [failed.error] if failed is not None else []
+    if not errors:  # failed before the step ran: a resource's setup check
+        errors = [e.event_specific_data.error for e in result.all_events
+                  if e.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE", "RUN_FAILURE")
+                  and getattr(e.event_specific_data, "error", None) is not None]  # fmt: skip
+    messages = []
+    for error in errors:
+        while error is not None:
+            messages.append(error.message)
+            error = error.cause
     return "\n".join(messages)

@@ -63,3 +63,8 @@ def test_dockerignore_keeps_secrets_and_state_out():
     assert {".git", ".env", ".hwosim", "**/__pycache__"} <= ignored
     for needed in ("pyproject.toml", "README.md", "hwosim_assets", "workspace.yaml", "dagster.yaml"):
         assert needed not in ignored
+
+
+def test_the_packaged_instance_settings_are_the_repositorys():
+    """`hwosim demo` writes the packaged copy into its DAGSTER_HOME; `dagster dev` here reads the top-level one."""
+    assert (REPO / "hwosim_assets" / "defaults" / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()

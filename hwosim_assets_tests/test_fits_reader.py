@@ -302,6 +302,68 @@ def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
     hdul = fits.HDUList.fromstring(x1d_bytes)
     case("missing_integrations", fits.HDUList([hdul[0], *hdul[1:3], hdul["INT_TIMES"]]), X1D,
          "spectral order 1 holds 2 integrations, the header announces 1..4 (4); missing [3, 4]")  # fmt: skip
+
+    # Issue 12: corrupt files that raised other exceptions, or were read wrong.
+    checksummed = tmp / "checksummed.fits"
+    fits.HDUList.fromstring(cal_bytes).writeto(checksummed, checksum=True)
+    data = bytearray(checksummed.read_bytes())
+    with fits.open(checksummed) as hdul:
+        sci_data, sci_header = hdul["SCI"].fileinfo()["datLoc"], hdul["SCI"].fileinfo()["hdrLoc"]
+    flipped = data.copy()
+    flipped[sci_data + 1234] ^= 0x04  # a valid float, another value
+    case("datasum", bytes(flipped), CAL.format(1), "HDU 1 (SCI): DATASUM does not match")
+    edited = data.copy()
+    card = bytes(edited[sci_header : sci_header + 2880]).index(b"BUNIT   = 'MJy/sr")
+    edited[sci_header + card + 11 : sci_header + card + 14] = b"MJY"  # still valid FITS, the header changed
+    case("checksum", bytes(edited), CAL.format(1), "HDU 1 (SCI): CHECKSUM does not match")
+    raw = bytearray(cal_bytes)
+    at = raw.index(b"BITPIX  =                  -32")  # the SCI header's BITPIX, to an illegal value
+    raw[at : at + 30] = b"BITPIX  =                  -31"
+    case("bitpix", bytes(raw), CAL.format(1), "HDU 1 (SCI): BITPIX = -31, expected one of")
+    raw = bytearray(cal_bytes)
+    at = raw.index(b"NAXIS1  =")
+    raw[at + 9 : at + 30] = b"   'not a number'    "
+    case("naxis_string", bytes(raw), CAL.format(1), "not a readable FITS file")
+    raw = bytearray(x1d_bytes)
+    at = raw.index(b"TFORM2  = 'D")
+    raw[at + 11] = ord("E")  # FLUX as float32: the row is 4 bytes short of NAXIS1
+    case("tform", bytes(raw), X1D, "EXTRACT1D (HDU 1): its columns (TFORMn) need")
+    def replace_column(name: str, column: fits.Column) -> fits.HDUList:
+        """The x1dints with one column of its second table replaced."""
+        hdul = fits.HDUList.fromstring(x1d_bytes)
+        table = hdul[2]
+        columns = [column if c.name == name else fits.Column(c.name, c.format, c.unit, bzero=c.bzero,
+                   array=table.data[c.name]) for c in table.columns]  # fmt: skip
+        hdul[2] = fits.BinTableHDU.from_columns(columns, header=table.header)
+        return hdul
+
+    flux = fits.HDUList.fromstring(x1d_bytes)[2].data["FLUX"]
+    case("integer_flux", replace_column("FLUX", fits.Column("FLUX", "K", array=flux.astype(np.int64))), X1D,
+         "column FLUX is >i8, expected a floating-point column")  # fmt: skip
+    dq = (fits.HDUList.fromstring(x1d_bytes)[2].data["DQ"].astype(np.int64) - 2**31).astype(np.int32)
+    case("int32_dq", replace_column("DQ", fits.Column("DQ", "J", array=dq)), X1D,
+         "column DQ is >i4, expected uint32 flags")  # fmt: skip
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul[3].columns.change_name("SURF_BRIGHT", "SURF_BRIGHU")
+    case("renamed_column", hdul, X1D, "columns ['SURF_BRIGHU'] are not columns of a JWST spectral table")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul[3].header["INT_NUM"] = 2
+    case("integration_twice", hdul, X1D, "missing [3]; more than once [2]")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul[0].header["NINTS"] = 3
+    case("intend_past_nints", hdul, X1D, "INTSTART = 1, INTEND = 4, NINTS = 3: expected 1 <= INTSTART <= INTEND <= NINTS")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul[0].header["INTEND"] = "4"
+    case("string_intend", hdul, X1D, "primary header: INTEND = '4' is not an integer")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul[0].header["EXPMID"] = True
+    case("logical_expmid", hdul, X1D, "primary header: EXPMID = True is not a number")
+    hdul = fits.HDUList.fromstring(x1d_bytes)
+    hdul["INT_TIMES"].name = "INT_TIMEX"  # else read as a product without INT_TIMES, timed from the header
+    case("int_times_renamed", hdul, X1D, "(INT_TIMEX) is not an extension of a MultiSpecModel")
+    no_asdf = image()
+    no_asdf[0].header["ORIGIN"], no_asdf[0].header["HWOSIM"] = "STSCI", "REAL"
+    case("no_asdf", no_asdf, CAL.format(1), "no ASDF extension: the JWST pipeline writes one last in every product")
     return cases
 
 
@@ -310,9 +372,12 @@ def broken(tmp_path_factory):
     return _broken_products(tmp_path_factory.mktemp("broken"))
 
 
-SPECTRA_CASES = ("no_extract1d", "no_flux", "short_int_times", "no_times", "missing_integrations")
+SPECTRA_CASES = ("no_extract1d", "no_flux", "short_int_times", "no_times", "missing_integrations", "tform",
+                 "integer_flux", "int32_dq", "renamed_column", "integration_twice", "intend_past_nints",
+                 "string_intend", "logical_expmid", "int_times_renamed")  # fmt: skip
 IMAGE_CASES = ("truncated_data", "truncated_header", "garbage", "no_sci", "no_err", "shape", "float64",
-               "x1d_named_cal", "unsupported", "not_jwst", "no_model")  # fmt: skip
+               "x1d_named_cal", "unsupported", "not_jwst", "no_model", "datasum", "checksum", "bitpix",
+               "naxis_string", "no_asdf")  # fmt: skip
 
 
 @pytest.mark.parametrize("key", SPECTRA_CASES + IMAGE_CASES)
@@ -322,6 +387,40 @@ def test_bad_input_raises_naming_the_file(broken, key):
     with pytest.raises(FitsProductError, match=re.escape(path.name)) as error:
         read([path])
     assert words in str(error.value)
+
+
+def test_checksummed_products_read_as_without_checksums(tmp_path):
+    """CHECKSUM and DATASUM are verified on every HDU (scaled DQ, tables) and
+    do not change what is read."""
+    for name, hdul, read in ((CAL.format(1), sample.make_image(30, 40), read_images),
+                             (X1D, _x1dints(4, 10), read_spectra)):  # fmt: skip
+        plain, summed = tmp_path / "plain" / name, tmp_path / "summed" / name
+        for path, checksum in ((plain, False), (summed, True)):
+            path.parent.mkdir(exist_ok=True)
+            hdul.writeto(path, checksum=checksum)
+        with fits.open(summed) as opened:
+            assert all("CHECKSUM" in hdu.header and "DATASUM" in hdu.header for hdu in opened)
+        assert read([summed]).equals(read([plain])) and identify(summed).facts == identify(plain).facts
+
+
+def test_an_error_names_the_file_it_is_about_while_others_are_open(tmp_path):
+    """All files of an observation are open at once; an error in the first
+    must not be reported against the last one opened."""
+    hdul = _x1dints()
+    paths = []
+    for k, ints in enumerate((range(1, 7), range(7, N_INT + 1)), start=1):
+        primary = fits.PrimaryHDU(header=hdul[0].header.copy())
+        primary.header["INTSTART"], primary.header["INTEND"] = ints[0], ints[-1]
+        tables = [hdul[i].copy() for i in ints]
+        if k == 1:
+            tables[2].header["SPORDER"] = "one"  # read while processing, after both files are open
+        paths.append(_write(fits.HDUList([primary, *tables, hdul["INT_TIMES"].copy()]),
+                            tmp_path / X1D.replace("seg001", f"seg{k:03d}")))  # fmt: skip
+    with pytest.raises(FitsProductError) as error:
+        read_spectra(paths[::-1])
+    message = str(error.value)
+    assert message.startswith(f"{paths[0]}: EXTRACT1D (HDU 3): SPORDER = 'one' is not an integer"), message
+    assert paths[1].name not in message
 
 
 def test_wrong_family_missing_file_and_duplicates_are_refused(tmp_path):

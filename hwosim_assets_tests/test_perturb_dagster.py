@@ -13,7 +13,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import base64
+import io
+
 import dagster as dg
+import matplotlib.pyplot as plt
 import polars as pl
 import psutil
 import pytest
@@ -22,6 +26,7 @@ from dagster._core.definitions.data_version import StaleCauseCategory, StaleStat
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from hwosim_assets import cli
+from hwosim_assets import plots
 from hwosim_assets.defs.lake.layout import bronze_key, perturbed_key, plot_key, truth_key
 from hwosim_assets.defs.resources import resources_from_settings
 from hwosim_assets.perturb import load_profiles
@@ -94,7 +99,13 @@ def test_perturbed_spectra_partitions_write_data_truth_and_plot(tmp_path):
         data_key = perturbed_key("spectra", name, obs)
         for k in (data_key, truth_key("spectra", name, obs), truth_key("spectra", name, obs, "summary")):
             assert lake.exists(k), k
-        assert lake.read_bytes(plot_key("perturbed_spectra", f"{name}--{obs}")).startswith(b"\x89PNG\r\n\x1a\n")
+        full = lake.read_bytes(plot_key("perturbed_spectra", f"{name}--{obs}"))
+        assert full.startswith(b"\x89PNG\r\n\x1a\n")
+        # the UI shows a small copy inline: a markdown image whose data: URL decodes to a PNG
+        preview = mat.metadata["plot_preview"].value
+        encoded = preview.split("data:image/png;base64,", 1)[1].rstrip(")")
+        small = plt.imread(io.BytesIO(base64.b64decode(encoded)), format="png")
+        assert small.shape[1] <= plots.PREVIEW_WIDTH and len(encoded) < min(len(full), 100_000)
 
         # consumers read exactly the bronze schema, same rows; truth is apart
         perturbed = lake.read_parquet(data_key)

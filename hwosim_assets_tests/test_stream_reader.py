@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from hwosim_assets.stream import schema, synthetic
 from hwosim_assets.stream.config import StreamSpec
@@ -117,7 +118,12 @@ def test_reader_lag_and_lateness(tmp_path):
     replay(engine, spec, 1, synthetic.spectra_table(100, 3), start=start)
     reader = StreamReader(engine, "lag", page_packets=10)
     first = reader.poll()
-    assert first and reader.lag == pytest.approx(0.4, abs=1e-6)  # packets 0..9 read, newest committed is 49
+    t = schema.ROW_TABLES["spectra"]
+    with engine.connect() as conn:
+        scheduled = dict(conn.execute(sa.select(t.c.offset, t.c.scheduled_time).where(t.c.stream == "lag")).all())
+    newest = max(scheduled)
+    assert newest > 9 and first[-1].offset == 9  # packets 0..9 read, more committed
+    assert reader.lag == pytest.approx(scheduled[newest] - scheduled[9], abs=1e-6) and reader.lag > 0.3
     late = reader.lateness()
     assert late["p50"] == pytest.approx(10.0, abs=1.0) and late["max"] >= late["p99"] >= late["p50"]
     while reader.poll():

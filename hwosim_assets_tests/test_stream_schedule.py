@@ -9,7 +9,7 @@ import pytest
 
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.pacing import Pacing
-from hwosim_assets.stream.schedule import Cursor, Flight, decide, lead_seconds
+from hwosim_assets.stream.schedule import Cursor, Flight, decide, lead_seconds, stream_phase
 
 T = 1_800_000_000.0  # the clock: some UTC epoch second
 RATE, TICK = 20.0, 5.0  # 100 packets (5 s) per window
@@ -44,16 +44,22 @@ def test_windows_are_requested_ahead_on_one_clock():
     assert idle.request is None and idle.skip == "window 4 due in 13.5 s" and idle.cursor == later.cursor
 
 
-def test_a_run_covers_run_seconds_of_windows():
+def test_a_run_covers_run_seconds_of_windows_on_a_grid_of_the_streams_own():
     long_runs = spec(run_seconds=60.0)  # 12 windows of 5 s
     assert long_runs.windows_per_run == 12
+    phase = stream_phase(long_runs.name, 12)
     first = decide(long_runs, Cursor(), now=T, delivered_next=0, in_flight=[], lead_s=12.0)
-    assert (first.request.first, first.request.last) == (0, 11)
-    # no new run until window 12 comes within the lead (due at T+12+60)
-    quiet = decide(long_runs, first.cursor, now=T + 50, delivered_next=4, in_flight=[Flight(0, 11, T)], lead_s=12.0)
-    assert quiet.request is None and quiet.skip.startswith("window 12 due in")
-    nxt = decide(long_runs, first.cursor, now=T + 61, delivered_next=9, in_flight=[Flight(0, 11, T)], lead_s=12.0)
-    assert (nxt.request.first, nxt.request.last, nxt.request.start_time) == (12, 23, T + 72.0)
+    end = 11 - phase % 12  # the first run ends on the stream's grid: at most 12 windows
+    assert (first.request.first, first.request.last) == (0, end)
+    # no new run until the window after it comes within the lead
+    due_next = first.cursor.start_time + (end + 1) * 5.0
+    quiet = decide(long_runs, first.cursor, now=due_next - 13.0, delivered_next=0, in_flight=[Flight(0, end, T)], lead_s=12.0)
+    assert quiet.request is None and quiet.skip.startswith(f"window {end + 1} due in")
+    nxt = decide(long_runs, first.cursor, now=due_next - 11.0, delivered_next=0, in_flight=[Flight(0, end, T)], lead_s=12.0)
+    assert (nxt.request.first, nxt.request.last, nxt.request.start_time) == (end + 1, end + 12, due_next)
+    # streams with other names put their boundaries elsewhere: launches spread over the minute
+    phases = {stream_phase(f"five-{i}", 12) for i in range(10)}
+    assert len(phases) >= 5
 
 
 def test_after_downtime_one_run_drains_the_backlog():

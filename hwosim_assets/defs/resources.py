@@ -13,30 +13,20 @@ import sqlalchemy as sa
 
 from hwosim_assets.defs.lake.resources import lake_from_url
 from hwosim_assets.defs.mast.resources import FilesSource, MastSource, SampleSource
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.defs.streams.resources import StreamDatabase
 from hwosim_assets.settings import Settings
-
-
-class HwosimConfig(dg.ConfigurableResource):
-    """Project-wide knobs that are not a connection: the global seed, the
-    profile, stream and model files, the tile size of image packets."""
-
-    seed: int = 20261124
-    profiles_path: str = ""
-    streams_path: str = ""
-    tile_size: int = 128
-    models_path: str = ""
 
 
 def resources_from_settings(settings: Settings, secrets_by_name: bool = True) -> dict[str, dg.ConfigurableResource]:
     """The resource set for one environment; tests call it with their own Settings.
 
     A stream database URL that holds a password is handed to Dagster as
-    ``dg.EnvVar("HWOSIM_STREAM_DB_URL")``: resource config is stored in every
+    `dg.EnvVar("HWOSIM_STREAM_DB_URL")`: resource config is stored in every
     job snapshot and shown in the UI, so only the variable's name may go
     there; the run resolves it from its own environment. (The S3 keys never
     pass through resources: boto3 reads them from the environment itself.)
-    ``secrets_by_name=False`` gives the resolved URL, for the ``hwosim``
+    `secrets_by_name=False` gives the resolved URL, for the `hwosim`
     command, which stores nothing.
     """
     if settings.source == "sample":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -35,7 +36,8 @@ def catalog_of_files(files: list[tuple[Path, str]]) -> pl.DataFrame:
     fetches later. Size and SHA-256 are those of the local bytes, so the raw
     stage can check that it lands exactly what was catalogued.
     """
-    rows, unsupported = [], []
+    rows: list[dict[str, Any]] = []
+    unsupported: list[str] = []
     for path, uri in files:
         try:
             info = identify(path)

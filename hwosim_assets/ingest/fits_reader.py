@@ -20,12 +20,12 @@ from collections import Counter
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, overload
 
 import numpy as np
 import polars as pl
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
+from astropy.utils.exceptions import AstropyWarning
 
 from hwosim_assets.ingest.products import (
     HEADER_FACTS,
@@ -34,8 +34,12 @@ from hwosim_assets.ingest.products import (
     ProductInfo,
     UnsupportedProductError,
     check_complete,
+    file_errors,
     identify,
     identify_headers,
+    raise_warnings,
+    verify_fits,
+    verify_product,
 )
 from hwosim_assets.records import IMAGE_TILE_SCHEMA, OPTIONAL_PLANES, PIXEL_DTYPES, SPECTRA_SCHEMA, empty
 
@@ -63,19 +67,21 @@ OPTIONAL_SPECTRA_COLUMNS = {
 
 
 def _opened(
-    paths: Iterable[str | os.PathLike], family: str, stack: ExitStack, **open_kwargs
+    paths: Iterable[str | os.PathLike], family: str, stack: ExitStack, **open_kwargs: Any
 ) -> list[tuple[ProductInfo, fits.HDUList]]:
     """Each file opened (closed by ``stack``), identified from its headers and of
     ``family``, none twice, sorted by the product's own name (the order of
     segments and exposures). One open per file serves both."""
-    paths = [Path(p) for p in paths]
-    for name, count in Counter(p.name for p in paths).items():
+    files = [Path(p) for p in paths]
+    for name, count in Counter(p.name for p in files).items():
         if count > 1:
             raise FitsProductError(f"{name}: given {count} times")
     opened = []
-    for path in paths:
+    for path in files:
         hdul = stack.enter_context(_open(path, **open_kwargs))
-        info = identify_headers(path, hdul[0].header, [(hdu.name.upper(), hdu.header) for hdu in hdul[1:]])
+        with _reading(path):
+            info = identify_headers(path, hdul[0].header, [(hdu.name.upper(), hdu.header) for hdu in hdul[1:]])
+            verify_product(hdul, path)
         if info.family != family:
             raise FitsProductError(
                 f"{path}: a {info.model} product ({info.product_type}) is read as {info.family}, not {family}"
@@ -85,39 +91,83 @@ def _opened(
 
 
 @contextmanager
-def _open(path: Path, **kwargs) -> Iterator[fits.HDUList]:
+def _open(path: Path, **kwargs: Any) -> Iterator[fits.HDUList]:
     """Open a product memory-mapped; every failure becomes a FitsProductError naming the file.
 
-    A truncated file is refused (``products.check_complete``).
+    A truncated file is refused (``products.check_complete``), so is one
+    astropy warns about while opening it or whose verification fails
+    (``products.verify_fits``). What is done with the file afterwards is
+    guarded by ``_reading``, per file, so an error names the file it is about
+    even while other files are open.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyUserWarning)  # truncation warnings become the error below
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AstropyWarning)
         try:
             hdul = fits.open(path, memmap=True, lazy_load_hdus=False, **kwargs)
-        except Exception as exc:  # astropy raises OSError, ValueError, TypeError... for garbage
+        except Exception as exc:  # astropy raises OSError, ValueError, TypeError, VerifyError... for garbage
             raise FitsProductError(f"{path}: not a readable FITS file ({type(exc).__name__}: {exc})") from exc
-        try:
+    try:
+        with _reading(path):
             check_complete(hdul, path)
-            yield hdul
-        except FitsProductError:
-            raise
-        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise FitsProductError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
-        finally:
-            hdul.close()
+            raise_warnings(caught, path)
+            verify_fits(hdul, path)
+        yield hdul
+    finally:
+        hdul.close()
+
+
+@contextmanager
+def _reading(path: Path, where: str | None = None) -> Iterator[None]:
+    """Work on one file (or one HDU, ``where``): astropy's warnings are errors,
+    and any exception becomes a FitsProductError naming the file (and HDU)."""
+    with warnings.catch_warnings(), file_errors(path, where):
+        warnings.simplefilter("error", AstropyWarning)
+        yield
 
 
 def _has(hdul: fits.HDUList, name: str) -> bool:
     return any(hdu.name == name for hdu in hdul)
 
 
+def _check_row_width(hdu: fits.BinTableHDU, where: str) -> None:
+    """The columns' formats (TFORMn) add up to the row width NAXIS1 says.
+
+    astropy does not check this: with one TFORM edited it reads every column
+    after it at the wrong offset, or past the end of the row, and neither
+    its verification nor its read complains.
+    """
+    width = hdu.columns.dtype.itemsize
+    if width != hdu.header["NAXIS1"]:
+        raise FitsProductError(
+            f"{where}: its columns (TFORMn) need {width} bytes a row, NAXIS1 says {hdu.header['NAXIS1']} (corrupt header)"
+        )
+
+
 def _header_float(header: fits.Header, key: str, path: Path) -> float:
     if key not in header:
         raise FitsProductError(f"{path}: primary header has no {key}")
-    try:
-        return float(header[key])
-    except (TypeError, ValueError):
-        raise FitsProductError(f"{path}: primary header {key}={header[key]!r} is not a number") from None
+    value = header[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FitsProductError(f"{path}: primary header {key}={value!r} is not a number")
+    return float(value)
+
+
+@overload
+def _header_int(header: fits.Header, key: str, where: str, default: int) -> int: ...
+
+
+@overload
+def _header_int(header: fits.Header, key: str, where: str, default: None = None) -> int | None: ...
+
+
+def _header_int(header: fits.Header, key: str, where: str, default: int | None = None) -> int | None:
+    """An integer keyword (NINTS, INTSTART, SPORDER, INT_NUM...): a value of another type is an error."""
+    value = header.get(key)
+    if value is None or isinstance(value, fits.card.Undefined):
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise FitsProductError(f"{where}: {key} = {value!r} is not an integer")
+    return int(value)
 
 
 def _exposure_mid(header: fits.Header, path: Path) -> float:
@@ -139,10 +189,17 @@ def _mid_times(hdul: fits.HDUList, path: Path) -> Callable[[int], float]:
     """
     table = hdul["INT_TIMES"].data if _has(hdul, "INT_TIMES") else None
     if table is not None and len(table):
-        for column in ("integration_number", "int_mid_MJD_UTC"):
+        where = f"{path}: HDU {hdul.index_of('INT_TIMES')} (INT_TIMES)"
+        _check_row_width(hdul["INT_TIMES"], where)
+        for column, kinds in (("integration_number", "iu"), ("int_mid_MJD_UTC", "f")):
             if column not in table.names:
-                raise FitsProductError(f"{path}: INT_TIMES has no column {column!r}")
-        mids = dict(zip(table["integration_number"].tolist(), table["int_mid_MJD_UTC"].tolist()))
+                raise FitsProductError(f"{where} has no column {column!r}")
+            if table[column].dtype.kind not in kinds or table[column].ndim != 1:
+                raise FitsProductError(f"{where}: column {column} is {table[column].dtype}, expected {kinds!r} scalars")
+        numbers = table["integration_number"].tolist()
+        if len(set(numbers)) != len(numbers):
+            raise FitsProductError(f"{where}: integration_number repeats a value")
+        mids = dict(zip(numbers, table["int_mid_MJD_UTC"].tolist()))
 
         def from_table(n: int) -> float:
             if n not in mids:
@@ -153,23 +210,34 @@ def _mid_times(hdul: fits.HDUList, path: Path) -> Callable[[int], float]:
 
     header = hdul[0].header
     start, end = _header_float(header, "EXPSTART", path), _header_float(header, "EXPEND", path)
-    nints = int(_header_float(header, "NINTS", path))
+    nints = _header_int(header, "NINTS", f"{path}: primary header")
+    if nints is None:
+        raise FitsProductError(f"{path}: primary header has no NINTS")
     if nints < 1:
         raise FitsProductError(f"{path}: primary header NINTS={nints}, expected at least 1")
     return lambda n: start + (n - 0.5) * (end - start) / nints
 
 
-def _expected_integrations(header: fits.Header) -> set[int] | None:
+def _expected_integrations(header: fits.Header, path: Path) -> range | None:
     """The integrations a per-integration product must hold: INTSTART..INTEND
-    (a segment), else 1..NINTS; None when the header says neither."""
-    try:
-        if "INTSTART" in header and "INTEND" in header:
-            return set(range(int(header["INTSTART"]), int(header["INTEND"]) + 1))
-        if "NINTS" in header:
-            return set(range(1, int(header["NINTS"]) + 1))
-    except (TypeError, ValueError):
-        return None
-    return None
+    (a segment), else 1..NINTS; None when the header says neither.
+
+    The three must agree (1 <= INTSTART <= INTEND <= NINTS): a segment of an
+    exposure cannot hold integrations the exposure does not have.
+    """
+    where = f"{path}: primary header"
+    nints, start, end = (_header_int(header, key, where) for key in ("NINTS", "INTSTART", "INTEND"))
+    if nints is not None and nints < 1:
+        raise FitsProductError(f"{where}: NINTS = {nints}, expected at least 1")
+    if (start is None) != (end is None):
+        raise FitsProductError(f"{where}: INTSTART = {start} and INTEND = {end}: one without the other")
+    if start is not None and end is not None:
+        if not 1 <= start <= end or (nints is not None and end > nints):
+            raise FitsProductError(
+                f"{where}: INTSTART = {start}, INTEND = {end}, NINTS = {nints}: expected 1 <= INTSTART <= INTEND <= NINTS"
+            )
+        return range(start, end + 1)
+    return range(1, nints + 1) if nints is not None else None
 
 
 # --- spectra -----------------------------------------------------------------
@@ -187,9 +255,12 @@ class _Spectrum:
 
 
 def _float64(values: np.ndarray, where: str) -> np.ndarray:
-    """A float column in native float64 (exact for float32 and float64 input)."""
-    if values.dtype.kind not in "fiu":
-        raise FitsProductError(f"{where} is {values.dtype}, not numeric")
+    """A float column in native float64 (exact for float32 and float64 input).
+
+    The spectral-table schema makes these float64; an integer column where a
+    float one belongs is an edited TFORM, not something to convert."""
+    if values.dtype.kind != "f":
+        raise FitsProductError(f"{where} is {values.dtype}, expected a floating-point column")
     return np.asarray(values, dtype=np.float64)
 
 
@@ -199,17 +270,50 @@ def _dq_int32(values: np.ndarray, where: str) -> np.ndarray:
     Flags are bits, so a uint32 is reinterpreted, not converted: bit 31
     (REFERENCE_PIXEL) becomes the sign bit, and ``.view(np.uint32)`` gives the
     original flags back.
+
+    The spectral-table schema makes DQ uint32 (in FITS: TFORM J with TZERO =
+    2**31); anything else, an int32 column included, is refused: without its
+    TZERO the same bytes are other flags, and astropy reads them without a word.
     """
-    if values.dtype.kind not in "iu":
-        raise FitsProductError(f"{where} is {values.dtype}, not an integer DQ column")
-    if values.dtype.itemsize == 4:
-        return np.asarray(values).astype(np.uint32 if values.dtype.kind == "u" else np.int32).view(np.int32)
-    if values.dtype.itemsize < 4 or (values.min(initial=0) >= -(2**31) and values.max(initial=0) < 2**31):
-        return np.asarray(values, dtype=np.int32)
-    raise FitsProductError(f"{where} has values outside 32 bits")
+    if values.dtype.kind != "u" or values.dtype.itemsize != 4:
+        raise FitsProductError(f"{where} is {values.dtype}, expected uint32 flags (TFORM J with TZERO = 2**31)")
+    return np.asarray(values).astype(np.uint32).view(np.int32)
 
 
-def _table_columns(data, names: set[str], where: str) -> dict[str, np.ndarray]:
+# The classic EXTRACT1D table (stdatamodels spectable.schema): one spectrum
+# per table, these columns and no others. (The jwst >= 1.18 layout, one row
+# per integration with an INT_NUM column, has columns of its own.)
+SPECTABLE_COLUMNS = frozenset(
+    ("WAVELENGTH", "FLUX", "FLUX_ERROR", "FLUX_VAR_POISSON", "FLUX_VAR_RNOISE", "FLUX_VAR_FLAT", "SURF_BRIGHT",
+     "SB_ERROR", "SB_VAR_POISSON", "SB_VAR_RNOISE", "SB_VAR_FLAT", "DQ", "BACKGROUND", "BKGD_ERROR",
+     "BKGD_VAR_POISSON", "BKGD_VAR_RNOISE", "BKGD_VAR_FLAT", "NPIXELS")
+)  # fmt: skip
+
+
+def _column_names(hdu: fits.BinTableHDU, where: str) -> set[str]:
+    """The table's column names, upper case: every column named, none twice,
+    and in a classic table only the schema's. An optional column (FLUX_VAR_*,
+    SURF_BRIGHT, NPIXELS) reads as NaN where a product lacks it, so a column
+    whose TTYPE was damaged must not pass for a missing one."""
+    names = []
+    for number in range(1, hdu.header["TFIELDS"] + 1):
+        name = hdu.header.get(f"TTYPE{number}")
+        if not isinstance(name, str) or not name.strip():
+            raise FitsProductError(f"{where}: column {number} has no name (TTYPE{number} = {name!r})")
+        names.append(name.strip().upper())
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise FitsProductError(f"{where}: column names {repeated} appear more than once")
+    if "INT_NUM" not in names:
+        unknown = [name for name in names if name not in SPECTABLE_COLUMNS]
+        if unknown:
+            raise FitsProductError(
+                f"{where}: columns {unknown} are not columns of a JWST spectral table (stdatamodels spectable schema)"
+            )
+    return set(names)
+
+
+def _table_columns(data: fits.FITS_rec, names: set[str], where: str) -> dict[str, np.ndarray]:
     """Bronze columns of one EXTRACT1D table: the required ones (an error if
     missing) and the optional ones (NaN where the table has none)."""
     columns = {}
@@ -252,53 +356,110 @@ def _spectra_in_file(hdul: fits.HDUList, info: ProductInfo, file_index: int) -> 
     header = hdul[0].header
     per_integration = info.product_type == "x1dints"
     time_of = _mid_times(hdul, path) if per_integration else None
-    first = int(header.get("INTSTART", 1))
+    first = _header_int(header, "INTSTART", f"{path}: primary header", default=1)
     exposure_mid = None if per_integration else _exposure_mid(header, path)
     seen_per_order: Counter[int] = Counter()
-    spectra = []
+    lengths: dict[int, tuple[int, int]] = {}  # classic x1dints: spectral order -> (length, HDU) of its first table
+    spectra: list[_Spectrum] = []
     for index, hdu in tables:
         where = f"{path}: EXTRACT1D (HDU {index})"
-        if not isinstance(hdu, fits.BinTableHDU):
-            raise FitsProductError(f"{where} is not a binary table")
-        names = {name.upper() for name in hdu.columns.names}
-        order = int(hdu.header.get("SPORDER", 1))
-        data = hdu.data
-        if data is None or len(data) == 0:
-            continue
-        columns = _table_columns(data, names, where)
-        if columns["wavelength"].ndim == 2 and "INT_NUM" in names:  # one row per integration
-            widths = data["NELEMENTS"] if "NELEMENTS" in names else np.full(len(data), columns["wavelength"].shape[1])
-            for row, (integration, width) in enumerate(zip(data["INT_NUM"].tolist(), np.asarray(widths).tolist())):
-                values = {name: column[row, :width] for name, column in columns.items()}
-                when = time_of(integration) if time_of else exposure_mid
-                spectra.append(_Spectrum(integration, order, (file_index, index, row), when, values))
-        elif columns["wavelength"].ndim == 1:
-            if per_integration:
-                seen_per_order[order] += 1
-                integration = int(hdu.header.get("INT_NUM", first - 1 + seen_per_order[order]))
-                when = time_of(integration)
-            else:
-                integration, when = first, exposure_mid
-            spectra.append(_Spectrum(integration, order, (file_index, index, 0), when, columns))
-        else:
-            shape = columns["wavelength"].shape
-            raise FitsProductError(f"{where}: WAVELENGTH has shape {shape} and there is no INT_NUM column")
-    expected = _expected_integrations(header) if per_integration else None
-    if expected is not None:
-        by_order: dict[int, set[int]] = {}
-        for s in spectra:
-            by_order.setdefault(s.order, set()).add(s.integration)
-        for order, found in sorted(by_order.items()):
-            if found != expected:
-                missing, extra = sorted(expected - found), sorted(found - expected)
+        with _reading(path, where):
+            found = _spectra_in_table(hdu, index, where, file_index, first, seen_per_order, time_of, exposure_mid)
+        classic = "INT_NUM" not in {name.upper() for name in hdu.columns.names}
+        if per_integration and classic and found:
+            # One table per integration: every integration of an order is extracted on the same grid.
+            n = len(found[0].values["wavelength"])
+            length, other = lengths.setdefault(found[0].order, (n, index))
+            if n != length:
                 raise FitsProductError(
-                    f"{path}: spectral order {order} holds {len(found)} integrations, the header announces "
-                    f"{min(expected)}..{max(expected)} ({len(expected)})"
-                    + (f"; missing {missing[:5]}{'...' if len(missing) > 5 else ''}" if missing else "")
-                    + (f"; unexpected {extra[:5]}" if extra else "")
-                    + " (truncated or edited file?)"
+                    f"{where}: {n} rows, HDU {other} of the same spectral order {length} (every integration of "
+                    "an order has the same wavelength grid: a corrupt NAXIS2?)"
                 )
+        spectra += found
+    if per_integration:
+        _check_integrations(spectra, _expected_integrations(header, path), path)
     return spectra
+
+
+def _integer_column(data: fits.FITS_rec, name: str, where: str) -> list[int]:
+    values = np.asarray(data[name])
+    if values.dtype.kind not in "iu" or values.ndim != 1:
+        raise FitsProductError(f"{where}: column {name} is {values.dtype} {values.shape[1:]}, expected integer scalars")
+    return values.tolist()
+
+
+def _spectra_in_table(
+    hdu: fits.hdu.base.ExtensionHDU,
+    index: int,
+    where: str,
+    file_index: int,
+    first: int,
+    seen_per_order: Counter[int],
+    time_of: Callable[[int], float] | None,
+    exposure_mid: float | None,
+) -> list[_Spectrum]:
+    """The spectra of one EXTRACT1D table (see ``_spectra_in_file``)."""
+    if not isinstance(hdu, fits.BinTableHDU):
+        raise FitsProductError(f"{where} is not a binary table")
+    names = _column_names(hdu, where)  # from the header: before astropy parses the columns
+    _check_row_width(hdu, where)
+    order = _header_int(hdu.header, "SPORDER", where, default=1)
+    data = hdu.data
+
+    def timed(integration: int) -> float:
+        """Mid-integration (x1dints), else mid-exposure (x1d): ``_spectra_in_file`` gives one of the two."""
+        if time_of is not None:
+            return time_of(integration)
+        if exposure_mid is None:
+            raise FitsProductError(f"{where}: neither integration times nor an exposure time")
+        return exposure_mid
+
+    spectra: list[_Spectrum] = []
+    if data is None or len(data) == 0:
+        return spectra
+    columns = _table_columns(data, names, where)
+    if columns["wavelength"].ndim == 2 and "INT_NUM" in names:  # one row per integration
+        width = columns["wavelength"].shape[1]
+        widths = _integer_column(data, "NELEMENTS", where) if "NELEMENTS" in names else [width] * len(data)
+        if any(not 0 <= w <= width for w in widths):
+            raise FitsProductError(f"{where}: NELEMENTS outside 0..{width}, the width of its array columns")
+        for row, (integration, w) in enumerate(zip(_integer_column(data, "INT_NUM", where), widths)):
+            values = {name: column[row, :w] for name, column in columns.items()}
+            spectra.append(_Spectrum(integration, order, (file_index, index, row), timed(integration), values))
+    elif columns["wavelength"].ndim == 1:
+        if time_of:
+            seen_per_order[order] += 1
+            integration = _header_int(hdu.header, "INT_NUM", where, default=first - 1 + seen_per_order[order])
+        else:
+            integration = first
+        spectra.append(_Spectrum(integration, order, (file_index, index, 0), timed(integration), columns))
+    else:
+        shape = columns["wavelength"].shape
+        raise FitsProductError(f"{where}: WAVELENGTH has shape {shape} and there is no INT_NUM column")
+    return spectra
+
+
+def _check_integrations(spectra: list[_Spectrum], expected: range | None, path: Path) -> None:
+    """Each spectral order holds each integration the header announces, once."""
+    if expected is None:
+        return
+    wanted = set(expected)
+    by_order: dict[int, Counter[int]] = {}
+    for s in spectra:
+        by_order.setdefault(s.order, Counter())[s.integration] += 1
+    for order, counts in sorted(by_order.items()):
+        found = set(counts)
+        twice = sorted(n for n, c in counts.items() if c > 1)
+        if found != wanted or twice:
+            missing, extra = sorted(wanted - found), sorted(found - wanted)
+            raise FitsProductError(
+                f"{path}: spectral order {order} holds {len(found)} integrations, the header announces "
+                f"{expected.start}..{expected.stop - 1} ({len(expected)})"
+                + (f"; missing {missing[:5]}{'...' if len(missing) > 5 else ''}" if missing else "")
+                + (f"; unexpected {extra[:5]}" if extra else "")
+                + (f"; more than once {twice[:5]}" if twice else "")
+                + " (truncated or edited file?)"
+            )
 
 
 def read_spectra(paths: Iterable[str | os.PathLike]) -> pl.DataFrame:
@@ -313,7 +474,8 @@ def read_spectra(paths: Iterable[str | os.PathLike]) -> pl.DataFrame:
     spectra: list[_Spectrum] = []
     with ExitStack() as stack:
         for file_index, (info, hdul) in enumerate(_opened(paths, "spectra", stack)):
-            spectra += _spectra_in_file(hdul, info, file_index)
+            with _reading(info.path):
+                spectra += _spectra_in_file(hdul, info, file_index)
     if not spectra:
         return empty(SPECTRA_SCHEMA)
     spectra.sort(key=lambda s: (s.integration, s.order, s.position))
@@ -358,8 +520,8 @@ def _image_decoder(hdu: fits.ImageHDU, plane: str, where: str) -> Callable[[np.n
     stored = np.dtype(raw.str.replace("i", "u")) if unsigned else raw
     if target.kind == "f" and (stored.kind != "f" or stored.itemsize != 4):
         raise FitsProductError(f"{where} holds {stored}, expected float32")
-    if target.kind == "u" and stored.kind not in "iu":
-        raise FitsProductError(f"{where} holds {stored}, expected integer data-quality flags")
+    if target.kind == "u" and (stored.kind != "u" or stored.itemsize != 4):
+        raise FitsProductError(f"{where} holds {stored}, expected uint32 data-quality flags (BITPIX 32, BZERO 2**31)")
     top_bit = np.array(1 << (8 * raw.itemsize - 1), dtype=stored) if unsigned else None
 
     def decode(frame: np.ndarray) -> np.ndarray:
@@ -411,6 +573,13 @@ def _frames(hdul: fits.HDUList, info: ProductInfo) -> Iterator[tuple[float, dict
         want = 3 if info.model == "CubeModel" else 2
         if len(shape) != want:
             raise FitsProductError(f"{path}: SCI has {len(shape)} dimensions, a {info.model} needs {want}")
+        if want == 3:
+            expected = _expected_integrations(header, path)
+            if expected is not None and shape[0] != len(expected):
+                raise FitsProductError(
+                    f"{path}: SCI holds {shape[0]} integrations, the header announces "
+                    f"{expected.start}..{expected.stop - 1} ({len(expected)}) (truncated or edited file?)"
+                )
         decoders = {plane: _image_decoder(hdu, plane, f"{path}: {plane.upper()}{label}") for plane, hdu in hdus.items()}
         zeros = np.zeros(shape[-2:], dtype=PIXEL_DTYPES["dq"])
 
@@ -423,7 +592,7 @@ def _frames(hdul: fits.HDUList, info: ProductInfo) -> Iterator[tuple[float, dict
             yield _exposure_mid(header, path), frame(())
             continue
         time_of = _mid_times(hdul, path)
-        first = int(header.get("INTSTART", 1))
+        first = _header_int(header, "INTSTART", f"{path}: primary header", default=1)
         for i in range(shape[0]):
             yield time_of(first + i), frame((i,))
 
@@ -464,12 +633,14 @@ def read_images(paths: Iterable[str | os.PathLike], tile_size: int = 128) -> pl.
     seq = frame = 0
     with ExitStack() as stack:
         for info, hdul in _opened(paths, "images", stack, do_not_scale_image_data=True):
-            for event_time, planes in _frames(hdul, info):
-                tiles = _tiles(planes, tile_size)
-                n = len(tiles["y0"])
-                keys = {"seq": range(seq, seq + n), "frame": [frame] * n, "source": [info.name] * n}
-                chunks.append(pl.DataFrame({**keys, **tiles, "event_time": [event_time] * n}, schema=IMAGE_TILE_SCHEMA))
-                seq, frame = seq + n, frame + 1
+            with _reading(info.path):
+                for event_time, planes in _frames(hdul, info):
+                    tiles = _tiles(planes, tile_size)
+                    n = len(tiles["y0"])
+                    keys = {"seq": range(seq, seq + n), "frame": [frame] * n, "source": [info.name] * n}
+                    frame_table = pl.DataFrame({**keys, **tiles, "event_time": [event_time] * n}, schema=IMAGE_TILE_SCHEMA)
+                    chunks.append(frame_table)
+                    seq, frame = seq + n, frame + 1
     return pl.concat(chunks, rechunk=False)
 
 
@@ -525,7 +696,10 @@ def assemble_frame(table: pl.DataFrame, frame: int, plane: str) -> np.ndarray:
     tiles = table.filter(pl.col("frame") == frame)
     if tiles.is_empty():
         raise ValueError(f"no tiles for frame {frame}")
-    ny, nx = int((tiles["y0"] + tiles["ny"]).max()), int((tiles["x0"] + tiles["nx"]).max())
+    bottom, right = (tiles["y0"] + tiles["ny"]).max(), (tiles["x0"] + tiles["nx"]).max()
+    if not isinstance(bottom, int) or not isinstance(right, int):
+        raise ValueError(f"tiles of frame {frame} have no origins")
+    ny, nx = bottom, right
     out = np.zeros((ny, nx), dtype=PIXEL_DTYPES[plane])
     covered = np.zeros((ny, nx), dtype=np.int32)
     for tile in tiles.iter_rows(named=True):

@@ -18,7 +18,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 import numpy as np
 import polars as pl
@@ -31,6 +31,9 @@ from hwosim_assets.checksums import sha256_of
 from hwosim_assets.ingest.products import observation_id_from_mast
 from hwosim_assets.ingest.selection import Selection, normalize_program, select_products  # noqa: F401 (re-exported)
 from hwosim_assets.records import CATALOG_SCHEMA
+
+if TYPE_CHECKING:
+    from astropy.table import Row
 
 # astroquery 0.4.11 endpoints, relative to the server URL.
 INVOKE_PATH = "/api/v0/invoke"
@@ -74,10 +77,18 @@ class _TimeoutAdapter(requests.adapters.HTTPAdapter):
         super().__init__()
         self.timeout = timeout
 
-    def send(self, request, **kwargs):
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().send(request, **kwargs)
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float | None, float | None] | None = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        if timeout is None:
+            timeout = self.timeout
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
 
 
 def observations_client(server_url: str, timeout: float) -> ObservationsClass:
@@ -131,7 +142,7 @@ def _with_retries(call: Callable[[], T], retries: int, describe: Callable[[BaseE
     raise AssertionError("unreachable")
 
 
-def _cell(row, name: str):
+def _cell(row: Row, name: str) -> Any:
     """A value of an astropy table row, None when masked or absent."""
     if name not in row.colnames:
         return None
@@ -160,7 +171,7 @@ def query_catalog(
         raise ValueError(f"{selection}: give at least one program or target, not all of JWST")
     client = observations_client(server_url, timeout)
 
-    def describe(service: str):
+    def describe(service: str) -> Callable[[BaseException], str]:
         return lambda exc: f"MAST {service} at {server_url} failed for {selection}"
 
     criteria: dict = {"obs_collection": "JWST"}

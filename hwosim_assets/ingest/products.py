@@ -19,14 +19,19 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Mapping
 
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
+from astropy.io.fits.card import Card
+from astropy.utils.exceptions import AstropyWarning
 
 from hwosim_assets.records import FAMILIES, SUPPORTED_MODELS
+
+if TYPE_CHECKING:
+    from astropy.io.fits.hdu.base import _BaseHDU
 
 
 class FitsProductError(ValueError):
@@ -120,7 +125,7 @@ def _value(header: Mapping, key: str) -> str:
     return str(header.get(key, "") or "").strip()
 
 
-def _fact(value, kind: type):
+def _fact(value: Any, kind: type) -> Any:
     if value is None or isinstance(value, fits.card.Undefined):
         return None
     try:
@@ -205,12 +210,22 @@ def _product_type(model: str, primary: fits.Header, extensions: list[tuple[str, 
     return "s2d" if resampled else "cal"  # SlitModel, MultiSlitModel
 
 
+# Every extension a MultiSpecModel file can have (stdatamodels multispec schema, and the ASDF tree).
+MULTISPEC_EXTENSIONS = ("EXTRACT1D", "INT_TIMES", "ASDF")
+
+
 def _check_structure(model: str, extensions: list[tuple[str, fits.Header]], path: Path) -> None:
     """The extensions the model's reader needs are there, with the right dimensions."""
     sci = [h for name, h in extensions if name == "SCI"]
     if model == "MultiSpecModel":
         if not any(name == "EXTRACT1D" for name, _ in extensions):
             raise FitsProductError(f"{path}: a {model} product without an EXTRACT1D extension")
+        for index, (name, _) in enumerate(extensions, start=1):
+            if name not in MULTISPEC_EXTENSIONS:  # e.g. INT_TIMES with a damaged EXTNAME, read as absent
+                raise FitsProductError(
+                    f"{path}: HDU {index} ({name or 'no EXTNAME'}) is not an extension of a {model} "
+                    f"({', '.join(MULTISPEC_EXTENSIONS)})"
+                )
         return
     if not sci:
         raise FitsProductError(f"{path}: a {model} product without a SCI extension")
@@ -222,6 +237,34 @@ def _check_structure(model: str, extensions: list[tuple[str, fits.Header]], path
             )
     if model != "MultiSlitModel" and len(sci) > 1:
         raise FitsProductError(f"{path}: a {model} product with {len(sci)} SCI extensions, expected one")
+
+
+# Keywords the readers use besides the facts, and the type each must have.
+READER_KEYWORDS: dict[str, type] = {"DATAMODL": str, "FILENAME": str, "S_RESAMP": str, "S_PHOTOM": str}
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_keyword_types(header: fits.Header, where: str, path: Path) -> None:
+    """The keywords HWOsim reads have the types JWST writes them with (NINTS
+    an integer, EXPMID a number, TSOVISIT a logical...); a value of another
+    type is a corrupt or hand-edited header. A keyword without a value
+    (``KEY =`` and a blank) counts as absent."""
+    kinds = {**HEADER_FACTS, **READER_KEYWORDS} if where == "primary header" else SCIENCE_FACTS
+    for key, kind in kinds.items():
+        value = header.get(key)
+        if key in header and value is not None and not isinstance(value, fits.card.Undefined):
+            if not _has_type(value, kind):
+                raise FitsProductError(f"{path}: {where}: {key} = {value!r} is not {_TYPE_NAMES[kind]}")
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "T or F"}
 
 
 def identify_headers(path: Path, primary: fits.Header, extensions: list[tuple[str, fits.Header]]) -> ProductInfo:
@@ -238,13 +281,17 @@ def identify_headers(path: Path, primary: fits.Header, extensions: list[tuple[st
     if model not in SUPPORTED_MODELS:
         exp_type = _value(primary, "EXP_TYPE") or "(none)"
         raise UnsupportedProductError(f"{path}: {found}, EXP_TYPE={exp_type} is not supported; {supported}")
+    check_keyword_types(primary, "primary header", path)
+    science_index, science = next(
+        ((i, h) for i, (name, h) in enumerate(extensions, start=1) if name in ("SCI", "EXTRACT1D")), (0, fits.Header())
+    )
+    check_keyword_types(science, f"HDU {science_index} ({extensions[science_index - 1][0]})" if science_index else "", path)
     _check_structure(model, extensions, path)
     try:
         obs_id = observation_id(primary)
     except ValueError as exc:
         raise FitsProductError(f"{path}: {exc}") from None
     facts = {key: _fact(primary.get(key), kind) for key, kind in HEADER_FACTS.items() if key in primary}
-    science = next((h for name, h in extensions if name in ("SCI", "EXTRACT1D")), fits.Header())
     facts.update({key: _fact(science.get(key), kind) for key, kind in SCIENCE_FACTS.items() if key in science})
     for i in range(1, int(science.get("TFIELDS", 0) or 0) + 1):  # a table's flux unit is its column's TUNIT
         if str(science.get(f"TTYPE{i}", "")).upper() == "FLUX" and science.get(f"TUNIT{i}"):
@@ -273,22 +320,299 @@ def check_complete(hdul: fits.HDUList, path: Path) -> None:
         raise FitsProductError(f"{path}: {size - end} bytes after the last complete HDU (truncated or corrupt header)")
 
 
+# --- verification --------------------------------------------------------------
+#
+# astropy opens damaged files with warnings, or not at all, or as HDUs of a
+# placeholder class, and its own ``verify("exception")`` costs as much as
+# reading the file (a regex per card, and a linear search per required card:
+# 40 ms for the 820 cards of an s2d's HDRTAB). ``verify_fits`` makes the same
+# checks in a few milliseconds, so that every file the reader accepts is one
+# astropy's verification accepts too: the card syntax on the raw header bytes
+# (astropy's own regular expressions, astropy's Card.verify for anything
+# unusual), the mandatory keywords in their places with legal values, and
+# CHECKSUM / DATASUM where a header has them. ``verify_product`` then checks
+# what a JWST pipeline product has to be beyond FITS (its ASDF extension).
+
+_BITPIX = (8, 16, 32, 64, -32, -64)
+_STANDARD_KEYWORD = re.compile(r"[A-Z0-9_-]{1,8} *")  # an 8-character keyword field, left-justified
+_COMMENTARY = ("COMMENT ", "HISTORY ", " " * 8)
+_END_CARD = b"END" + b" " * 77
+_NOT_PRINTABLE = re.compile(rb"[^ -~]")
+# astropy's own pattern for a FITS-standard value field (private: without it, every card takes the slow path)
+_VALUE_FSC = getattr(Card, "_value_FSC_RE", None)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _hdu_label(index: int, hdu: _BaseHDU) -> str:
+    name = hdu.name if isinstance(getattr(hdu, "name", None), str) and hdu.name else "no EXTNAME"
+    return f"HDU {index} ({name})"
+
+
+def _raw_header(stream: BinaryIO, hdu: _BaseHDU) -> bytes:
+    info = hdu.fileinfo()
+    stream.seek(info["hdrLoc"])
+    return stream.read(info["datLoc"] - info["hdrLoc"])
+
+
+def _card_groups(text: str) -> Iterator[tuple[int, str]]:
+    """(card number, image) up to END; a card continued by CONTINUE cards is one long image."""
+    images = [text[i : i + 80] for i in range(0, len(text), 80)]
+    i = 0
+    while i < len(images):
+        start, image = i, images[i]
+        i += 1
+        while i < len(images) and images[i].startswith("CONTINUE"):
+            image += images[i]
+            i += 1
+        yield start, image
+
+
+def _check_cards(raw: bytes, where: str) -> None:
+    """Every card as astropy's Card verification wants it, from the header's raw bytes.
+
+    The cards up to END are printable ASCII (anything else is refused
+    outright); a card of the common shape (keyword, "= " in columns 9-10, a
+    value astropy's FITS-standard value pattern matches) passes here,
+    anything else (long strings, HIERARCH, odd spacing) goes to astropy's
+    ``Card.verify``, whose verdict is final. (What follows END should be
+    blanks; like astropy, we let anything there pass: nothing reads it.)
+    """
+    end = next((i for i in range(0, len(raw), 80) if raw[i : i + 80] == _END_CARD), None)
+    if end is None:
+        raise FitsProductError(f"{where}: the header has no END card (corrupt header)")
+    bad = _NOT_PRINTABLE.search(raw, 0, end)
+    if bad:
+        card, column = divmod(bad.start(), 80)
+        raise FitsProductError(
+            f"{where}: byte 0x{raw[bad.start()]:02x} in card {card + 1}, column {column + 1} of the header: "
+            "FITS headers are printable ASCII (corrupt header)"
+        )
+    for number, image in _card_groups(raw[:end].decode("ascii")):
+        keyword = image[:8]
+        if len(image) == 80 and keyword in _COMMENTARY:
+            continue
+        if (
+            len(image) == 80
+            and _STANDARD_KEYWORD.fullmatch(keyword)
+            and keyword not in ("HIERARCH", "CONTINUE")
+            and image[8:10] == "= "
+            and _VALUE_FSC is not None
+            and _VALUE_FSC.match(image[10:])
+        ):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", AstropyWarning)
+                Card.fromstring(image).verify("exception")
+        except Exception as exc:  # VerifyError, or a warning raised as one
+            raise FitsProductError(f"{where}: card {number + 1} {image[:80].rstrip()!r} is not valid FITS ({exc})") from None
+
+
+def _check_mandatory(hdu: _BaseHDU, index: int, where: str) -> None:
+    """The mandatory keywords in their places with legal values: what astropy's
+    ``_ValidHDU._verify`` and its subclasses check (``req_cards``), without
+    their linear search per keyword."""
+    header = hdu.header
+    keys = list(header.keys())
+    first: dict[str, int] = {}
+    for position, key in enumerate(keys):
+        first.setdefault(key, position)
+
+    def require(key: str, position: int | None, test: Callable[[Any], bool] | None = None, what: str = "") -> None:
+        if key not in first:
+            raise FitsProductError(f"{where}: no {key} keyword (FITS requires it)")
+        if position is not None and first[key] != position:
+            raise FitsProductError(
+                f"{where}: {key} is card {first[key] + 1} of the header, FITS requires card {position + 1}"
+            )
+        if test is not None and not test(header[key]):
+            raise FitsProductError(f"{where}: {key} = {header[key]!r}, {what}")
+
+    primary = index == 0
+    require("SIMPLE" if primary else "XTENSION", 0)
+    require("BITPIX", 1, lambda v: _is_int(v) and v in _BITPIX, f"expected one of {_BITPIX}")
+    require("NAXIS", 2, lambda v: _is_int(v) and 0 <= v <= 999, "expected an integer 0..999")
+    naxis = header["NAXIS"]
+    for axis in range(1, naxis + 1):
+        require(f"NAXIS{axis}", axis + 2, lambda v: _is_int(v) and v >= 0, "expected an integer >= 0")
+    for key in first:
+        if key.startswith("NAXIS") and len(key) > 5 and not (key[5:].isdigit() and 1 <= int(key[5:]) <= naxis):
+            raise FitsProductError(f"{where}: {key} is out of range for NAXIS = {naxis}")
+    if "EXTNAME" in first and not isinstance(header["EXTNAME"], str):
+        raise FitsProductError(f"{where}: EXTNAME = {header['EXTNAME']!r} is not a string")
+    if primary:
+        if "EXTEND" in first:
+            require("EXTEND", naxis + 3, lambda v: isinstance(v, bool), "expected T or F")
+        return
+    table = isinstance(hdu, fits.BinTableHDU)
+    require("PCOUNT", naxis + 3, lambda v: _is_int(v) and (v >= 0 if table else v == 0), "not a legal PCOUNT")
+    require("GCOUNT", naxis + 4, lambda v: _is_int(v) and v == 1, "expected 1")
+    if table:
+        require("XTENSION", 0, lambda v: isinstance(v, str) and v.rstrip() == "BINTABLE", "expected 'BINTABLE'")
+        require("NAXIS", None, lambda v: v == 2, "a binary table has 2")
+        require("BITPIX", None, lambda v: v == 8, "a binary table has 8")
+        require("TFIELDS", 7, lambda v: _is_int(v) and 0 <= v <= 999, "expected an integer 0..999")
+        for column in range(1, header["TFIELDS"] + 1):
+            require(f"TFORM{column}", None)
+    else:
+        require("XTENSION", 0, lambda v: isinstance(v, str) and v.rstrip() == "IMAGE", "expected 'IMAGE'")
+        if "BLANK" in first and not (_is_int(header["BLANK"]) and header["BITPIX"] > 0):
+            raise FitsProductError(f"{where}: BLANK = {header['BLANK']!r} on BITPIX = {header['BITPIX']} data")
+
+
+def verify_fits(hdul: fits.HDUList, path: Path) -> None:
+    """The file is FITS as astropy's own verification (``verify("exception")``
+    with CHECKSUM / DATASUM checked) would have it, else FitsProductError
+    naming the file, the HDU and what is wrong."""
+    if not isinstance(hdul[0], fits.PrimaryHDU) or isinstance(hdul[0], fits.GroupsHDU):
+        raise FitsProductError(f"{path}: HDU 0 is not a primary image HDU (corrupt SIMPLE/BITPIX/NAXIS)")
+    if len(hdul) > 1 and hdul[0].header.get("EXTEND") is not True:
+        raise FitsProductError(f"{path}: HDU 0 (PRIMARY): EXTEND is not T although the file has extensions")
+    with open(path, "rb") as stream:
+        for index, hdu in enumerate(hdul):
+            where = f"{path}: {_hdu_label(index, hdu)}"
+            if index and type(hdu) not in (fits.ImageHDU, fits.BinTableHDU):
+                kind = type(hdu).__name__.lstrip("_")
+                raise FitsProductError(
+                    f"{where} is not an image or binary-table extension (astropy reads it as {kind}: corrupt header)"
+                )
+            _check_cards(_raw_header(stream, hdu), where)
+            _check_mandatory(hdu, index, where)
+    for index, hdu in enumerate(hdul):  # DATASUM first: it says whether the data or the header changed
+        header = hdu.header
+        if "DATASUM" in header and hdu.verify_datasum() != 1:
+            raise FitsProductError(f"{path}: {_hdu_label(index, hdu)}: DATASUM does not match the data (corrupt)")
+        if "CHECKSUM" in header and hdu.verify_checksum() != 1:
+            raise FitsProductError(f"{path}: {_hdu_label(index, hdu)}: CHECKSUM does not match the HDU's bytes (corrupt)")
+
+
+# datatype in a product's ASDF tree -> (BITPIX, BZERO) of the HDU holding the array
+_ASDF_DATATYPES = {
+    "float32": (-32, 0), "float64": (-64, 0), "int8": (8, -128), "uint8": (8, 0), "int16": (16, 0),
+    "uint16": (16, 2**15), "int32": (32, 0), "uint32": (32, 2**31), "int64": (64, 0), "uint64": (64, 2**63),
+}  # fmt: skip
+_ASDF_ARRAY = re.compile(rb"source: fits:([A-Z0-9_]+),(\d+)\n *datatype: (\w+)\n")
+_ASDF_SOURCE = re.compile(rb"source: fits:([A-Z0-9_]+),(\d+)")
+
+
+def _tree_rows(tree: bytes, source: re.Match, limit: int) -> int | None:
+    """The row count the ASDF tree gives a table: the ``shape: [n]`` at the
+    indentation of its ``source:`` line, before the next array's source."""
+    indent = source.start() - tree.rfind(b"\n", 0, source.start()) - 1
+    shape = re.compile(rb"\n" + b" " * indent + rb"shape: \[(\d+)\]").search(tree, source.end(), limit)
+    return int(shape.group(1)) if shape else None
+
+
+def simulated(primary: Mapping) -> bool:
+    """HWOsim's own sample products, which say so (``sample.py``) and have no ASDF extension."""
+    return _value(primary, "HWOSIM").upper() == "SIMULATED"
+
+
+def verify_product(hdul: fits.HDUList, path: Path) -> None:
+    """What the JWST pipeline's writer guarantees, checked so that a product
+    that lost or renamed an extension is refused instead of read without it.
+
+    stdatamodels writes every product with an ASDF extension, last, whose
+    tree names each array's HDU (``source: fits:SCI,1``) and its datatype.
+    So a pipeline product without one was cut at an HDU boundary (a file
+    that is still valid FITS, one HDU short), and a named HDU that is missing,
+    or whose BITPIX and BZERO do not give the tree's datatype, was renamed or
+    edited; so is a table whose NAXIS2 is not the tree's row count (a table
+    grown into its padding, or shrunk, is otherwise valid FITS). Image shapes
+    are not compared: cut-outs made with astropy keep the tree of the full
+    frame. HWOsim's simulated products have no ASDF extension and are exempt.
+    """
+    primary = hdul[0].header
+    asdf = [(index, hdu) for index, hdu in enumerate(hdul) if hdu.name == "ASDF"]
+    if not asdf:
+        if simulated(primary):
+            return
+        raise FitsProductError(
+            f"{path}: no ASDF extension: the JWST pipeline writes one last in every product, so this file was "
+            f"cut at an HDU boundary (truncated) or rebuilt without it; its {len(hdul)} HDUs end with "
+            f"{_hdu_label(len(hdul) - 1, hdul[-1])}"
+        )
+    index, hdu = asdf[-1]
+    where = f"{path}: {_hdu_label(index, hdu)}"
+    if hdu.header.get("TFIELDS") != 1 or hdu.header.get("NAXIS2") != 1:
+        raise FitsProductError(f"{where}: not one row of one byte column, as stdatamodels writes it")
+    info = hdu.fileinfo()
+    with open(path, "rb") as stream:
+        stream.seek(info["datLoc"])
+        tree = stream.read(hdu.header["NAXIS1"])
+    hdus = {(h.name, h.ver): h for h in hdul[1:]}
+    datatypes = {(n.decode("ascii"), int(v)): t.decode("ascii", "replace") for n, v, t in _ASDF_ARRAY.findall(tree)}
+    sources = list(_ASDF_SOURCE.finditer(tree))
+    for k, match in enumerate(sources):
+        name, ver = match.groups()
+        key = (name.decode("ascii"), int(ver))
+        target = hdus.get(key)
+        if target is None:
+            raise FitsProductError(
+                f"{path}: the ASDF extension names HDU {key[0]},{key[1]}, which the file does not have "
+                "(an extension lost or renamed)"
+            )
+        if isinstance(target, fits.BinTableHDU):
+            limit = sources[k + 1].start() if k + 1 < len(sources) else len(tree)
+            rows = _tree_rows(tree, match, limit)
+            if rows is not None and rows != target.header["NAXIS2"]:
+                raise FitsProductError(
+                    f"{path}: {_hdu_label(hdul.index(target), target)}: NAXIS2 = {target.header['NAXIS2']} rows, "
+                    f"the product's ASDF tree says {rows} (corrupt or edited header)"
+                )
+        wanted = _ASDF_DATATYPES.get(datatypes.get(key, ""))
+        if wanted and isinstance(target, fits.ImageHDU):
+            found = (target.header["BITPIX"], target.header.get("BZERO", 0))
+            if found != wanted:
+                raise FitsProductError(
+                    f"{path}: {_hdu_label(hdul.index(target), target)}: BITPIX, BZERO = {found}, the product's ASDF "
+                    f"tree says {datatypes[key]} {wanted}"
+                )
+
+
+@contextmanager
+def file_errors(path: Path, where: str | None = None) -> Iterator[None]:
+    """Any exception but FitsProductError becomes one naming ``where`` (the file, or the file and HDU)."""
+    try:
+        yield
+    except FitsProductError:
+        raise
+    except Exception as exc:  # astropy raises OSError, ValueError, TypeError, VerifyError... for garbage
+        raise FitsProductError(f"{where or path}: unreadable ({type(exc).__name__}: {exc})") from exc
+
+
 def identify(path: str | os.PathLike) -> ProductInfo:
-    """What the file at ``path`` is, from its headers (the data is not read).
+    """What the file at ``path`` is, from its headers (the data is not read,
+    but for DATASUM where a header has one).
 
     Raises :class:`UnsupportedProductError` for a readable file HWOsim does
-    not support and :class:`FitsProductError` for one that is not readable.
+    not support and :class:`FitsProductError` for one that is not readable,
+    incomplete, or not valid FITS (``verify_fits``, ``verify_product``).
     """
     path = Path(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyUserWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AstropyWarning)
         try:
-            with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
-                primary = hdul[0].header
-                extensions = [(hdu.name.upper(), hdu.header) for hdu in hdul[1:]]
-                check_complete(hdul, path)
-                return identify_headers(path, primary, extensions)
-        except FitsProductError:
-            raise
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
         except Exception as exc:  # astropy raises OSError, ValueError, TypeError, VerifyError... for garbage
             raise FitsProductError(f"{path}: not a readable FITS file ({type(exc).__name__}: {exc})") from exc
+        with hdul, file_errors(path):
+            primary = hdul[0].header
+            extensions = [(hdu.name.upper(), hdu.header) for hdu in hdul[1:]]
+            check_complete(hdul, path)
+            raise_warnings(caught, path)
+            verify_fits(hdul, path)
+            info = identify_headers(path, primary, extensions)
+            verify_product(hdul, path)
+            return info
+
+
+def raise_warnings(caught: list[warnings.WarningMessage], path: Path) -> None:
+    """astropy's warnings while opening a file (a header it had to repair, bytes
+    it skipped) are errors here: a file it warns about is not one we read."""
+    for warning in caught:
+        if issubclass(warning.category, AstropyWarning):
+            raise FitsProductError(f"{path}: astropy: {str(warning.message).strip()} (corrupt file)")

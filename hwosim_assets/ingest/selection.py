@@ -6,7 +6,9 @@ selection from run config without importing astroquery.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import polars as pl
 
@@ -15,12 +17,11 @@ from hwosim_assets.records import SUPPORTED_PRODUCT_TYPES
 DEFAULT_CALIB_LEVELS = (2, 3)  # calibrated exposures and combined science products
 
 
-def _as_tuple(value) -> tuple[str, ...]:
+def _as_tuple(value: str | Iterable[Any] | None) -> tuple[str, ...]:
     if value is None:
         return ()
-    if isinstance(value, str):
-        value = [value]
-    return tuple(str(v).strip() for v in value if str(v).strip())
+    values = [value] if isinstance(value, str) else value
+    return tuple(str(v).strip() for v in values if str(v).strip())
 
 
 def normalize_program(program: str) -> str:
@@ -46,7 +47,7 @@ class Selection:
     calib_level: int | None = None
     max_products: int = 50
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         set_("programs", tuple(normalize_program(p) for p in _as_tuple(self.programs)))
         set_("targets", _as_tuple(self.targets))

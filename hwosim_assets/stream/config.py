@@ -43,25 +43,27 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Self
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from hwosim_assets.stream.pacing import MODES, Pacing
-from hwosim_assets.stream.schema import FAMILIES, OBSERVATION, SLUG
+from hwosim_assets.records import FamilyName
+from hwosim_assets.stream.pacing import Mode, Pacing
+from hwosim_assets.stream.schema import OBSERVATION, SLUG
 from hwosim_assets.userconfig import (
     ConfigFileError,
     Location,
+    Omittable,
     StrictModel,
-    integer,
-    number,
+    integer_checks,
+    number_checks,
     problems,
     read_text,
     read_yaml,
     rule_error,
     shown,
-    text,
+    text_checks,
 )
 
 DEFAULT_TICK_SECONDS = 30.0
@@ -100,12 +102,12 @@ class StreamSpec:
         """Rate mode: whole windows one run replays, about ``run_seconds`` (at least one)."""
         if self.pacing.mode != "rate":
             return 1
-        return max(1, round(self.run_seconds / self.window_seconds))
+        return max(1, round(self.run_seconds / (self.window / self.pacing.packets_per_second())))
 
     @property
     def window_seconds(self) -> float | None:
         """Scheduled length of one window in rate mode (= tick_seconds by default), else None."""
-        return self.window / self.pacing.rate if self.pacing.mode == "rate" else None
+        return self.window / self.pacing.packets_per_second() if self.pacing.mode == "rate" else None
 
     def window_start_time(self, window_index: int, stream_start: float) -> float:
         """Absolute due time of window ``window_index``'s first packet (rate mode: exact, no drift).
@@ -115,7 +117,7 @@ class StreamSpec:
         """
         if self.pacing.mode != "rate":
             raise ValueError(f"stream {self.name}: window start times are only fixed in rate mode")
-        return stream_start + window_index * self.window / self.pacing.rate
+        return stream_start + window_index * self.window / self.pacing.packets_per_second()
 
 
 def default_streams_path() -> Path:
@@ -166,7 +168,7 @@ def _where(loc: Location, document: Any) -> str:
 # The file's schema. A field that defaults to None may be left out, but not
 # given as null: defaults are not validated, values are.
 
-Text = text()
+Text = Annotated[str, *text_checks()]
 
 
 def _iso_time(value: Any) -> Any:
@@ -179,29 +181,40 @@ def _iso_time(value: Any) -> Any:
         raise PydanticCustomError("value", "must be an ISO 8601 time such as 2026-01-01T00:00:00Z") from None
 
 
-StreamName = text("a slug: a-z or 0-9, then up to 63 of a-z, 0-9, '_' and '-'", pattern=SLUG, max_length=64)
-ObservationId = text(
-    "an observation id: a-z or 0-9, then up to 127 of a-z, 0-9, '.', '_', '+' and '-'", pattern=OBSERVATION, max_length=128
-)
-ProfileName = text("a profile name (a slug)", pattern=SLUG, max_length=64)
-Rate = number(MIN_RATE, MAX_RATE, "a number of packets per second")
-Speed = number(1e-3, 1e6, "a speed-up factor")
-GapCap = number(0, 1e7, "a number of seconds")
-TickSeconds = number(MIN_TICK_SECONDS, MAX_TICK_SECONDS, "a number of seconds")
-Window = integer(1, MAX_WINDOW, "a number of packets per run")
+# Annotated[..., *checks] rather than text()/number()/integer(): the same types, readable by the type checker.
+StreamName = Annotated[
+    str, *text_checks("a slug: a-z or 0-9, then up to 63 of a-z, 0-9, '_' and '-'", pattern=SLUG, max_length=64)
+]
+ObservationId = Annotated[
+    str,
+    *text_checks(
+        "an observation id: a-z or 0-9, then up to 127 of a-z, 0-9, '.', '_', '+' and '-'",
+        pattern=OBSERVATION,
+        max_length=128,
+    ),
+]
+ProfileName = Annotated[str, *text_checks("a profile name (a slug)", pattern=SLUG, max_length=64)]
+Rate = Annotated[float, *number_checks(MIN_RATE, MAX_RATE, "a number of packets per second")]
+Speed = Annotated[float, *number_checks(1e-3, 1e6, "a speed-up factor")]
+GapCap = Annotated[float, *number_checks(0, 1e7, "a number of seconds")]
+TickSeconds = Annotated[float, *number_checks(MIN_TICK_SECONDS, MAX_TICK_SECONDS, "a number of seconds")]
+Window = Annotated[int, *integer_checks(1, MAX_WINDOW, "a number of packets per run")]
 Time = Annotated[datetime, BeforeValidator(_iso_time)]
+Laps = Annotated[int, *integer_checks(1, 1_000_000, "a number of laps")]
+Hours = Annotated[float, *number_checks(1e-3, 1e6, "a number of hours")]
+RunSeconds = Annotated[float, *number_checks(1.0, 86_400.0, "a number of seconds")]
 
 
 class PacingBlock(StrictModel):
     """``pacing:``; ``rate`` is given in rate mode and only then."""
 
-    mode: Literal[MODES]
-    rate: Rate = None
+    mode: Mode
+    rate: Omittable[Rate] = None
     speed: Speed = 1.0
-    gap_cap_s: GapCap = None
+    gap_cap_s: Omittable[GapCap] = None
 
     @model_validator(mode="after")
-    def _rate_only_in_rate_mode(self):
+    def _rate_only_in_rate_mode(self) -> Self:
         if self.mode == "rate" and self.rate is None:
             raise rule_error("required with mode rate (packets per second)", "rate")
         if self.mode != "rate" and self.rate is not None:
@@ -212,11 +225,11 @@ class PacingBlock(StrictModel):
 class RetainBlock(StrictModel):
     """``retain:``: how much of a stream's rows the database keeps (a looping stream never ends)."""
 
-    laps: integer(1, 1_000_000, "a number of laps") = None
-    hours: number(1e-3, 1e6, "a number of hours") = None
+    laps: Omittable[Laps] = None
+    hours: Omittable[Hours] = None
 
     @model_validator(mode="after")
-    def _one_of(self):
+    def _one_of(self) -> Self:
         if (self.laps is None) == (self.hours is None):
             raise rule_error("give either laps or hours", "laps")
         return self
@@ -228,24 +241,25 @@ class StreamEntry(StrictModel):
     name: StreamName
     observation: ObservationId
     profile: ProfileName
-    family: Literal[FAMILIES]
+    family: FamilyName
     pacing: PacingBlock
     tick_seconds: TickSeconds = DEFAULT_TICK_SECONDS
-    window: Window = None
+    window: Omittable[Window] = None
     loop: bool = False
-    start: Time = None
+    start: Omittable[Time] = None
     description: Text = ""
-    retain: RetainBlock = None
-    run_seconds: number(1.0, 86_400.0, "a number of seconds") = DEFAULT_RUN_SECONDS
+    retain: Omittable[RetainBlock] = None
+    run_seconds: RunSeconds = DEFAULT_RUN_SECONDS
 
     @model_validator(mode="after")
-    def _window_is_known(self):
+    def _window_is_known(self) -> Self:
         """Without ``window``, a rate stream replays rate x tick_seconds packets
         per run: a whole number, so that windows start exactly one tick apart."""
         if self.window is None:
-            if self.pacing.mode != "rate":
+            rate = self.pacing.rate
+            if self.pacing.mode != "rate" or rate is None:  # (PacingBlock requires a rate in rate mode)
                 raise rule_error(f"required with pacing mode {self.pacing.mode}", "window")
-            exact = self.pacing.rate * self.tick_seconds
+            exact = rate * self.tick_seconds
             if round(exact) < 1 or abs(round(exact) - exact) > 1e-9 * max(1.0, exact):
                 problem = "is not a whole number of packets"
             elif round(exact) > MAX_WINDOW:
@@ -257,7 +271,9 @@ class StreamEntry(StrictModel):
 
     def spec(self) -> StreamSpec:
         """The stream as the rest of the code uses it: window resolved, start in UTC epoch seconds."""
-        pacing = self.pacing
+        pacing = Pacing(
+            mode=self.pacing.mode, rate=self.pacing.rate, speed=self.pacing.speed, gap_cap_s=self.pacing.gap_cap_s
+        )
         start = self.start
         if start is not None and start.tzinfo is None:
             start = start.replace(tzinfo=timezone.utc)
@@ -266,9 +282,9 @@ class StreamEntry(StrictModel):
             observation=self.observation,
             profile=self.profile,
             family=self.family,
-            pacing=Pacing(mode=pacing.mode, rate=pacing.rate, speed=pacing.speed, gap_cap_s=pacing.gap_cap_s),
+            pacing=pacing,
             tick_seconds=self.tick_seconds,
-            window=self.window if self.window is not None else round(pacing.rate * self.tick_seconds),
+            window=self.window if self.window is not None else round(pacing.packets_per_second() * self.tick_seconds),
             loop=self.loop,
             start=start.timestamp() if start is not None else None,
             description=self.description,

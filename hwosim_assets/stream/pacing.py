@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
-MODES = ("rate", "cadence", "asap")
+Mode = Literal["rate", "cadence", "asap"]
+MODES: tuple[str, ...] = get_args(Mode)
 SECONDS_PER_DAY = 86400.0
 
 
@@ -44,11 +45,17 @@ class Pacing:
     def as_dict(self) -> dict:
         return {"mode": self.mode, "rate": self.rate, "speed": self.speed, "gap_cap_s": self.gap_cap_s}
 
+    def packets_per_second(self) -> float:
+        """The rate of ``rate`` mode; ValueError when none is set."""
+        if self.rate is None:
+            raise ValueError(f"pacing mode {self.mode!r} has no rate (packets per second)")
+        return float(self.rate)
 
-def schedule_offsets(pacing: Pacing, n: int, event_times_mjd: Sequence[float] | None = None) -> np.ndarray:
+
+def schedule_offsets(pacing: Pacing, n: int, event_times_mjd: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Seconds after the window start at which each of ``n`` packets is due."""
     if pacing.mode == "rate":
-        return np.arange(n, dtype=np.float64) / float(pacing.rate)
+        return np.arange(n, dtype=np.float64) / pacing.packets_per_second()
     if pacing.mode == "asap":
         return np.zeros(n)
     if pacing.mode == "cadence":
@@ -56,7 +63,7 @@ def schedule_offsets(pacing: Pacing, n: int, event_times_mjd: Sequence[float] | 
     raise ValueError(f"unknown pacing mode {pacing.mode!r}")
 
 
-def _cadence_gaps(pacing: Pacing, event_times_mjd, n: int) -> np.ndarray:
+def _cadence_gaps(pacing: Pacing, event_times_mjd: Sequence[float] | np.ndarray | None, n: int) -> np.ndarray:
     if event_times_mjd is None or len(event_times_mjd) != n:
         raise ValueError("cadence pacing needs one event time per packet")
     gaps = np.diff(np.asarray(event_times_mjd, dtype=np.float64)) * SECONDS_PER_DAY
@@ -66,7 +73,7 @@ def _cadence_gaps(pacing: Pacing, event_times_mjd, n: int) -> np.ndarray:
     return gaps / pacing.speed
 
 
-def window_duration(pacing: Pacing, n: int, event_times_mjd: Sequence[float] | None = None) -> float:
+def window_duration(pacing: Pacing, n: int, event_times_mjd: Sequence[float] | np.ndarray | None = None) -> float:
     """Seconds from this window's start to the next window's start.
 
     ``rate``: ``n / rate``, exactly, so windows abut. ``cadence``: the window's
@@ -74,7 +81,7 @@ def window_duration(pacing: Pacing, n: int, event_times_mjd: Sequence[float] | N
     known from this window alone). ``asap``: 0.
     """
     if pacing.mode == "rate":
-        return n / float(pacing.rate)
+        return n / pacing.packets_per_second()
     if pacing.mode == "asap" or n == 0:
         return 0.0
     gaps = _cadence_gaps(pacing, event_times_mjd, n)
@@ -148,19 +155,21 @@ class Pacer:
             now = self.clock()
         return now
 
-    def batches(self, scheduled: Sequence[float], max_batch: int = 10_000) -> Iterator[tuple[int, int, float]]:
+    def batches(
+        self, scheduled: Sequence[float] | np.ndarray, max_batch: int = 10_000
+    ) -> Iterator[tuple[int, int, float]]:
         """Yield ``(start, stop, emitted_time)`` slices of ``scheduled`` (non-decreasing), each when due.
 
         A slice holds every packet due at the moment of emission (at most
         ``max_batch``). After the loop, :meth:`stats` reports the run.
         """
-        scheduled = np.asarray(scheduled, dtype=np.float64)
-        self.scheduled = scheduled
-        self.emitted = np.full(len(scheduled), np.nan)
-        i, n = 0, len(scheduled)
+        due = np.asarray(scheduled, dtype=np.float64)
+        self.scheduled = due
+        self.emitted = np.full(len(due), np.nan)
+        i, n = 0, len(due)
         while i < n:
-            now = self.wait_until(scheduled[i])
-            j = min(int(np.searchsorted(scheduled, now, side="right")), i + max_batch, n)
+            now = self.wait_until(due[i])
+            j = min(int(np.searchsorted(due, now, side="right")), i + max_batch, n)
             j = max(j, i + 1)
             self.emitted[i:j] = now
             yield i, j, now

@@ -25,7 +25,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import polars as pl
@@ -36,7 +36,9 @@ from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.faults import plan_window
 from hwosim_assets.stream.pacing import Pacer, pace_stats, schedule_offsets, window_duration
-from hwosim_assets.stream.writer import Committed, StreamWriter, insert_if_absent
+from hwosim_assets.stream.writer import Committed, StreamWriter, backoff_schedule, insert_if_absent, is_retryable
+
+T = TypeVar("T")
 
 IMAGE_DTYPE = ",".join(PIXEL_DTYPES[p] for p in ("sci", "err", "dq"))
 
@@ -152,9 +154,26 @@ def register_stream(
     )
     if source_packets is not None:
         values["source_packets"] = source_packets
-    with engine.begin() as conn:
+
+    def upsert(conn: sa.Connection) -> None:
         insert_if_absent(conn, s, name=spec.name, created=now, **values)
         conn.execute(s.update().where(s.c.name == spec.name).values(**values))
+
+    in_transaction(engine, upsert)
+
+
+def in_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], retries: int = 8) -> T:
+    """Run ``work(conn)`` in one transaction, again after a transient error (connection lost, SQLite
+    busy beyond its timeout while other streams' runs commit, deadlock), with the writer's backoff."""
+    for attempt, sleep in enumerate([*backoff_schedule(0.1, 4.0, retries), None]):
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        except sa.exc.DBAPIError as error:
+            if sleep is None or not is_retryable(error):
+                raise
+            time.sleep(sleep)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def stream_status(engine: sa.Engine, stream: str) -> str | None:

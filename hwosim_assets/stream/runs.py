@@ -34,6 +34,7 @@ from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.pacing import pace_stats
 from hwosim_assets.stream.replay import (
     WindowReport,
+    in_transaction,
     register_stream,
     replay_window,
     resume_point,
@@ -231,7 +232,9 @@ def replay_run(
     return report
 
 
-def _first_offset_where(conn, table: sa.Table, stream: str, column: str, at_least: float, lo: int, hi: int) -> int:
+def _first_offset_where(
+    conn: sa.Connection, table: sa.Table, stream: str, column: str, at_least: float, lo: int, hi: int
+) -> int:
     """The smallest offset in [lo, hi) whose row has ``column >= at_least``, by bisection on the
     primary key: ``emitted_time`` and ``lap`` only grow with the offset (give or take a reordered
     packet), so no extra index is needed."""
@@ -254,17 +257,23 @@ def apply_retention(engine: sa.Engine, spec: StreamSpec, *, laps: int | None = N
     offsets. The offsets table and the fault truth are kept.
     """
     table = schema.ROW_TABLES[spec.family]
-    with engine.begin() as conn:
+
+    def cut_and_delete(conn: sa.Connection) -> int:
         lo = conn.execute(sa.select(sa.func.min(table.c.offset)).where(table.c.stream == spec.name)).scalar()
         hi = conn.execute(sa.select(sa.func.max(table.c.offset)).where(table.c.stream == spec.name)).scalar()
-        if lo is None:
+        if lo is None or hi is None:  # no rows (min and max are null together)
             return 0
         cut = lo
         if hours is not None:
-            cut = max(cut, _first_offset_where(conn, table, spec.name, "emitted_time", time.time() - hours * 3600, lo, hi + 1))
+            since = time.time() - hours * 3600
+            cut = max(cut, _first_offset_where(conn, table, spec.name, "emitted_time", since, lo, hi + 1))
         if laps is not None:
-            current = conn.execute(sa.select(table.c.lap).where(table.c.stream == spec.name, table.c.offset == hi)).scalar()
-            cut = max(cut, _first_offset_where(conn, table, spec.name, "lap", current - laps + 1, lo, hi + 1))
+            last = sa.select(table.c.lap).where(table.c.stream == spec.name, table.c.offset == hi)
+            current = conn.execute(last).scalar()
+            if current is not None:  # the newest row (its lap): gone only if deleted meanwhile
+                cut = max(cut, _first_offset_where(conn, table, spec.name, "lap", current - laps + 1, lo, hi + 1))
         if cut <= lo:
             return 0
         return conn.execute(table.delete().where(table.c.stream == spec.name, table.c.offset < cut)).rowcount
+
+    return in_transaction(engine, cut_and_delete)  # SQLite may be busy with other streams' commits: retried

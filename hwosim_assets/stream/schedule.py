@@ -13,7 +13,9 @@ run takes seconds to start. So, in ``rate`` mode:
   covers the longest gap between two ticks plus the launch latency measured
   on this machine (see :func:`lead_seconds`). Starting a run costs seconds of
   CPU, so runs are long and few; windows stay on their clock whatever the
-  run boundaries.
+  run boundaries. Run boundaries of different streams are spread over the
+  run period (a phase from the stream's name), so that streams started
+  together do not launch their runs together.
 * A tick that finds several windows due asks for them in **one** run: after
   downtime, that run delivers every overdue packet at once (stamped with its
   scheduled time, so lateness records the outage) and then paces the rest.
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import asdict, dataclass, field
 
 from hwosim_assets.stream.config import StreamSpec
@@ -99,6 +102,11 @@ class Decision:
     lag_s: float  # how far past its end the first undelivered window is, seconds (0 when on time)
     in_flight: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+def stream_phase(name: str, period: int) -> int:
+    """A stable offset in [0, period) from the stream's name: where its run boundaries fall."""
+    return zlib.crc32(name.encode()) % period if period > 1 else 0
 
 
 def lead_seconds(spec: StreamSpec, launch_latencies: list[float]) -> float:
@@ -183,8 +191,12 @@ def decide(
         horizon = math.floor((now + lead_s - t0) / window_s + 1e-9)  # last window due within the lead
         if horizon < first:
             return skip(f"window {first} due in {window_due(spec, t0, first) - now:.1f} s")
-        # a run replays about run_seconds of windows: a full batch once its first window is in reach
-        last = min(max(horizon, first + spec.windows_per_run - 1), first + max_windows - 1)
+        # A run replays about run_seconds of windows: a batch once its first window is in reach.
+        # Batches end on a grid shifted by a phase of the stream's own (from its name), so that
+        # streams started together do not all launch their runs at the same moment.
+        per_run = spec.windows_per_run
+        batch_end = first + per_run - 1 - (first + stream_phase(spec.name, per_run)) % per_run
+        last = min(max(horizon, batch_end), first + max_windows - 1)
         start = window_due(spec, t0, first)
         overdue = sum(1 for n in range(first, last + 1) if window_due(spec, t0, n + 1) <= now)
     else:

@@ -41,7 +41,9 @@ class StreamStatus:
     window: int | None  # last window that committed anything
 
 
-def _first_offset_emitted_after(conn, table: sa.Table, stream: str, since: float, lo: int, hi: int) -> int:
+def _first_offset_emitted_after(
+    conn: sa.Connection, table: sa.Table, stream: str, since: float, lo: int, hi: int
+) -> int:
     """Bisection on the primary key: emitted time grows with the offset."""
     probe = (
         sa.select(table.c.emitted_time)

@@ -41,11 +41,15 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from hwosim_assets.stream import schema
 
@@ -56,6 +60,9 @@ from hwosim_assets.stream import schema
 RETRYABLE_MYSQL_ERRORS = {2003, 2006, 2013, 2014, 2055, 1053, 1927, 4031, 1213, 1205}
 
 METHODS = ("auto", "load_data", "insert")
+
+
+T = TypeVar("T")
 
 
 class StreamStateError(RuntimeError):
@@ -82,25 +89,43 @@ class Committed:
         return self.window + 1 if self.window_complete else self.window
 
 
-def make_engine(url: str | sa.URL, **kwargs) -> sa.Engine:
-    """An engine suited to streams: pre-ping; LOCAL INFILE on MySQL; WAL on SQLite.
+# Per driver, the connect argument that allows LOAD DATA LOCAL INFILE (the
+# fast bulk path of the writer); servers also need local_infile=1.
+_LOCAL_INFILE_ARGS: dict[str, dict[str, bool | int]] = {
+    "pymysql": {"local_infile": True},
+    "mysqldb": {"local_infile": 1},
+    "mysqlconnector": {"allow_local_infile": True},
+}
 
-    SQLite in WAL mode lets consumers read while a replay writes (the default
-    rollback journal would lock them out), and ``synchronous=NORMAL`` makes a
-    commit cost no fsync: a killed process still loses nothing committed, only
-    a power cut can lose the last commits.
+
+def make_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
+    """The one engine factory of the stream tables: pre-ping; LOCAL INFILE on MySQL; WAL on SQLite.
+
+    Pre-ping replaces a pooled connection that a server restart dropped
+    instead of handing it out; MySQL connections are recycled hourly (servers
+    close idle ones). SQLite in WAL mode lets consumers read while a replay
+    writes (the default rollback journal would lock them out), and
+    ``synchronous=NORMAL`` makes a commit cost no fsync: a killed process
+    still loses nothing committed, only a power cut can lose the last
+    commits. A SQLite file's folder is created if missing.
     """
     url = sa.make_url(url)
-    if url.get_backend_name() in ("mysql", "mariadb"):
-        kwargs.setdefault("connect_args", {}).setdefault("local_infile", True)
+    backend = url.get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        connect_args = kwargs.setdefault("connect_args", {})
+        for key, value in _LOCAL_INFILE_ARGS.get(url.get_driver_name(), {}).items():
+            connect_args.setdefault(key, value)
+        kwargs.setdefault("pool_recycle", 3600)
+    if backend == "sqlite" and url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
     kwargs.setdefault("pool_pre_ping", True)
     engine = sa.create_engine(url, **kwargs)
-    if url.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
         cursor.execute(f"PRAGMA {pragma}")
@@ -159,6 +184,8 @@ class StreamWriter:
             raise ValueError(f"family {family!r} not in {schema.FAMILIES}")
         if method not in METHODS:
             raise ValueError(f"method {method!r} not in {METHODS}")
+        if max_retries < 0:  # no attempt at all: every transaction would return None
+            raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
         self.engine = engine
         self.stream = schema.check_slug(stream)
         self.family = family
@@ -200,17 +227,17 @@ class StreamWriter:
         return "load_data" if self._local_infile_allowed() else "insert"
 
     def _local_infile_allowed(self) -> bool:
-        def check(conn):
+        def check(conn: sa.Connection) -> bool:
             dbapi = conn.connection.dbapi_connection
             client = bool(getattr(dbapi, "_local_infile", False))  # PyMySQL keeps the flag here
             server = conn.exec_driver_sql("SELECT @@local_infile").scalar()
-            return client and bool(int(server))
+            return client and server is not None and bool(int(server))
 
         return self._retrying(check)
 
     # -- transactions with retry ------------------------------------------
 
-    def _retrying(self, work):
+    def _retrying(self, work: Callable[[sa.Connection], T]) -> T:
         """Run ``work(conn)`` in one transaction; on connection loss retry it with backoff.
 
         The writer keeps one connection across batches (a checkout per batch
@@ -234,6 +261,7 @@ class StreamWriter:
             except BaseException:
                 self.close()
                 raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
         """Give the connection back (the writer reconnects if used again)."""
@@ -244,7 +272,7 @@ class StreamWriter:
                 pass  # a dead connection: nothing to give back
             self._conn = None
 
-    def _lock_state(self, conn) -> Committed | None:
+    def _lock_state(self, conn: sa.Connection) -> Committed | None:
         row = conn.exec_driver_sql(self._select_state_sql, (self.stream,)).first()
         state = Committed(*map(int, row)) if row else None
         return None if state is None or state.window < 0 else state  # window -1: the row of a stream never opened
@@ -268,7 +296,7 @@ class StreamWriter:
         than the committed one is returned untouched (``state.window > window``).
         """
 
-        def work(conn):
+        def work(conn: sa.Connection) -> Committed:
             now = time.time()
             insert_if_absent(conn, schema.offsets, stream=self.stream, **NEVER_DELIVERED, updated=now)
             state = self._lock_state(conn)  # the row exists now: concurrent openers queue on its lock
@@ -318,7 +346,7 @@ class StreamWriter:
 
         first = int(rows["offset"][0]) if rows.height else None  # rows come in offset order
 
-        def work(conn):
+        def work(conn: sa.Connection) -> tuple[int, int]:
             if first is not None:
                 # fast path, one statement: claim [first, end_offset) if the committed offset is exactly `first`
                 claim = (end_offset, time.time(), self.stream, window, first)
@@ -346,7 +374,7 @@ class StreamWriter:
         self.packets_written += packets
         return rows_written
 
-    def _insert(self, conn, rows: pl.DataFrame) -> None:
+    def _insert(self, conn: sa.Connection, rows: pl.DataFrame) -> None:
         if rows.height == 0:
             return
         if self.method == "load_data" and rows.height >= self.load_data_min_rows:
@@ -354,7 +382,7 @@ class StreamWriter:
         else:
             _executemany(conn, self.table, rows)
 
-    def _load_data(self, conn, rows: pl.DataFrame) -> None:
+    def _load_data(self, conn: sa.Connection, rows: pl.DataFrame) -> None:
         names = ", ".join(f"`{c}`" for c in self.columns)
         fd, path = tempfile.mkstemp(prefix="hwosim-", suffix=".tsv", dir=self.spool_dir)
         try:
@@ -373,27 +401,28 @@ class StreamWriter:
 NEVER_DELIVERED = dict(next_offset=0, next_seq_position=0, window=-1, window_first_offset=0, window_end_offset=0)
 
 
-def insert_if_absent(conn, table: sa.Table, **values) -> None:
+def insert_if_absent(conn: sa.Connection, table: sa.Table, **values: Any) -> None:
     """INSERT a row unless one with its primary key exists, without an error
     either way: concurrent callers both succeed (MySQL/MariaDB ``ON DUPLICATE
     KEY UPDATE`` of the key to itself, SQLite ``ON CONFLICT DO NOTHING``).
     Checking first and then inserting races; this does not."""
     dialect = conn.dialect.name
+    statement: sa.Insert
     if dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
 
         key = table.primary_key.columns[0].name
-        statement = insert(table).values(**values).on_duplicate_key_update({key: table.c[key]})
+        statement = mysql_insert(table).values(**values).on_duplicate_key_update({key: table.c[key]})
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        statement = insert(table).values(**values).on_conflict_do_nothing()
+        statement = sqlite_insert(table).values(**values).on_conflict_do_nothing()
     else:
         raise NotImplementedError(f"insert_if_absent: no upsert for {dialect}")
     conn.execute(statement)
 
 
-def _executemany(conn, table: sa.Table, rows: pl.DataFrame) -> None:
+def _executemany(conn: sa.Connection, table: sa.Table, rows: pl.DataFrame) -> None:
     """INSERT the frame's columns through DB-API executemany (PyMySQL: multi-row INSERT), values bound."""
     preparer = conn.dialect.identifier_preparer
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"

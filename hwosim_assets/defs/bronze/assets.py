@@ -1,7 +1,7 @@
 """The bronze stage: tidy Parquet tables read from the raw FITS files, one asset per family.
 
-``bronze_spectra`` holds one row per integration x wavelength of the
-MultiSpecModel products (x1dints, x1d); ``bronze_images`` holds the frames of
+`bronze_spectra` holds one row per integration x wavelength of the
+MultiSpecModel products (x1dints, x1d); `bronze_images` holds the frames of
 ImageModel, CubeModel, SlitModel and MultiSlitModel products cut into tile
 packets (records.FAMILIES). Both keep astropy's values bit for bit, and
 each observation also gets a metadata record: one row per product with the
@@ -22,7 +22,7 @@ from hwosim_assets.defs.lake.resources import LakeResource
 from hwosim_assets.defs.mast.assets import raw_products
 from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS
 from hwosim_assets.defs.metadata import md_table
-from hwosim_assets.defs.resources import HwosimConfig
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.ingest import catalog
 from hwosim_assets.records import FAMILIES, Family
 

@@ -1,5 +1,5 @@
 """Checks on the bronze tables, run in the same step as the materialization
-(as ``check_specs``) so each partition is checked from the data just written."""
+(as `check_specs`) so each partition is checked from the data just written."""
 
 from __future__ import annotations
 

@@ -6,12 +6,12 @@ where the lake is. Three promises hold on both:
 * objects are written whole or not at all: a local write goes to a temporary
   file in the destination folder, is fsynced, then renamed over the key; an S3
   write is a single PUT or a multipart upload, aborted on failure, or by the
-  next write of the same key when S3 itself was gone (see ``S3Lake``);
+  next write of the same key when S3 itself was gone (see `S3Lake`);
 * large files stream: nothing reads a whole file into memory (multipart parts
-  of ``part_size_mb``, 1 MiB copy buffers locally);
+  of `part_size_mb`, 1 MiB copy buffers locally);
 * every object written here carries its SHA-256 (S3 metadata
-  ``x-amz-meta-sha256``; a ``user.hwosim.sha256`` extended attribute locally),
-  so ``info()`` answers size and checksum without reading the data.
+  `x-amz-meta-sha256`; a `user.hwosim.sha256` extended attribute locally),
+  so `info()` answers size and checksum without reading the data.
 
 Credentials for S3 come only from boto3's standard chain (AWS_ACCESS_KEY_ID /
 AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role): they are never fields
@@ -81,13 +81,13 @@ def _show(key: str, limit: int = 80) -> str:
 
 def check_key(key: str, prefix: bool = False) -> str:
     """Refuse keys that could escape the lake root or mean different objects
-    on the two backends: absolute, ``..``/``.`` parts, empty parts, backslashes,
+    on the two backends: absolute, `..`/`.` parts, empty parts, backslashes,
     control characters (NUL ends a C string; a newline splits a log line).
-    With ``prefix=True`` an empty string or a trailing ``/`` is allowed.
+    With `prefix=True` an empty string or a trailing `/` is allowed.
 
     Lengths are checked here too, the same for both backends, so that a key
     built from a very long id fails with a message naming it rather than as an
-    ``OSError: File name too long`` deep in a write (or a 400 from S3)."""
+    `OSError: File name too long` deep in a write (or a 400 from S3)."""
     if not isinstance(key, str) or "\\" in key or any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise ValueError(
             f"invalid lake key {_show(key) if isinstance(key, str) else repr(key)}: no backslashes or control characters"
@@ -133,11 +133,11 @@ class LakeResource(dg.ConfigurableResource):
 
     @abstractmethod
     def put_file(self, key: str, path: str | os.PathLike, progress: Progress | None = None) -> ObjectInfo:
-        """Store the file at ``path`` under ``key``, streaming."""
+        """Store the file at `path` under `key`, streaming."""
 
     @abstractmethod
     def put_fileobj(self, key: str, fileobj: IO[bytes], progress: Progress | None = None) -> ObjectInfo:
-        """Store everything read from ``fileobj`` under ``key``, streaming."""
+        """Store everything read from `fileobj` under `key`, streaming."""
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...
@@ -147,7 +147,7 @@ class LakeResource(dg.ConfigurableResource):
 
     @abstractmethod
     def get_file(self, key: str, dest_path: str | os.PathLike) -> Path:
-        """Copy the object to ``dest_path`` (created or replaced whole)."""
+        """Copy the object to `dest_path` (created or replaced whole)."""
 
     @abstractmethod
     def info(self, key: str) -> ObjectInfo | None:
@@ -155,7 +155,7 @@ class LakeResource(dg.ConfigurableResource):
 
     @abstractmethod
     def list_keys(self, prefix: str = "") -> list[str]:
-        """Sorted keys starting with ``prefix`` (a plain string prefix, as on S3)."""
+        """Sorted keys starting with `prefix` (a plain string prefix, as on S3)."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -168,6 +168,11 @@ class LakeResource(dg.ConfigurableResource):
     @abstractmethod
     def check(self) -> None:
         """Fail now, with a clear message, if the lake cannot be used."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Every run that uses the lake checks it first (folder writable; bucket reachable and
+        credentials accepted): a clear error at the start, naming the setting."""
+        self.check()
 
     def exists(self, key: str) -> bool:
         return self.info(key) is not None
@@ -332,8 +337,8 @@ class LakeUnreachableError(RuntimeError):
 
 def _underlying(error: BaseException) -> BaseException:
     """The botocore error behind boto3's transfer wrappers, which hide it:
-    ``S3UploadFailedError`` keeps it only as ``__context__``,
-    ``RetriesExceededError`` as ``last_exception``."""
+    `S3UploadFailedError` keeps it only as `__context__`,
+    `RetriesExceededError` as `last_exception`."""
     from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 
     if isinstance(error, RetriesExceededError) and error.last_exception is not None:
@@ -386,10 +391,10 @@ class S3Lake(LakeResource):
     """The lake in an S3 bucket, on AWS or any S3 API (SeaweedFS, MinIO).
 
     One boto3 client per resource instance, with botocore's "standard" retry
-    mode (``max_attempts`` = 5: at most 15 s of backoff in all). That rides out a
+    mode (`max_attempts` = 5: at most 15 s of backoff in all). That rides out a
     dropped request, but not a restarting S3, which takes tens of seconds to
     answer again. So every operation is also retried whole, with backoff,
-    until S3 has not answered for ``retry_seconds`` (HWOSIM_LAKE_RETRY_SECONDS);
+    until S3 has not answered for `retry_seconds` (HWOSIM_LAKE_RETRY_SECONDS);
     then it fails with a :class:`LakeUnreachableError` that says so.
 
     Multipart uploads: boto3 aborts a failed one, but the abort is one more
@@ -442,7 +447,7 @@ class S3Lake(LakeResource):
             self._last_answer = time.monotonic()
 
     def _full(self, key: str) -> str:
-        """The stored key: the lake's prefix, then ``key``. S3's 1,024-byte
+        """The stored key: the lake's prefix, then `key`. S3's 1,024-byte
         limit applies to the whole, so it is checked here, prefix included."""
         prefix = self.prefix.strip("/")
         full = f"{prefix}/{key}" if prefix else key
@@ -468,7 +473,7 @@ class S3Lake(LakeResource):
 
     def _translate(self, error: BaseException, missing: str | None = None, doing: str = "") -> BaseException:
         """Turn botocore's errors into ones that say what to fix, or return it
-        unchanged. ``missing``: the key for which a 404 means "no such object"."""
+        unchanged. `missing`: the key for which a 404 means "no such object"."""
         from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
         if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
@@ -493,10 +498,10 @@ class S3Lake(LakeResource):
         return error
 
     def _retrying(self, doing: str, attempt: Callable[[], Any], missing: str | None = None) -> Any:
-        """Run ``attempt`` (one whole operation: a PUT, a multipart upload, a
+        """Run `attempt` (one whole operation: a PUT, a multipart upload, a
         listing) until it succeeds. Transient failures (see :func:`_transient`)
         are retried with exponential backoff until S3 has given no answer for
-        ``retry_seconds``, counted from its last answer to any request of this
+        `retry_seconds`, counted from its last answer to any request of this
         lake (or from the start of the operation, if later). So a long upload
         whose parts were going through still gets the whole budget when S3
         goes away near its end. An attempt under way when the budget runs out
@@ -504,7 +509,7 @@ class S3Lake(LakeResource):
         retries) later. Other errors are translated (:meth:`_translate`) and
         raised at once.
 
-        ``doing`` ("writing raw/...") goes into the error messages; ``missing``,
+        `doing` ("writing raw/...") goes into the error messages; `missing`,
         for reads, is the key whose 404 becomes a :class:`LakeKeyError`."""
         started, pause = time.monotonic(), BACKOFF_FIRST_S
         for attempts in itertools.count(1):
@@ -539,7 +544,7 @@ class S3Lake(LakeResource):
         raise AssertionError("unreachable")  # itertools.count never ends
 
     def _abort_open_uploads(self, key: str) -> int:
-        """Abort the multipart uploads still open for exactly ``key``, left by
+        """Abort the multipart uploads still open for exactly `key`, left by
         an earlier write that was interrupted (see the class docstring); return
         how many. Without the permissions to list or abort uploads (AWS:
         s3:ListBucketMultipartUploads, s3:AbortMultipartUpload) it warns once
@@ -689,10 +694,10 @@ stricter: lowercase, 3-63 characters); what matters here is that no '/',
 
 
 def _s3_location(url: str) -> tuple[str, str]:
-    """Bucket and prefix of an ``s3://bucket/prefix`` URL, refusing anything
-    that could name another place than it seems to: a prefix with ``.`` or
-    ``..`` parts (``s3://b/../victim``), empty parts or backslashes (the rules
-    of :func:`check_key`); percent-escapes (S3 keys are literal, so ``%2e%2e``
+    """Bucket and prefix of an `s3://bucket/prefix` URL, refusing anything
+    that could name another place than it seems to: a prefix with `.` or
+    `..` parts (`s3://b/../victim`), empty parts or backslashes (the rules
+    of :func:`check_key`); percent-escapes (S3 keys are literal, so `%2e%2e`
     would not mean what it looks like); a query or fragment (silently dropped
     otherwise); credentials or a port in the bucket's place. Control
     characters are refused before, by :func:`lake_from_url`."""
@@ -723,7 +728,7 @@ def _s3_location(url: str) -> tuple[str, str]:
 def lake_from_url(url: str, retry_seconds: float = DEFAULT_RETRY_SECONDS) -> LakeResource:
     """The lake named by HWOSIM_LAKE_URL: "" or a path or file:// = a local
     folder; s3://bucket/prefix = S3, at AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL
-    when set (SeaweedFS, MinIO), else AWS itself. ``retry_seconds``
+    when set (SeaweedFS, MinIO), else AWS itself. `retry_seconds`
     (HWOSIM_LAKE_RETRY_SECONDS) is how long an S3 operation waits for S3 to
     answer again; a local folder does not retry."""
     if not url:

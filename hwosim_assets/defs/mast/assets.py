@@ -1,5 +1,5 @@
-"""The MAST stage: choose products (``jwst_catalog``) and land them byte-exact
-in the lake's raw zone (``raw_products``)."""
+"""The MAST stage: choose products (`jwst_catalog`) and land them byte-exact
+in the lake's raw zone (`raw_products`)."""
 
 import tempfile
 import time
@@ -44,7 +44,7 @@ def jwst_catalog(
     """The MAST selection as a Parquet manifest, one row per product file.
 
     It registers every observation as a partition itself (rather than through a
-    sensor) so that one materialization, from the UI or ``hwosim demo``, makes
+    sensor) so that one materialization, from the UI or `hwosim demo`, makes
     the observations available to backfill at once, with no daemon running.
     """
     selection = Selection(
@@ -84,7 +84,7 @@ def jwst_catalog(
 def raw_products(
     context: dg.AssetExecutionContext, source: ProductSource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    """Byte-exact FITS files of one observation under ``raw/jwst/<program>/<obs_id>/``.
+    """Byte-exact FITS files of one observation under `raw/jwst/<program>/<obs_id>/`.
 
     Idempotent and resumable: a file already in the lake with the expected size
     (and checksum, when the source reports one) is skipped, so a rerun after a

@@ -1,6 +1,6 @@
-"""Observation partitions, registered by the ``jwst_catalog`` asset.
+"""Observation partitions, registered by the `jwst_catalog` asset.
 
-Every observation in the catalog is a partition of ``raw_products``; each is
+Every observation in the catalog is a partition of `raw_products`; each is
 also registered under its family (records.FAMILIES), so the bronze and
 perturbed assets of a family show only the observations that have products
 of that family.

@@ -1,7 +1,7 @@
 """Where JWST products come from: the MAST archive, HWOsim's own samples, or the user's own files.
 
-Assets take a ``ProductSource`` and never care which one they got: the
-environment picks it (``HWOSIM_SOURCE``, see ``defs/resources.py``). Each
+Assets take a `ProductSource` and never care which one they got: the
+environment picks it (`HWOSIM_SOURCE`, see `defs/resources.py`). Each
 source answers the same two questions - which products match a selection,
 and fetch one of them - by calling one domain function.
 """
@@ -33,7 +33,7 @@ class ProductSource(dg.ConfigurableResource):
         raise NotImplementedError
 
     def fetch(self, row: dict, dest_dir: Path) -> Path:
-        """Put the file of one manifest row at ``dest_dir/<filename>``, checked."""
+        """Put the file of one manifest row at `dest_dir/<filename>`, checked."""
         raise NotImplementedError
 
 
@@ -83,8 +83,8 @@ class SampleSource(ProductSource):
 
 
 class FilesSource(ProductSource):
-    """The user's own JWST products: every ``*.fits`` under a folder or an S3
-    prefix (``url``: a path, or ``s3://bucket/prefix`` reached with the same
+    """The user's own JWST products: every `*.fits` under a folder or an S3
+    prefix (`url`: a path, or `s3://bucket/prefix` reached with the same
     AWS_* credentials as the lake). Observations, types and targets come from
     each file's headers, so any file names work."""
 

@@ -1,6 +1,6 @@
 """The perturb stage: bronze tables under each profile, with ground truth.
 
-``perturbation_profiles`` is the profiles YAML seen as an external source:
+`perturbation_profiles` is the profiles YAML seen as an external source:
 observing it registers one partition per profile and records each profile's
 config hash as its data version. Each perturbed partition (observation x
 profile) depends on its profile's partition, so editing one profile makes
@@ -16,10 +16,10 @@ import polars as pl
 from hwosim_assets.defs.bronze.assets import BRONZE
 from hwosim_assets.defs.lake.layout import bronze_key, perturbed_key, plot_key, truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
-from hwosim_assets.defs.metadata import md_table
+from hwosim_assets.defs.metadata import figure, md_table
 from hwosim_assets.defs.perturb import checks
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE, PROFILES
-from hwosim_assets.defs.resources import HwosimConfig
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.perturb import Profile, load_profiles, perturb_parquet
 from hwosim_assets.perturb.truth import uncovered_changes
 from hwosim_assets.records import FAMILIES, Family
@@ -29,11 +29,19 @@ from hwosim_assets.records import FAMILIES, Family
 CHECK_ROWS = {"spectra": 200_000, "images": 2_000}
 
 
-@dg.observable_source_asset(group_name="perturb", partitions_def=PROFILES)
+@dg.observable_source_asset(
+    group_name="perturb",
+    partitions_def=PROFILES,
+    description=(
+        "The perturbation profiles: the packaged profiles.yaml, or the file named by $HWOSIM_PROFILES. "
+        "One partition per profile; a profile's config hash is its data version, so editing one profile "
+        "makes only its perturbed partitions stale. Observe it after editing the file."
+    ),
+)
 def perturbation_profiles(context: dg.AssetExecutionContext, hwosim: HwosimConfig) -> dg.DataVersionsByPartition:
     """The perturbation profiles (packaged profiles.yaml, or $HWOSIM_PROFILES).
 
-    Observe it (UI: "Observe sources", or ``hwosim demo``) after editing the
+    Observe it (UI: "Observe sources", or `hwosim demo`) after editing the
     file: new profiles become partitions, removed ones are dropped, and each
     profile's config hash becomes its data version.
     """
@@ -84,7 +92,7 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
         lake.put_file(truth_key(family, name, obs_id), truth)
         lake.write_parquet(truth_key(family, name, obs_id, "summary"), result.summary)
         stored = lake.put_file(perturbed_key(family, name, obs_id), data)
-    plot = lake.put_bytes(plot_key(f"perturbed_{family}", f"{name}--{obs_id}"), png)
+    plot = figure(lake, plot_key(f"perturbed_{family}", f"{name}--{obs_id}"), png)
 
     changed = pl.DataFrame(
         {"kind": list(result.fractions), "fraction": [round(v, 6) for v in result.fractions.values()]}
@@ -101,7 +109,7 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
             "truth": dg.MetadataValue.path(lake.uri(truth_key(family, name, obs_id))),
             "changed_fraction_by_kind": md_table(changed, 30),
             "changed": ", ".join(f"{k} {v:.2%}" for k, v in result.fractions.items() if v > 0) or "nothing",
-            "plot": dg.MetadataValue.path(lake.uri(plot.key)),
+            **plot,
         },
         check_results=[
             checks.fractions(asset, result),

@@ -1,7 +1,7 @@
 """Perturbed partitions: observation x profile.
 
-Profile names are registered by observing the ``perturbation_profiles``
-source asset (the profiles YAML), the way ``jwst_catalog`` registers
+Profile names are registered by observing the `perturbation_profiles`
+source asset (the profiles YAML), the way `jwst_catalog` registers
 observations; a backfill of one profile across all observations fills one
 column of the grid in the UI.
 """

@@ -22,7 +22,7 @@ from hwosim_assets.defs.lake.resources import LakeResource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.perturb.assets import PERTURBED, _profile
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE
-from hwosim_assets.defs.resources import HwosimConfig
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.defs.scorecards import checks
 from hwosim_assets.defs.scorecards.tables import MissingPartition, observations, partition_answers, rows_under
 from hwosim_assets.defs.streams.resources import StreamDatabase

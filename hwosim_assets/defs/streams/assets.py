@@ -1,8 +1,8 @@
 """The streams stage: the stream tables, and replay runs that deliver perturbed packets into them.
 
-``stream_tables`` creates or migrates the tables, registers every stream of
-streams.yaml and one partition per stream. ``stream_spectra`` and
-``stream_images`` are partitioned by stream: one run replays one or more
+`stream_tables` creates or migrates the tables, registers every stream of
+streams.yaml and one partition per stream. `stream_spectra` and
+`stream_images` are partitioned by stream: one run replays one or more
 consecutive windows of one stream (:func:`hwosim_assets.stream.runs.replay_run`),
 named by run config. The stream's sensor (sensors.py) fills that config in,
 tick after tick; a run launched by hand from the UI with the same config
@@ -21,7 +21,7 @@ from hwosim_assets.defs.lake.layout import perturbed_key, stream_truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.perturb.assets import PERTURBED
-from hwosim_assets.defs.resources import HwosimConfig
+from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.defs.streams import checks
 from hwosim_assets.defs.streams.partitions import STREAM_PARTITIONS
 from hwosim_assets.defs.streams.resources import StreamDatabase, masked
@@ -48,7 +48,7 @@ def stream_tables(
     context: dg.AssetExecutionContext, stream_db: StreamDatabase, hwosim: HwosimConfig
 ) -> dg.MaterializeResult:
     """The stream tables, created or migrated (idempotent), with every stream of streams.yaml registered
-    and given its partition of ``stream_spectra`` / ``stream_images``.
+    and given its partition of `stream_spectra` / `stream_images`.
 
     Materialize it again after editing streams.yaml or the profiles: a
     stream's registry row holds its pacing and its profile's config hash,
@@ -85,7 +85,7 @@ def stream_tables(
 
 
 class ReplayConfig(dg.Config):
-    """Windows ``first_window``..``last_window`` of the partition's stream; its sensor fills this in."""
+    """Windows `first_window`..`last_window` of the partition's stream; its sensor fills this in."""
 
     first_window: int = Field(ge=0, description="first window: window n replays source positions [n*window, (n+1)*window)")
     last_window: int = Field(ge=0, description="last window of this run (the same as first_window for one)")

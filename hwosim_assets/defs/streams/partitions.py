@@ -1,7 +1,7 @@
-"""Stream partitions: one per declared stream, per family, registered by ``stream_tables``.
+"""Stream partitions: one per declared stream, per family, registered by `stream_tables`.
 
-Each stream's replay runs materialize its own partition of ``stream_spectra``
-or ``stream_images``, so a stream's history (rate, lateness, lag per run) is
+Each stream's replay runs materialize its own partition of `stream_spectra`
+or `stream_images`, so a stream's history (rate, lateness, lag per run) is
 its own in the UI, even when several streams replay one observation.
 """
 

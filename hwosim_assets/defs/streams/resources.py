@@ -2,12 +2,11 @@
 MariaDB when HWOSIM_STREAM_DB_URL names one.
 
 The URL is the only setting. A password in it is masked wherever the URL is
-shown (errors, logs, ``repr``), so only the environment ever holds it.
+shown (errors, logs, `repr`), so only the environment ever holds it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,15 +16,6 @@ from pydantic import PrivateAttr
 from hwosim_assets.stream.writer import make_engine
 
 DEFAULT_URL = "sqlite:///.hwosim/streams.db"
-
-# Per driver, the connect argument that allows LOAD DATA LOCAL INFILE (the
-# fast bulk path of the stream writers); servers also need local_infile=1.
-_LOCAL_INFILE_ARGS = {
-    "pymysql": {"local_infile": True},
-    "mysqldb": {"local_infile": 1},
-    "mysqlconnector": {"allow_local_infile": True},
-}
-
 
 class StreamDatabaseError(RuntimeError):
     """The stream database cannot be reached; the message names the setting."""
@@ -48,11 +38,16 @@ class StreamDatabase(dg.ConfigurableResource):
 
     def engine(self) -> sa.Engine:
         if self._engine is None:
-            self._engine = _make_engine(sa.make_url(self.url))
+            self._engine = make_engine(self.url)
         return self._engine
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Every run that uses the stream database checks it first: a clear error at the start,
+        naming the setting, rather than a driver's error in the middle of a write."""
+        self.check_connection()
+
     def check_connection(self) -> None:
-        """Run ``SELECT 1``, or raise an error that says which setting to fix."""
+        """Run `SELECT 1`, or raise an error that says which setting to fix."""
         try:
             with self.engine().connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
@@ -64,16 +59,3 @@ class StreamDatabase(dg.ConfigurableResource):
             raise StreamDatabaseError(
                 f"cannot connect to the stream database {masked(self.url)} (HWOSIM_STREAM_DB_URL): {reason}"
             ) from None
-
-
-def _make_engine(url: sa.URL) -> sa.Engine:
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        # the stream layer's engine: WAL (consumers keep reading while a replay
-        # run writes), synchronous=NORMAL (no fsync per packet commit), busy timeout
-        return make_engine(url)
-    connect_args = dict(_LOCAL_INFILE_ARGS.get(url.get_driver_name(), {})) if backend in ("mysql", "mariadb") else {}
-    # pre-ping: a pooled connection dropped by a server restart is replaced, not handed out
-    return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=connect_args)

@@ -7,20 +7,20 @@ their due time by the tick interval plus the run launch latency measured
 here, a backlog drained by one run, lost windows requested again. What it
 gathers:
 
-* the committed state from the stream database (``stream_db``): the single
+* the committed state from the stream database (`stream_db`): the single
   source of truth for what was delivered, and whether a non-looping stream
   finished;
 * the stream's runs in flight and its latest finished run from the Dagster
-  instance (tag ``hwosim/stream``), and the launch latency of recent runs
+  instance (tag `hwosim/stream`), and the launch latency of recent runs
   (created -> started);
-* its cursor: the stream's start time ``t0`` and the next window to request.
+* its cursor: the stream's start time `t0` and the next window to request.
 
 The sensors are built when the code location loads, from the streams file
-the environment names (HWOSIM_STREAMS, read by the same ``Settings`` the
+the environment names (HWOSIM_STREAMS, read by the same `Settings` the
 assets' resources come from), so a stream added to the file gets its sensor on the next
 reload. Each is created STOPPED: a stream writes to a database other people
 read, so it starts only when someone turns it on (UI: Automation > Sensors,
-or ``hwosim stream start NAME``).
+or `hwosim stream start NAME`).
 """
 
 import logging
@@ -55,7 +55,7 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 
 
 def sensor_name(stream: str) -> str:
-    """``replay_<stream>``, with ``-`` as ``_`` (sensor names allow no hyphens)."""
+    """`replay_<stream>`, with `-` as `_` (sensor names allow no hyphens)."""
     return "replay_" + stream.replace("-", "_")
 
 
@@ -85,7 +85,7 @@ def _last_report(instance: dg.DagsterInstance, run: dg.DagsterRun | None) -> dic
 
 
 def replay_sensor(spec: StreamSpec, clock: Callable[[], float] = time.time) -> dg.SensorDefinition:
-    """The sensor of one stream (module docstring); ``clock`` is replaceable in tests."""
+    """The sensor of one stream (module docstring); `clock` is replaceable in tests."""
     asset = STREAM_ASSETS[spec.family]
     perturbed = PERTURBED[spec.family]
     warnings = []
