@@ -120,6 +120,13 @@ def _plane(payload: bytes | None, name: str, shape: tuple[int, int]) -> np.ndarr
     return np.frombuffer(payload, dtype=PIXEL_DTYPES[name]).reshape(shape)  # frombuffer of bytes: read-only
 
 
+def _required(payload: bytes | None, name: str, shape: tuple[int, int], row) -> np.ndarray:
+    plane = _plane(payload, name, shape)
+    if plane is None:
+        raise ValueError(f"image tile seq={row.seq} lap={row.lap} offset={row.offset} has no {name} plane")
+    return plane
+
+
 def _tile_packet(row, stream: str | None) -> Packet:
     shape = (int(row.ny), int(row.nx))
     return Packet(
@@ -128,9 +135,9 @@ def _tile_packet(row, stream: str | None) -> Packet:
         lap=int(row.lap),
         offset=int(row.offset),
         event_time=float(row.event_time),
-        values=_plane(row.sci, "sci", shape),
-        errors=_plane(row.err, "err", shape),
-        dq=_plane(row.dq, "dq", shape),
+        values=_required(row.sci, "sci", shape, row),
+        errors=_required(row.err, "err", shape, row),
+        dq=_required(row.dq, "dq", shape, row),
         wavelength=_plane(row.wavelength, "wavelength", shape),
         frame=int(row.frame),
         source=row.source,
