@@ -8,6 +8,11 @@
   streams of streams.yaml against the Dagster instance in ``DAGSTER_HOME``
   (the one ``dagster dev`` or the daemon uses) and the stream database of
   ``HWOSIM_STREAM_DB_URL``.
+* ``hwosim score`` scores one model on one observation x profile (offline, or
+  live from a stream) and prints its scorecard; ``hwosim robustness`` scores it
+  over level-0 ... level-5 (and live at several rates), prints the curves
+  against the baselines and writes the plot. Both read the lake and store
+  their scorecards in ``hwosim_scores`` (``hwosim_assets/evaluate``).
 
 Progress goes to the terminal as lines (no carriage returns), so it reads the
 same in a log file.
@@ -175,7 +180,8 @@ def demo_stream(resources: dict, instance: dg.DagsterInstance, home: Path, out=c
     hw = resources["hwosim"]
     resources = {
         **resources,
-        "hwosim": HwosimConfig(seed=hw.seed, profiles_path=hw.profiles_path, streams_path=str(path), tile_size=hw.tile_size),
+        "hwosim": HwosimConfig(seed=hw.seed, profiles_path=hw.profiles_path, streams_path=str(path), tile_size=hw.tile_size,
+                               models_path=hw.models_path),
     }
     run_stages([Stage("stream tables", "stream_tables")], resources, instance, out, first=stage, total=total)
     spec = load_streams(path)[DEMO_STREAM]
@@ -470,6 +476,210 @@ def stream_prepare(name: str) -> None:
         Stage("stream tables", "stream_tables"),
     ], resources, instance, first=2, total=6)  # fmt: skip
     click.echo(f"{name} is ready: `hwosim stream start {name}` (or turn its sensor on in the UI)")
+
+
+# --- scoring ------------------------------------------------------------------
+
+
+def _model_spec(reference: str, params: tuple[str, ...], name: str | None):
+    """The model named on the command line; a bad reference fails here, before any data is read."""
+    from hwosim_assets.evaluate.model import ModelError, load_model
+    from hwosim_assets.evaluate.offline import ModelSpec
+    from hwosim_assets.userconfig import ConfigFileError, read_yaml
+
+    if os.getcwd() not in sys.path:  # a model file in the current folder imports, as with `python -m`
+        sys.path.insert(0, os.getcwd())
+    values = {}
+    for item in params:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
+        try:
+            values[key] = read_yaml(raw) if raw else ""
+        except ConfigFileError as error:
+            raise click.BadParameter(f"{item!r}: {error}", param_hint="--param") from None
+    try:
+        loaded = load_model(reference, values, name=name)
+    except ModelError as error:
+        raise click.ClickException(str(error)) from None
+    return ModelSpec(loaded.name, reference, values)
+
+
+def _scoring_context(observation: str, profile_name: str, settings):
+    """(answer key, profile) of one observation x profile from the lake (perturbed in memory if needed)."""
+    from hwosim_assets.defs.resources import resources_from_settings
+    from hwosim_assets.defs.scorecards.tables import MissingPartition, family_of, partition_answers
+    from hwosim_assets.perturb import ProfileError, load_profiles
+
+    try:
+        profiles = load_profiles(settings.profiles_path or None)
+    except ProfileError as error:
+        raise click.ClickException(str(error)) from None
+    if profile_name not in profiles:
+        raise click.ClickException(f"no profile {profile_name!r}; known: {', '.join(sorted(profiles))}")
+    lake = resources_from_settings(settings, secrets_by_name=False)["lake"]
+    try:
+        family = family_of(lake, observation)
+        return partition_answers(lake, family, observation, profiles[profile_name], settings.seed, perturb_missing=True), profiles[profile_name]
+    except MissingPartition as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _save(cards, settings) -> None:
+    from hwosim_assets.defs.resources import resources_from_settings
+    from hwosim_assets.evaluate import store
+
+    rows = store.write(resources_from_settings(settings, secrets_by_name=False)["stream_db"].engine(), cards)
+    click.echo(f"stored {rows} rows in hwosim_scores")
+
+
+MODEL_OPTIONS = [
+    click.option("--model", "reference", required=True, help="the model: package.module:factory"),
+    click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="a factory parameter (VALUE read as YAML); repeatable"),
+    click.option("--name", default=None, help="the model's name in the scores (default: the factory's name)"),
+    click.option("--save/--no-save", default=True, show_default=True, help="store the scorecards in hwosim_scores"),
+]
+
+
+def model_options(command):
+    for option in reversed(MODEL_OPTIONS):
+        command = option(command)
+    return command
+
+
+@main.command("score")
+@model_options
+@click.option("--observation", help="observation id (a bronze table in the lake); with --live, the stream's by default")
+@click.option("--profile", "profile_name", help="perturbation profile; with --live, the stream's by default")
+@click.option("--live", "stream", default=None, metavar="STREAM", help="score live from this stream, at its pace, through the SDK")
+@click.option("--idle-timeout", default=10.0, show_default=True, help="--live: stop after this many seconds without a packet")
+@click.option("--max-packets", type=int, default=None, help="--live: stop after this many packets")
+def score_command(reference, params, name, save, observation, profile_name, stream, idle_timeout, max_packets) -> None:
+    """Score one model on one observation x profile and print its scorecard.
+
+    Offline (default) the model reads the perturbed partition as its stream faults would deliver it;
+    with --live it follows the stream table through the SDK as the stream is replayed."""
+    from hwosim_assets.evaluate.live import score_live
+    from hwosim_assets.evaluate.offline import score_offline
+
+    settings = _settings()
+    spec = _model_spec(reference, params, name)
+    if stream:
+        declared = _spec(settings, stream)
+        if observation not in (None, declared.observation) or profile_name not in (None, declared.profile):
+            raise click.ClickException(f"stream {stream} replays {declared.observation} under {declared.profile}, "
+                                       f"not {observation or declared.observation} under {profile_name or declared.profile}")  # fmt: skip
+        observation, profile_name = declared.observation, declared.profile
+    if not observation or not profile_name:
+        raise click.UsageError("give --observation and --profile (or --live STREAM)")
+    key, profile = _scoring_context(observation, profile_name, settings)
+    if stream:
+        from hwosim_assets.defs.resources import resources_from_settings
+
+        engine = resources_from_settings(settings, secrets_by_name=False)["stream_db"].engine()
+        card = score_live(spec, key, engine, stream, profile=profile_name, profile_hash=profile.config_hash, seed=settings.seed,
+                          idle_timeout=idle_timeout, max_packets=max_packets)  # fmt: skip
+    else:
+        card = score_offline(spec, key, profile=profile_name, profile_hash=profile.config_hash, seed=settings.seed,
+                             stream_faults=profile.stream_faults)  # fmt: skip
+    click.echo(card.text())
+    if save:
+        _save([card], settings)
+    if card.status == "failed":
+        sys.exit(1)
+
+
+@main.command("robustness")
+@model_options
+@click.option("--observation", "chosen", multiple=True, help="observation id; repeatable (default: every bronze table in the lake)")
+@click.option("--rates", default="", metavar="R1,R2,...", help="also score live at these rates (packets per second)")
+@click.option("--rate-profile", default="level-2", show_default=True, help="the profile the rate sweep replays")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None, help="where to write the plot (default robustness-NAME.png)")
+def robustness_command(reference, params, name, save, chosen, rates, rate_profile, plot_path) -> None:
+    """Score a model over level-0 ... level-5 (and live at --rates), print its curves against the
+    baselines of models.yaml (ImageNet-C's mCE and relative mCE) and write the plot."""
+    import polars as pl
+
+    from hwosim_assets import plots
+    from hwosim_assets.defs.lake.layout import plot_key
+    from hwosim_assets.defs.resources import resources_from_settings
+    from hwosim_assets.defs.scorecards.tables import observations
+    from hwosim_assets.evaluate import robustness
+    from hwosim_assets.evaluate.config import ModelsConfigError, load_models
+    from hwosim_assets.evaluate.live import score_at_rates
+    from hwosim_assets.evaluate.offline import score_offline
+    from hwosim_assets.evaluate.scorecard import frame, level_of
+    from hwosim_assets.perturb import load_profiles
+
+    settings = _settings()
+    spec = _model_spec(reference, params, name)
+    try:
+        rate_list = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{rates!r}: expected numbers separated by commas", param_hint="--rates") from None
+    try:
+        declared = [m for m in load_models(settings.models_path or None).models.values() if m.baseline]
+    except ModelsConfigError as error:
+        raise click.ClickException(str(error)) from None
+    baselines = [m for m in declared if m.name != spec.name]  # scored beside the model, for its mCE
+    resources = resources_from_settings(settings, secrets_by_name=False)
+    found = observations(resources["lake"])
+    chosen = list(chosen) or sorted(found)
+    if not chosen:
+        raise click.ClickException(f"no bronze table in {resources['lake'].uri('bronze/')}: materialize the bronze assets first")
+    levels = sorted((p for p in load_profiles(settings.profiles_path or None) if level_of(p) is not None), key=level_of)
+    cards = []
+    for observation in chosen:
+        for profile_name in levels:
+            key, profile = _scoring_context(observation, profile_name, settings)
+            for model in [spec, *baselines]:
+                cards.append(score_offline(model, key, profile=profile_name, profile_hash=profile.config_hash,
+                                           seed=settings.seed, stream_faults=profile.stream_faults))  # fmt: skip
+            click.echo(f"{observation} {profile_name}: {cards[-1 - len(baselines)].status}")
+        if rate_list:
+            key, profile = _scoring_context(observation, rate_profile, settings)
+            cards += score_at_rates(spec, key, resources["stream_db"].engine(), rate_list, profile=rate_profile,
+                                    profile_hash=profile.config_hash, seed=settings.seed, stream_faults=profile.stream_faults)  # fmt: skip
+    failed = [c for c in cards if c.status == "failed" and c.model == spec.name]
+    for card in failed[:1]:
+        click.echo(f"FAILED: {card.error}", err=True)
+    rows = frame(cards)
+    curves = robustness.level_curves(rows)
+    summary = robustness.summary(curves, [b.name for b in declared])
+    mine = curves.filter(pl.col("model") == spec.name)
+    click.echo(f"\n{spec.name}: error per level")
+    _table(["kind", "observation", *map(str, range(6))], _curve_rows(mine))
+    click.echo("\nagainst the baselines (mCE, relative mCE: the baseline = 100 %)")
+    _table(["model", "kind", "baseline", "mCE %", "relative mCE %"],
+           [(r["model"], r["kind"], r["baseline"], _num(r["mce_pct"]), _num(r["relative_mce_pct"])) for r in summary.iter_rows(named=True)])  # fmt: skip
+    rate_table = robustness.rate_curves(rows)
+    if len(rate_table):
+        click.echo("\nkeeping up, live")
+        _table(["observation", "rate /s", "within cadence", "latency p99 ms", "backlog max"],
+               [(r["observation"], _num(r["rate"]), _num(r["within_cadence"]), _num(r["latency_ms_p99"]), _num(r["backlog_max"]))
+                for r in rate_table.iter_rows(named=True)])  # fmt: skip
+    png = plots.robustness(curves, rate_table, f"{spec.name} ({reference}) and the baselines")
+    plot_path = plot_path or Path(f"robustness-{spec.name}.png")
+    plot_path.write_bytes(png)
+    stored = resources["lake"].put_bytes(plot_key("robustness", spec.name), png)
+    click.echo(f"\nplot: {plot_path} and {resources['lake'].uri(stored.key)}")
+    if save:
+        _save(cards, settings)
+    if failed:
+        sys.exit(1)
+
+
+def _num(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _curve_rows(curves) -> list[tuple]:
+    table: dict[tuple, dict[int, float]] = {}
+    for row in curves.iter_rows(named=True):
+        table.setdefault((row["kind"], row["observation"]), {})[row["level"]] = row["error"]
+    return [(kind, obs, *(_num(levels.get(s)) for s in range(6))) for (kind, obs), levels in sorted(table.items())]
 
 
 def _table(header: list[str], rows: list[tuple]) -> None:

@@ -111,3 +111,36 @@ def fidelity_ratios(rows, title: str) -> bytes:
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
+
+
+def robustness(curves: pl.DataFrame, rates: pl.DataFrame, title: str, dpi: int = 90) -> bytes:
+    """Error against perturbation level per prediction kind (one line per model and observation),
+    and, when live scorecards exist, the fraction of packets answered within the cadence against
+    the stream rate."""
+    kinds = sorted(set(curves["kind"].to_list())) if len(curves) else []
+    panels = len(kinds) + (1 if len(rates) else 0)
+    fig, axes = plt.subplots(1, max(panels, 1), figsize=(3.6 * max(panels, 1), 3.2), squeeze=False)
+    axes = axes[0]
+    styles = ["-", "--", ":", "-."]
+    observations = sorted(set(curves["observation"].to_list())) if len(curves) else []
+    for ax, kind in zip(axes, kinds):
+        part = curves.filter(pl.col("kind") == kind)
+        for (model, obs), line in part.group_by(["model", "observation"], maintain_order=True):
+            line = line.sort("level")
+            style = styles[observations.index(obs) % len(styles)]
+            ax.plot(line["level"], line["error"], style, marker="o", ms=3, label=f"{model} / {obs[:24]}")
+        ax.set(xlabel="perturbation level", ylabel="error", title=kind, xticks=range(6))
+        ax.legend(fontsize=6)
+    if len(rates):
+        ax = axes[len(kinds)]
+        for (model, obs), line in rates.group_by(["model", "observation"], maintain_order=True):
+            line = line.sort("rate")
+            ax.plot(line["rate"], line["within_cadence"], marker="o", ms=3, label=f"{model} / {obs[:24]}")
+        ax.set(xscale="log", xlabel="stream rate [packets/s]", ylabel="answered within cadence", ylim=(-0.05, 1.05),
+               title="keeping up (live)")
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()

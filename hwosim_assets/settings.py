@@ -29,6 +29,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "HWOSIM_SEED": ("20261124", "global seed of every perturbation and stream fault"),
     "HWOSIM_PROFILES": ("", "path of a user profiles.yaml; empty = the packaged defaults"),
     "HWOSIM_STREAMS": ("", "path of a user streams.yaml; empty = the packaged defaults"),
+    "HWOSIM_MODELS": ("", "path of a user models.yaml (the models scorecards score); empty = the packaged baselines"),
     "HWOSIM_TILE_SIZE": ("128", "edge in pixels of the image tiles (packets) of bronze image tables"),
 }
 
@@ -64,6 +65,7 @@ class Settings:
     profiles_path: str
     streams_path: str
     tile_size: int
+    models_path: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -101,6 +103,7 @@ class Settings:
             profiles_path=get("HWOSIM_PROFILES"),
             streams_path=get("HWOSIM_STREAMS"),
             tile_size=tile_size,
+            models_path=get("HWOSIM_MODELS"),
         )
 
 

@@ -48,5 +48,6 @@ def resources_from_settings(settings: Settings, secrets_by_name: bool = True) ->
             profiles_path=settings.profiles_path,
             streams_path=settings.streams_path,
             tile_size=settings.tile_size,
+            models_path=settings.models_path,
         ),
     }

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import inspect
 import io
 import os
 import tempfile
@@ -357,6 +358,31 @@ def x1dints_bytes(
     int_times = _int_times(start, end, exp.ra, exp.dec)
     parts.append(int_times.header.tostring().encode("ascii") + _padded(_stored_as_fits(int_times.data).tobytes()))
     return b"".join(parts)
+
+
+def injected_transit(**kwargs) -> dict[str, float]:
+    """The white-light transit that ``x1dints_bytes(**kwargs)`` injects: the answer a transit
+    fitter is scored against (``hwosim_assets.evaluate``).
+
+    ``mid_time`` (MJD UTC) is mid-exposure; ``depth`` is the fractional dip of the flux summed
+    over the finite channels at mid-transit, limb darkening included (deeper than the mean
+    in-transit depth a box fit finds); ``duration`` is the first-to-fourth-contact time
+    (days) for the white-light radius ratio.
+    """
+    p = {name: param.default for name, param in inspect.signature(x1dints_bytes).parameters.items()} | kwargs
+    exp = p["exposure"] or SAMPLE_EXPOSURES["spectra"]
+    n_int, n_wl = int(p["n_integrations"]), int(p["n_wavelengths"])
+    wavelength = np.linspace(*p["wavelength_range"], n_wl)[2:-2]  # the two bins at each end are NaN
+    star = stellar_spectrum(wavelength)
+    radius = p["rp_rs"] * (1 + p["feature_amplitude"] * np.exp(-0.5 * ((wavelength - 1.4) / 0.12) ** 2))
+    at_mid = transit_light_curve(np.array([p["impact"]]), radius, 0.15 + 0.25 / wavelength, np.full(len(wavelength), 0.2))
+    chord = np.sqrt((1 + p["rp_rs"]) ** 2 - p["impact"] ** 2) / p["a_rs"]
+    return {
+        "mid_time": exp.expstart + p["exposure_hours"] / 24.0 / 2,
+        "depth": float(1 - np.sum(star * at_mid) / np.sum(star)),
+        "duration": float(p["period_days"] / np.pi * np.arcsin(min(1.0, chord))),
+        "integrations": n_int,
+    }
 
 
 def _padded(data: bytes) -> bytes:

@@ -18,6 +18,11 @@ nothing: a lost packet is a ``seq`` that never comes (:meth:`gaps`), a
 duplicate is a ``seq`` that comes twice (:meth:`duplicates`), a late packet
 comes after higher ones. ``(lap, seq)`` names a packet in looping streams.
 It reads only the stream tables, never the truth table.
+
+A model wants whole packets rather than rows: :meth:`StreamReader.packets`
+follows the stream like :meth:`follow` and yields one
+:class:`~hwosim_assets.stream.packets.Packet` per delivery (an integration's
+spectrum or an image tile, as numpy arrays).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from hwosim_assets.stream import schema
+from hwosim_assets.stream.packets import Packet, packets_from_rows
 from hwosim_assets.stream.writer import make_engine
 
 
@@ -53,19 +59,19 @@ class StreamReader:
         self.page_packets = page_packets
         self.watermark = Watermark()
         self._seen: Counter[tuple[int, int]] = Counter()  # (lap, seq) -> times delivered
-        self._table = self._table_of_stream()
+        self.family, self._table = self._table_of_stream()
         self._late: deque[float] = deque(maxlen=100_000)  # emitted - scheduled of the last packets read
         self._newest_scheduled: float | None = None  # of the newest committed packet, at the last poll
         self._read_scheduled: float | None = None  # of the last packet read
 
-    def _table_of_stream(self) -> sa.Table:
+    def _table_of_stream(self) -> tuple[str, sa.Table]:
         with self.engine.connect() as conn:
             family = conn.execute(
                 sa.select(schema.streams.c.family).where(schema.streams.c.name == self.stream)
             ).scalar()
         if family is None:
             raise LookupError(f"stream {self.stream!r} is not registered in hwosim_streams")
-        return schema.ROW_TABLES[family]
+        return family, schema.ROW_TABLES[family]
 
     def _committed_end(self, conn) -> int:
         o = schema.offsets
@@ -108,6 +114,23 @@ class StreamReader:
         self._account(rows)
         self.next_offset = end
         return rows
+
+    def poll_packets(self) -> list[Packet]:
+        """Like :meth:`poll`, grouped into packets (one per offset)."""
+        return packets_from_rows(self.poll(), self.family, self.stream)
+
+    def packets(self, poll_interval: float = 1.0, idle_timeout: float | None = None) -> Iterator[Packet]:
+        """Like :meth:`follow`, one :class:`Packet` at a time."""
+        idle_since = time.monotonic()
+        while True:
+            packets = self.poll_packets()
+            yield from packets
+            if packets:
+                idle_since = time.monotonic()
+                continue
+            if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                return
+            time.sleep(poll_interval)
 
     def poll_pending(self) -> bool:
         """True when committed rows are waiting to be polled."""

@@ -42,3 +42,16 @@ PROFILES_KEY = "config/profiles.yaml"
 def stream_truth_key(stream: str, window: int) -> str:
     """Stream-fault truth of one replayed window (the answer key, like every truth/ object)."""
     return f"truth/streams/{stream}/window-{window}.parquet"
+
+
+def score_key(family: str, profile: str, obs_id: str) -> str:
+    """The scorecards of every model on one observation x profile (offline), as long rows."""
+    return f"scores/{family}/{profile}/{obs_id}.parquet"
+
+
+RATE_SCORES_PREFIX = "scores/rates/"  # live scorecards of the rate sweep, one object per observation
+ROBUSTNESS_KEY = "scores/robustness.parquet"
+
+
+def rate_score_key(obs_id: str) -> str:
+    return f"{RATE_SCORES_PREFIX}{obs_id}.parquet"
