@@ -89,11 +89,13 @@ def ours(fs: services.SeaweedFS, mast: MastReplayServer) -> dict[str, tuple[int,
     size_of = {obs: int(manifest.filter(manifest["obs_id"] == obs)["size"].sum()) for obs in manifest["obs_id"]}
     steps = {}
     for obs_id in instance.get_dynamic_partitions("observations"):
-        seconds, rss = timed(lambda: materialize("raw_products", resources, instance, obs_id))
+        seconds, rss = timed(lambda obs_id=obs_id: materialize("raw_products", resources, instance, obs_id))
         steps[f"raw_products {obs_id}"] = (size_of[obs_id], seconds, rss)
     for family in ("spectra", "images"):
         for obs_id in instance.get_dynamic_partitions(FAMILY_PARTITIONS[family].name):
-            seconds, rss = timed(lambda: materialize(f"bronze_{family}", resources, instance, obs_id))
+            seconds, rss = timed(
+                lambda family=family, obs_id=obs_id: materialize(f"bronze_{family}", resources, instance, obs_id)
+            )
             steps[f"bronze_{family} {obs_id}"] = (size_of[obs_id], seconds, rss)
     fs.drop_bucket(bucket)
     return steps
@@ -173,19 +175,44 @@ def main() -> None:
     raw_bytes = raw_seconds = 0.0
     for step, (nbytes, seconds, rss) in best_ours.items():
         speed = nbytes / MB / seconds
-        print(row.format(step, f"{nbytes / MB:.1f}", f"{seconds:.2f}", f"{speed:.1f}", f"{rss:.0f}", f"{speed / upload:.2f}x"))
+        print(
+            row.format(
+                step, f"{nbytes / MB:.1f}", f"{seconds:.2f}", f"{speed:.1f}", f"{rss:.0f}", f"{speed / upload:.2f}x"
+            )
+        )
         if step.startswith("raw_products"):
             raw_bytes, raw_seconds = raw_bytes + nbytes, raw_seconds + seconds
     raw_speed = raw_bytes / MB / raw_seconds
-    print(row.format("raw_products, all observations", f"{raw_bytes / MB:.1f}", f"{raw_seconds:.2f}",
-                     f"{raw_speed:.1f}", "", f"{raw_speed / upload:.2f}x"))
+    print(
+        row.format(
+            "raw_products, all observations",
+            f"{raw_bytes / MB:.1f}",
+            f"{raw_seconds:.2f}",
+            f"{raw_speed:.1f}",
+            "",
+            f"{raw_speed / upload:.2f}x",
+        )
+    )
     print("\n" + row.format("baseline, all files", "MB", "s", "MB/s", "+RSS MB", "raw / this"))
     for name, (seconds, rss) in best_base.items():
         speed = total / MB / seconds
-        print(row.format(name, f"{total / MB:.1f}", f"{seconds:.2f}", f"{speed:.1f}", f"{rss:.0f}", f"{raw_speed / speed:.2f}x"))
+        print(
+            row.format(
+                name, f"{total / MB:.1f}", f"{seconds:.2f}", f"{speed:.1f}", f"{rss:.0f}", f"{raw_speed / speed:.2f}x"
+            )
+        )
     serial = best_base["boto3 upload_file"][0] + best_base["HTTP GET from the replay server (requests)"][0]
-    print(row.format("HTTP GET then upload_file (sum of the two)", f"{total / MB:.1f}", f"{serial:.2f}",
-                     f"{total / MB / serial:.1f}", "", f"{raw_speed / (total / MB / serial):.2f}x"))
+    print(
+        row.format(
+            "HTTP GET then upload_file (sum of the two)",
+            f"{total / MB:.1f}",
+            f"{serial:.2f}",
+            f"{total / MB / serial:.1f}",
+            "",
+            f"{raw_speed / (total / MB / serial):.2f}x",
+        )
+    )
+
 
 if __name__ == "__main__":
     main()

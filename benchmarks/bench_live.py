@@ -92,16 +92,36 @@ def one(n: int, rate: float, minutes: float, channels: int, keep: bool) -> dict:
         (home / "streams.yaml").write_text(streams_yaml(obs_id, n, rate))
         url = f"sqlite:///{home / 'streams.db'}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HWOSIM_", "DAGSTER_"))}
-        env.update(HWOSIM_HOME=str(home / "hwosim"), HWOSIM_SOURCE="files", HWOSIM_SOURCE_URL=str(products),
-                   HWOSIM_STREAMS=str(home / "streams.yaml"), HWOSIM_STREAM_DB_URL=url,
-                   DAGSTER_HOME=str(home / "dagster"), PYTHONWARNINGS="ignore")  # fmt: skip
+        env.update(
+            HWOSIM_HOME=str(home / "hwosim"),
+            HWOSIM_SOURCE="files",
+            HWOSIM_SOURCE_URL=str(products),
+            HWOSIM_STREAMS=str(home / "streams.yaml"),
+            HWOSIM_STREAM_DB_URL=url,
+            DAGSTER_HOME=str(home / "dagster"),
+            PYTHONWARNINGS="ignore",
+        )
         _run(env, sys.executable, "-m", "hwosim_assets.cli", "stream", "prepare", "bench-0")
         _run(env, sys.executable, "-m", "dagster", "sensor", "start", "--start-all", "-w", str(REPO / "workspace.yaml"))
         dev = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
-             "-p", str(_free_port())],
-            cwd=home, env=env, stdout=open(home / "dev.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-w",
+                str(REPO / "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(_free_port()),
+            ],
+            cwd=home,
+            env=env,
+            stdout=open(home / "dev.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             engine = make_engine(url)
             t = schema.spectra_rows
@@ -129,8 +149,9 @@ def one(n: int, rate: float, minutes: float, channels: int, keep: bool) -> dict:
         with engine.connect() as conn:
             rows = np.array(
                 conn.execute(
-                    sa.select(t.c.scheduled_time, t.c.emitted_time)
-                    .where(t.c.channel == 0, t.c.scheduled_time >= start, t.c.scheduled_time < start + period)
+                    sa.select(t.c.scheduled_time, t.c.emitted_time).where(
+                        t.c.channel == 0, t.c.scheduled_time >= start, t.c.scheduled_time < start + period
+                    )
                 ).all(),
                 dtype=float,
             ).reshape(-1, 2)
@@ -140,14 +161,16 @@ def one(n: int, rate: float, minutes: float, channels: int, keep: bool) -> dict:
         slope = np.polyfit(rows[:, 0] - start, late, 1)[0] * 60e3 if len(rows) > 2 else float("nan")
         launch = _launch_latencies(home / "dagster")
         return {
-            "streams": n, "rate": rate,
+            "streams": n,
+            "rate": rate,
             "delivered/target": len(rows) / period / (n * rate),
-            "p50_ms": float(np.percentile(late, 50) * 1e3), "p99_ms": float(np.percentile(late, 99) * 1e3),
+            "p50_ms": float(np.percentile(late, 50) * 1e3),
+            "p99_ms": float(np.percentile(late, 99) * 1e3),
             "slope_ms_per_min": slope,
             "launch_p50_s": float(np.percentile(launch, 50)) if launch else float("nan"),
             "launch_max_s": max(launch) if launch else float("nan"),
             "cpu_per_stream": (busy(cpu1) - busy(cpu0)) / (period + 3) / n,
-        }  # fmt: skip
+        }
     finally:
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
@@ -177,17 +200,24 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=20, help="rows a packet (wavelength bins)")
     parser.add_argument("--keep", action="store_true", help="keep each run's folder (logs, databases)")
     args = parser.parse_args()
-    print(f"warm-up {WARMUP_S:g} s, then {args.minutes:g} min measured; {args.channels} rows a packet; "
-          f"load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")  # fmt: skip
-    header = (f"{'streams':>7} {'rate/s':>7} {'delivered/target':>17} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'slope ms/min':>12} {'launch p50 s':>12} {'launch max s':>12} {'CPU/stream':>10}")  # fmt: skip
+    print(
+        f"warm-up {WARMUP_S:g} s, then {args.minutes:g} min measured; {args.channels} rows a packet; "
+        f"load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores"
+    )
+    header = (
+        f"{'streams':>7} {'rate/s':>7} {'delivered/target':>17} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'slope ms/min':>12} {'launch p50 s':>12} {'launch max s':>12} {'CPU/stream':>10}"
+    )
     print(header, flush=True)
     for n in args.streams:
         for rate in args.rates:
             r = one(n, rate, args.minutes, args.channels, args.keep)
-            print(f"{n:7d} {rate:7g} {r['delivered/target']:17.4f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-                  f"{r['slope_ms_per_min']:12.2f} {r['launch_p50_s']:12.2f} {r['launch_max_s']:12.2f} "
-                  f"{r['cpu_per_stream']:10.3f}", flush=True)  # fmt: skip
+            print(
+                f"{n:7d} {rate:7g} {r['delivered/target']:17.4f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+                f"{r['slope_ms_per_min']:12.2f} {r['launch_p50_s']:12.2f} {r['launch_max_s']:12.2f} "
+                f"{r['cpu_per_stream']:10.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

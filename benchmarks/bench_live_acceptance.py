@@ -89,9 +89,24 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
 def start_dev(home: Path, env: dict, port: int) -> subprocess.Popen:
     log = open(home / "dev.log", "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=home,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop_dev(dev: subprocess.Popen) -> None:
@@ -126,8 +141,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--outage", type=float, default=60.0)
     parser.add_argument("--no-backfill", action="store_true")
-    parser.add_argument("--stream-db", choices=("sqlite", "mariadb"), default="sqlite",
-                        help="where the stream tables are: a SQLite file, or a MariaDB server started here")  # fmt: skip
+    parser.add_argument(
+        "--stream-db",
+        choices=("sqlite", "mariadb"),
+        default="sqlite",
+        help="where the stream tables are: a SQLite file, or a MariaDB server started here",
+    )
     args = parser.parse_args()
     mariadb = None
     if args.stream_db == "mariadb":
@@ -148,8 +167,13 @@ def run(args: argparse.Namespace, mariadb) -> None:
     (home / "streams.yaml").write_text(streams_yaml())
     url = mariadb.url if mariadb is not None else f"sqlite:///{home / 'streams.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HWOSIM_", "DAGSTER_"))}
-    env.update(HWOSIM_HOME=str(home / "hwosim"), HWOSIM_STREAMS=str(home / "streams.yaml"),
-               HWOSIM_STREAM_DB_URL=url, DAGSTER_HOME=str(home / "dagster"), PYTHONWARNINGS="ignore")  # fmt: skip
+    env.update(
+        HWOSIM_HOME=str(home / "hwosim"),
+        HWOSIM_STREAMS=str(home / "streams.yaml"),
+        HWOSIM_STREAM_DB_URL=url,
+        DAGSTER_HOME=str(home / "dagster"),
+        PYTHONWARNINGS="ignore",
+    )
     print(f"folder {home}; stream tables in {args.stream_db}; load average {os.getloadavg()[0]:.2f}", flush=True)
 
     os.environ.update({k: v for k, v in env.items() if k.startswith(("HWOSIM_", "DAGSTER_"))})
@@ -162,12 +186,21 @@ def run(args: argparse.Namespace, mariadb) -> None:
             for obs in instance.get_dynamic_partitions(f"{family}_observations"):
                 materialize(f"bronze_{family}", resources, instance, obs)
         observe("observe_profiles", resources, instance)
-        materialize("perturbed_spectra", resources, instance, dg.MultiPartitionKey({"observation": SPECTRA_OBS_ID, "profile": "clean"}))
+        materialize(
+            "perturbed_spectra",
+            resources,
+            instance,
+            dg.MultiPartitionKey({"observation": SPECTRA_OBS_ID, "profile": "clean"}),
+        )
         materialize("stream_tables", resources, instance)
         profiles = sorted(instance.get_dynamic_partitions("profiles"))
         observations = {f: sorted(instance.get_dynamic_partitions(f"{f}_observations")) for f in ("spectra", "images")}
-    subprocess.run([sys.executable, "-m", "dagster", "sensor", "start", "--start-all", "-w", str(REPO / "workspace.yaml")],
-                   env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "dagster", "sensor", "start", "--start-all", "-w", str(REPO / "workspace.yaml")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
     port = _free_port()
     dev = start_dev(home, env, port)
@@ -180,24 +213,35 @@ def run(args: argparse.Namespace, mariadb) -> None:
         if not launched and time.time() >= backfill_at:
             params = {
                 "partitionsByAssets": [
-                    {"assetKey": {"path": [f"perturbed_{f}"]},
-                     "partitions": {"ranges": [{"start": f"{o}|{p}", "end": f"{o}|{p}"} for o in obs for p in profiles]}}
+                    {
+                        "assetKey": {"path": [f"perturbed_{f}"]},
+                        "partitions": {
+                            "ranges": [{"start": f"{o}|{p}", "end": f"{o}|{p}"} for o in obs for p in profiles]
+                        },
+                    }
                     for f, obs in observations.items()
                 ],
                 "title": "every profile",
-            }  # fmt: skip
+            }
             result = graphql(port, LAUNCH, {"params": params})["launchPartitionBackfill"]
             print(f"{time.time() - t_start:6.0f} s: backfill of every profile launched: {result}", flush=True)
             launched = True
         time.sleep(5)
     steady_end = time.time() - 5
-    status = subprocess.run([sys.executable, "-m", "hwosim_assets.cli", "stream", "status"], env=env,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    status = subprocess.run(
+        [sys.executable, "-m", "hwosim_assets.cli", "stream", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     print("\n$ hwosim stream status\n" + (status.stdout or status.stderr), flush=True)
     print(f"load average over the last 1 / 5 / 15 min: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores)")
     data = packets(url)
-    print(f"\nsteady state ({args.minutes:g} min under dagster dev"
-          f"{'' if args.no_backfill else ', a backfill of every profile from minute 3'}):")  # fmt: skip
+    print(
+        f"\nsteady state ({args.minutes:g} min under dagster dev"
+        f"{'' if args.no_backfill else ', a backfill of every profile from minute 3'}):"
+    )
     print(f"{'stream':>8} {'target/s':>8} {'delivered/target':>17} {'p50 ms':>8} {'p99 ms':>8} {'slope ms/min':>12}")
     for name, (rate, _) in STREAMS.items():
         p = data.get(name, np.zeros((0, 5)))
@@ -205,8 +249,11 @@ def run(args: argparse.Namespace, mariadb) -> None:
         inside = p[(p[:, 3] >= start) & (p[:, 3] < steady_end)]
         late = inside[:, 4] - inside[:, 3]
         slope = np.polyfit(inside[:, 3] - start, late, 1)[0] * 60e3 if len(inside) > 2 else float("nan")
-        print(f"{name:>8} {rate:8g} {len(inside) / (steady_end - start) / rate:17.4f} "
-              f"{np.percentile(late, 50) * 1e3:8.2f} {np.percentile(late, 99) * 1e3:8.2f} {slope:12.2f}", flush=True)
+        print(
+            f"{name:>8} {rate:8g} {len(inside) / (steady_end - start) / rate:17.4f} "
+            f"{np.percentile(late, 50) * 1e3:8.2f} {np.percentile(late, 99) * 1e3:8.2f} {slope:12.2f}",
+            flush=True,
+        )
 
     os.killpg(dev.pid, signal.SIGKILL)  # webserver, daemon, code server: an outage of everything Dagster
     killed = time.time()
@@ -225,8 +272,13 @@ def run(args: argparse.Namespace, mariadb) -> None:
                 recent = p[p[:, 4] > now - 10] if p is not None else np.zeros((0, 5))
                 # a stream's own cadence may leave no packet in 10 s when it is slow: look at its last 5
                 recent = recent if len(recent) >= 5 else (p[-5:] if p is not None else recent)
-                if (name not in drained and len(recent) and now - recent[-1, 4] < 10 + 1 / STREAMS[name][0]
-                        and np.median(recent[:, 4] - recent[:, 3]) < 0.25 and recent[-1, 3] > restarted):
+                if (
+                    name not in drained
+                    and len(recent)
+                    and now - recent[-1, 4] < 10 + 1 / STREAMS[name][0]
+                    and np.median(recent[:, 4] - recent[:, 3]) < 0.25
+                    and recent[-1, 3] > restarted
+                ):
                     drained[name] = now - restarted
     finally:
         stop_dev(dev)
@@ -235,11 +287,17 @@ def run(args: argparse.Namespace, mariadb) -> None:
     for name in STREAMS:
         p = data[name]
         exact = np.array_equal(p[:, 0], np.arange(len(p))) and np.array_equal(
-            p[:, 1] * PACKETS_PER_LAP + p[:, 2], np.arange(len(p)))  # fmt: skip
-        late_in_outage = p[(p[:, 3] > killed) & (p[:, 3] < restarted), 4] - p[(p[:, 3] > killed) & (p[:, 3] < restarted), 3]
-        print(f"{name:>8}: lag back to steady {drained.get(name, float('nan')):6.1f} s after the restart; "
-              f"max lateness of packets due in the outage {late_in_outage.max() if len(late_in_outage) else 0:6.1f} s; "
-              f"every packet once, in order: {exact}", flush=True)  # fmt: skip
+            p[:, 1] * PACKETS_PER_LAP + p[:, 2], np.arange(len(p))
+        )
+        late_in_outage = (
+            p[(p[:, 3] > killed) & (p[:, 3] < restarted), 4] - p[(p[:, 3] > killed) & (p[:, 3] < restarted), 3]
+        )
+        print(
+            f"{name:>8}: lag back to steady {drained.get(name, float('nan')):6.1f} s after the restart; "
+            f"max lateness of packets due in the outage {late_in_outage.max() if len(late_in_outage) else 0:6.1f} s; "
+            f"every packet once, in order: {exact}",
+            flush=True,
+        )
     print(f"folder kept: {home}")
 
 

@@ -31,11 +31,12 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hwosim_assets.stream import schema, synthetic  # noqa: E402
+from hwosim_assets.stream import schema  # noqa: E402
 from hwosim_assets.stream.config import StreamSpec  # noqa: E402
 from hwosim_assets.stream.pacing import Pacer, Pacing, pace_stats  # noqa: E402
 from hwosim_assets.stream.replay import replay_window, window_packets  # noqa: E402
 from hwosim_assets.stream.writer import make_engine  # noqa: E402
+from hwosim_assets_tests import synthetic_streams as synthetic  # noqa: E402
 
 RATES = (1, 10, 100, 1_000, 5_000)
 CHANNELS = 4
@@ -47,8 +48,15 @@ def prepare(url: str | None, name: str, rate: float, seconds: float):
     if url is None:
         return n, None, None, None
     engine = make_engine(url)
-    spec = StreamSpec(name=name, observation="bench", profile="nominal", family="spectra",
-                      pacing=Pacing("rate", rate=float(rate)), tick_seconds=seconds, window=n)
+    spec = StreamSpec(
+        name=name,
+        observation="bench",
+        profile="nominal",
+        family="spectra",
+        pacing=Pacing("rate", rate=float(rate)),
+        tick_seconds=seconds,
+        window=n,
+    )
     return n, engine, spec, window_packets(spec, synthetic.spectra_table(n, CHANNELS), 0)
 
 
@@ -60,16 +68,18 @@ def run_prepared(prepared, rate: float, start: float) -> dict:
         for _ in pacer.batches(start + np.arange(n) / rate):
             pass
         return pacer.stats().as_dict()
-    report = replay_window(engine, spec, packets, window_index=0, start_time=start, stream_faults={},
-                           seed=1, profile_hash="00000000")
+    report = replay_window(
+        engine, spec, packets, window_index=0, start_time=start, stream_faults={}, seed=1, profile_hash="00000000"
+    )
     t = schema.spectra_rows
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(t.c.scheduled_time, t.c.emitted_time)
-            .where(t.c.stream == spec.name, t.c.channel == 0).order_by(t.c.offset)
+            .where(t.c.stream == spec.name, t.c.channel == 0)
+            .order_by(t.c.offset)
         ).all()
     engine.dispose()
-    scheduled, emitted = (np.array(col) for col in zip(*rows))
+    scheduled, emitted = (np.array(col) for col in zip(*rows, strict=False))
     return {**pace_stats(scheduled, emitted).as_dict(), "commit_lag_p99": report.commit_lag_p99}
 
 
@@ -84,8 +94,10 @@ def _child(url, name, rate, seconds, barrier, start, results) -> None:
 def many_streams(url, count: int, rate: float, seconds: float) -> list[dict]:
     ctx = mp.get_context("spawn")
     barrier, start, results = ctx.Barrier(count + 1), ctx.Value("d", 0.0), ctx.Queue()
-    procs = [ctx.Process(target=_child, args=(url, f"many-{i}", rate, seconds, barrier, start, results))
-             for i in range(count)]
+    procs = [
+        ctx.Process(target=_child, args=(url, f"many-{i}", rate, seconds, barrier, start, results))
+        for i in range(count)
+    ]
     for p in procs:
         p.start()
     barrier.wait()
@@ -99,15 +111,19 @@ def many_streams(url, count: int, rate: float, seconds: float) -> list[dict]:
 
 def line(label: str, target: float, s: dict) -> str:
     error = (s["achieved_rate"] / target - 1) * 100
-    return (f"{label:>14} {s['achieved_rate']:11.3f} {error:+8.3f}% {s['lateness_p50'] * 1e3:8.2f} "
-            f"{s['lateness_p99'] * 1e3:8.2f} {s['lateness_max'] * 1e3:8.2f} "
-            f"{s['first_second_lateness'] * 1e3:9.2f} {s['last_second_lateness'] * 1e3:9.2f} "
-            f"{s.get('commit_lag_p99', float('nan')) * 1e3:9.2f}  "
-            f"{'OK' if abs(error) <= 0.5 and s['lateness_p99'] <= 0.010 else 'MISSED'}")
+    return (
+        f"{label:>14} {s['achieved_rate']:11.3f} {error:+8.3f}% {s['lateness_p50'] * 1e3:8.2f} "
+        f"{s['lateness_p99'] * 1e3:8.2f} {s['lateness_max'] * 1e3:8.2f} "
+        f"{s['first_second_lateness'] * 1e3:9.2f} {s['last_second_lateness'] * 1e3:9.2f} "
+        f"{s.get('commit_lag_p99', float('nan')) * 1e3:9.2f}  "
+        f"{'OK' if abs(error) <= 0.5 and s['lateness_p99'] <= 0.010 else 'MISSED'}"
+    )
 
 
-HEADER = (f"{'target p/s':>14} {'achieved':>11} {'error':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'1st s ms':>9} {'last s ms':>9} {'commit ms':>9}")
+HEADER = (
+    f"{'target p/s':>14} {'achieved':>11} {'error':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+    f"{'1st s ms':>9} {'last s ms':>9} {'commit ms':>9}"
+)
 
 
 def main() -> None:
@@ -117,8 +133,13 @@ def main() -> None:
     parser.add_argument("--no-db", action="store_true", help="pacer only, no database sink")
     parser.add_argument("--rates", type=float, nargs="+", default=RATES, help="target rates, packets/s")
     parser.add_argument("--streams", type=int, default=10, help="streams in the many-streams run (0: skip it)")
-    parser.add_argument("--flush-log-at-commit", type=int, choices=(0, 1, 2), default=1,
-                        help="innodb_flush_log_at_trx_commit of the server (1: fsync per commit, the default)")
+    parser.add_argument(
+        "--flush-log-at-commit",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="innodb_flush_log_at_trx_commit of the server (1: fsync per commit, the default)",
+    )
     args = parser.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 60.0)
 

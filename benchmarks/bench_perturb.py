@@ -58,7 +58,9 @@ MJD0 = 60000.0
 # --- baseline (a): the seed's algorithm --------------------------------------
 
 
-def seed_algorithm(frame: np.ndarray, noise_std: float = 10.0, p_missing: float = 0.05, p_corrupt: float = 0.05) -> np.ndarray:
+def seed_algorithm(
+    frame: np.ndarray, noise_std: float = 10.0, p_missing: float = 0.05, p_corrupt: float = 0.05
+) -> np.ndarray:
     """The seed project's perturbation, as described: a single-plane frame is
     stacked into three channels, copied, given Gaussian noise, per-pixel
     Bernoulli NaNs and uniform corruption between each channel's extremes,
@@ -94,7 +96,9 @@ def make_frames(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def as_tiles(frames: np.ndarray, tile: int) -> np.ndarray:
     n, k = len(frames), FRAME // tile
-    return np.ascontiguousarray(frames.reshape(n, k, tile, k, tile).transpose(0, 1, 3, 2, 4).reshape(n * k * k, tile, tile))
+    return np.ascontiguousarray(
+        frames.reshape(n, k, tile, k, tile).transpose(0, 1, 3, 2, 4).reshape(n * k * k, tile, tile)
+    )
 
 
 def tile_meta(n_frames: int, tile: int) -> dict[str, np.ndarray]:
@@ -114,7 +118,9 @@ def bronze_table(frames: np.ndarray, err: np.ndarray):
 
     columns: dict[str, list] = {name: [] for name in IMAGE_TILE_SCHEMA}
     for f in range(len(frames)):
-        rows = tile_rows(frames[f], err[f], tile=TILE, frame=f, first_seq=len(columns["seq"]), event_time=MJD0 + f * 100.0 / 86400)
+        rows = tile_rows(
+            frames[f], err[f], tile=TILE, frame=f, first_seq=len(columns["seq"]), event_time=MJD0 + f * 100.0 / 86400
+        )
         for name in columns:
             columns[name] += rows[name]
     return pl.DataFrame(columns, schema=IMAGE_TILE_SCHEMA)
@@ -141,8 +147,10 @@ def race(contenders: dict, rounds: int) -> dict[str, tuple[float, float]]:
 
 def speed(n_frames: int, repeats: int) -> bool:
     profile = load_profiles()["nominal"]
-    print(f"== speed: 'nominal' on {n_frames} x {FRAME}x{FRAME} float32 frames ({n_frames * FRAME * FRAME / 1e6:.1f} Mpx), "
-          f"{os.cpu_count()} cores, best of {repeats} rounds ==")
+    print(
+        f"== speed: 'nominal' on {n_frames} x {FRAME}x{FRAME} float32 frames ({n_frames * FRAME * FRAME / 1e6:.1f} Mpx), "
+        f"{os.cpu_count()} cores, best of {repeats} rounds =="
+    )
     frames, err = make_frames(n_frames)
     tiles_sci, tiles_err, meta = as_tiles(frames, TILE), as_tiles(err, TILE), tile_meta(n_frames, TILE)
     frame_meta = tile_meta(n_frames, FRAME)
@@ -178,15 +186,23 @@ def speed(n_frames: int, repeats: int) -> bool:
         repeats,
     )
     for name, (best, median) in results.items():
-        print(f"  {name:30s} best {best * 1e3:8.1f} ms   median {median * 1e3:8.1f} ms   {frames.size / best / 1e6:7.1f} Mpx/s")
+        print(
+            f"  {name:30s} best {best * 1e3:8.1f} ms   median {median * 1e3:8.1f} ms   {frames.size / best / 1e6:7.1f} Mpx/s"
+        )
     ours = results["ours, 128-px tiles (engine)"][0]
     a, b = results["(a) seed algorithm"][0], results["(b) numpy standard_normal"][0]
     vs_a, vs_b = a / ours, b / ours
-    print(f"  speed-up vs (a) seed algorithm:       {vs_a:6.1f}x   (target >= 15x)   {'PASS' if vs_a >= 15 else 'MISS'}")
-    print(f"  speed vs (b) bare Gaussian field:     {vs_b:6.2f}x   (target >= 0.7x)  {'PASS' if vs_b >= 0.7 else 'MISS'}")
+    print(
+        f"  speed-up vs (a) seed algorithm:       {vs_a:6.1f}x   (target >= 15x)   {'PASS' if vs_a >= 15 else 'MISS'}"
+    )
+    print(
+        f"  speed vs (b) bare Gaussian field:     {vs_b:6.2f}x   (target >= 0.7x)  {'PASS' if vs_b >= 0.7 else 'MISS'}"
+    )
     whole = results["ours, whole frames"][0]
-    print(f"  (whole frames: {a / whole:.1f}x vs (a), {b / whole:.2f}x vs (b); DataFrame path: "
-          f"{a / results['ours, DataFrame in/out'][0]:.1f}x vs (a), {b / results['ours, DataFrame in/out'][0]:.2f}x vs (b))")
+    print(
+        f"  (whole frames: {a / whole:.1f}x vs (a), {b / whole:.2f}x vs (b); DataFrame path: "
+        f"{a / results['ours, DataFrame in/out'][0]:.1f}x vs (a), {b / results['ours, DataFrame in/out'][0]:.2f}x vs (b))"
+    )
     return vs_a >= 15 and vs_b >= 0.7
 
 
@@ -197,11 +213,21 @@ def write_bronze(path: Path, target_bytes: int) -> tuple[int, int]:
     """Write a bronze image file of at least ``target_bytes`` frame by frame
     (plain encoding, no compression, so the size on disk is the data size).
     Returns (frames, bytes)."""
-    schema = pa.schema([
-        ("seq", pa.int64()), ("frame", pa.int32()), ("source", pa.string()), ("y0", pa.int32()), ("x0", pa.int32()),
-        ("ny", pa.int32()), ("nx", pa.int32()), ("event_time", pa.float64()),
-        ("sci", pa.binary()), ("err", pa.binary()), ("dq", pa.binary()),
-    ])
+    schema = pa.schema(
+        [
+            ("seq", pa.int64()),
+            ("frame", pa.int32()),
+            ("source", pa.string()),
+            ("y0", pa.int32()),
+            ("x0", pa.int32()),
+            ("ny", pa.int32()),
+            ("nx", pa.int32()),
+            ("event_time", pa.float64()),
+            ("sci", pa.binary()),
+            ("err", pa.binary()),
+            ("dq", pa.binary()),
+        ]
+    )
     rng = np.random.default_rng(2)
     frame_bytes = 3 * FRAME * FRAME * 4  # sci, err, dq
     frames = -(-target_bytes // frame_bytes)
@@ -246,17 +272,25 @@ def memory(target_gb: float) -> bool:
         src, dst, truth = tmp / "bronze.parquet", tmp / "perturbed.parquet", tmp / "truth.parquet"
         t0 = time.perf_counter()
         frames, size = write_bronze(src, int(target_gb * 1e9))
-        print(f"== memory: perturb_parquet on a {size / 1e9:.2f} GB bronze file ({frames} frames, "
-              f"{frames * (FRAME // TILE) ** 2} tiles; generated in {time.perf_counter() - t0:.0f} s) ==")
+        print(
+            f"== memory: perturb_parquet on a {size / 1e9:.2f} GB bronze file ({frames} frames, "
+            f"{frames * (FRAME // TILE) ** 2} tiles; generated in {time.perf_counter() - t0:.0f} s) =="
+        )
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(src), str(dst), str(truth)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.split()
         peak_mb, seconds, rows = int(out[0]) / 1024, float(out[1]), int(out[2])
-        print(f"  rows {rows}, {seconds:.1f} s ({size / 1e6 / seconds:.0f} MB/s), perturbed {dst.stat().st_size / 1e9:.2f} GB, "
-              f"truth {truth.stat().st_size / 1e6:.0f} MB")
+        print(
+            f"  rows {rows}, {seconds:.1f} s ({size / 1e6 / seconds:.0f} MB/s), perturbed {dst.stat().st_size / 1e9:.2f} GB, "
+            f"truth {truth.stat().st_size / 1e6:.0f} MB"
+        )
         ok = peak_mb < 1024
-        print(f"  peak RSS of the perturbing process: {peak_mb:.0f} MB   (target < 1024 MB)   {'PASS' if ok else 'MISS'}")
+        print(
+            f"  peak RSS of the perturbing process: {peak_mb:.0f} MB   (target < 1024 MB)   {'PASS' if ok else 'MISS'}"
+        )
         return ok
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

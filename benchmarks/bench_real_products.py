@@ -73,20 +73,38 @@ def main() -> int:
             t_astropy = min(t_astropy, best(astropy_read, path, 1))
         mb = path.stat().st_size / 1e6
         packets = table["seq"].n_unique()
-        rows.append((path.name, info.model, info.product_type, FAMILIES[info.family].packet, packets,
-                     len(table) / packets, mb, mb / t_ours, mb / t_astropy, t_astropy / t_ours))  # fmt: skip
+        rows.append(
+            (
+                path.name,
+                info.model,
+                info.product_type,
+                FAMILIES[info.family].packet,
+                packets,
+                len(table) / packets,
+                mb,
+                mb / t_ours,
+                mb / t_astropy,
+                t_astropy / t_ours,
+            )
+        )
     if args.markdown:
         print("| file | model | type | packets | rows per packet | MB | bronze MB/s | astropy MB/s | ours / astropy |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name, model, kind, _, packets, per, mb, ours_mbs, base_mbs, ratio in rows:
-            print(f"| `{name[:48]}` | {model} | {kind} | {packets} | {per:g} | {mb:.2f} | {ours_mbs:.1f} | "
-                  f"{base_mbs:.1f} | {ratio:.2f}x |")  # fmt: skip
+            print(
+                f"| `{name[:48]}` | {model} | {kind} | {packets} | {per:g} | {mb:.2f} | {ours_mbs:.1f} | "
+                f"{base_mbs:.1f} | {ratio:.2f}x |"
+            )
         return 0
-    print(f"{'file':50s} {'model':15s} {'type':8s} {'pkts':>5s} {'rows/pkt':>8s} {'MB':>6s} "
-          f"{'ours MB/s':>9s} {'astropy':>8s} {'ratio':>6s}")  # fmt: skip
+    print(
+        f"{'file':50s} {'model':15s} {'type':8s} {'pkts':>5s} {'rows/pkt':>8s} {'MB':>6s} "
+        f"{'ours MB/s':>9s} {'astropy':>8s} {'ratio':>6s}"
+    )
     for name, model, kind, _, packets, per, mb, ours_mbs, base_mbs, ratio in rows:
-        print(f"{name[:50]:50s} {model:15s} {kind:8s} {packets:5d} {per:8g} {mb:6.2f} {ours_mbs:9.1f} "
-              f"{base_mbs:8.1f} {ratio:5.2f}x")  # fmt: skip
+        print(
+            f"{name[:50]:50s} {model:15s} {kind:8s} {packets:5d} {per:8g} {mb:6.2f} {ours_mbs:9.1f} "
+            f"{base_mbs:8.1f} {ratio:5.2f}x"
+        )
     return 0
 
 

@@ -44,12 +44,13 @@ from hwosim_assets.evaluate.answers import answer_key  # noqa: E402
 from hwosim_assets.evaluate.live import score_at_rates, score_live  # noqa: E402
 from hwosim_assets.evaluate.offline import ModelSpec, load, packets, score_offline  # noqa: E402
 from hwosim_assets.perturb import load_profiles, perturb_spectra  # noqa: E402
-from hwosim_assets.stream import register_stream, schema, synthetic  # noqa: E402
+from hwosim_assets.stream import register_stream, schema  # noqa: E402
 from hwosim_assets.stream.config import StreamSpec  # noqa: E402
 from hwosim_assets.stream.pacing import Pacing  # noqa: E402
 from hwosim_assets.stream.reader import StreamReader  # noqa: E402
 from hwosim_assets.stream.replay import replay_window, window_packets  # noqa: E402
 from hwosim_assets.stream.writer import make_engine  # noqa: E402
+from hwosim_assets_tests import synthetic_streams as synthetic  # noqa: E402
 
 NULL = ModelSpec("null", "benchmarks.bench_scoring:NullModel")
 SIGMA = ModelSpec("sigma-clip", "hwosim_assets.evaluate.baselines:SigmaClipFlagger")
@@ -94,37 +95,67 @@ def bare_model_seconds(spec: ModelSpec, key, rounds: int) -> float:
 
 
 def offline(key, profile, rows: int, rounds: int) -> None:
-    print(f"\nOffline: {key.n_packets:,} packets x {rows // key.n_packets} channels = {rows:,} rows, level-2, best of {rounds}")
-    print("| model | harness wall | model inside it | bookkeeping | bookkeeping rows/s | vs 1 M rows/s target | bare model | wall / bare model |")
+    print(
+        f"\nOffline: {key.n_packets:,} packets x {rows // key.n_packets} channels = {rows:,} rows, level-2, best of {rounds}"
+    )
+    print(
+        "| model | harness wall | model inside it | bookkeeping | bookkeeping rows/s | vs 1 M rows/s target | bare model | wall / bare model |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for spec in (NULL, SIGMA):
         best_wall, best_keeping, best_model = float("inf"), float("inf"), float("inf")
         for _ in range(rounds):  # interleaved with the bare model, so that both see the same load
             t0 = time.perf_counter()
-            card = score_offline(spec, key, profile="level-2", profile_hash=profile.config_hash, seed=SEED,
-                                 stream_faults=profile.stream_faults)  # fmt: skip
+            card = score_offline(
+                spec,
+                key,
+                profile="level-2",
+                profile_hash=profile.config_hash,
+                seed=SEED,
+                stream_faults=profile.stream_faults,
+            )
             wall = time.perf_counter() - t0
             assert card.status == "ok", card.error
             inside = card.metrics["timing.model_s_total"]  # the model's own calls, timed by the harness
             best_wall, best_keeping = min(best_wall, wall), min(best_keeping, wall - inside)
             best_model = min(best_model, bare_model_seconds(spec, key, 1))
         keeping = max(best_keeping, 1e-9)
-        print(f"| {spec.name} | {best_wall * 1e3:.0f} ms | {(best_wall - best_keeping) * 1e3:.0f} ms | {keeping * 1e3:.0f} ms | "
-              f"{rows / keeping / 1e6:.2f} M | {rows / keeping / 1e6:.1f}x | {best_model * 1e3:.0f} ms | "
-              f"{best_wall / max(best_model, 1e-9):.2f}x |")  # fmt: skip
-    print("bookkeeping = harness wall - the model's time inside the same run (answer key lookups, fault plan and\n"
-          "delivery order, cutting packets, checking and copying answers, metrics); the bare model is the same\n"
-          "model over the packets already cut, in memory, in the same round")
+        print(
+            f"| {spec.name} | {best_wall * 1e3:.0f} ms | {(best_wall - best_keeping) * 1e3:.0f} ms | {keeping * 1e3:.0f} ms | "
+            f"{rows / keeping / 1e6:.2f} M | {rows / keeping / 1e6:.1f}x | {best_model * 1e3:.0f} ms | "
+            f"{best_wall / max(best_model, 1e-9):.2f}x |"
+        )
+    print(
+        "bookkeeping = harness wall - the model's time inside the same run (answer key lookups, fault plan and\n"
+        "delivery order, cutting packets, checking and copying answers, metrics); the bare model is the same\n"
+        "model over the packets already cut, in memory, in the same round"
+    )
 
 
 def fill_stream(engine, table: pl.DataFrame, name: str, profile) -> StreamSpec:
     """The whole table committed into a stream, as fast as the writer goes (no pacing, no faults)."""
     n = table["seq"].n_unique()
-    spec = StreamSpec(name=name, observation=OBSERVATION, profile="level-2", family="spectra",
-                      pacing=Pacing("rate", rate=1000.0), tick_seconds=1.0, window=n)  # fmt: skip
+    spec = StreamSpec(
+        name=name,
+        observation=OBSERVATION,
+        profile="level-2",
+        family="spectra",
+        pacing=Pacing("rate", rate=1000.0),
+        tick_seconds=1.0,
+        window=n,
+    )
     register_stream(engine, spec, profile.config_hash)
-    replay_window(engine, spec, window_packets(spec, table, 0), window_index=0, start_time=time.time(),
-                  stream_faults={}, seed=SEED, profile_hash=profile.config_hash, pace=False)  # fmt: skip
+    replay_window(
+        engine,
+        spec,
+        window_packets(spec, table, 0),
+        window_index=0,
+        start_time=time.time(),
+        stream_faults={},
+        seed=SEED,
+        profile_hash=profile.config_hash,
+        pace=False,
+    )
     return spec
 
 
@@ -141,7 +172,9 @@ def live(engine, key, profile, rounds: int, rates: list[float]) -> None:
         assert got == n, got
 
     print(f"\nLive, committed stream of {n:,} packets ({engine.url.get_backend_name()}), best of {rounds}, per packet:")
-    print("| model | bare SDK read | model inside the run | live scoring | harness adds | live / (read + model) | vs 5 ms target |")
+    print(
+        "| model | bare SDK read | model inside the run | live scoring | harness adds | live / (read + model) | vs 5 ms target |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in (NULL, SIGMA):
         best_read, best_live, best_adds, model_s = float("inf"), float("inf"), float("inf"), float("inf")
@@ -149,8 +182,17 @@ def live(engine, key, profile, rounds: int, rates: list[float]) -> None:
             best_read = min(best_read, best(bare_read, 1))
             loaded = load(spec, SEED)
             t0 = time.perf_counter()
-            card = score_live(spec, key, engine, name, profile="level-2", profile_hash=profile.config_hash, seed=SEED,
-                              done=lambda: True, model=loaded)  # fmt: skip
+            card = score_live(
+                spec,
+                key,
+                engine,
+                name,
+                profile="level-2",
+                profile_hash=profile.config_hash,
+                seed=SEED,
+                done=lambda: True,
+                model=loaded,
+            )
             wall = time.perf_counter() - t0
             assert card.status == "ok" and card.metrics["run.packets_delivered"] == n, card.error
             inside = card.metrics["timing.model_s_total"]
@@ -158,8 +200,10 @@ def live(engine, key, profile, rounds: int, rates: list[float]) -> None:
             best_adds = min(best_adds, wall - inside)
         adds = (best_adds - best_read) / n  # may come out below 0 within the noise of a loaded machine
         verdict = f"{5e-3 / adds:.0f}x under" if adds > 0 else "met (below the noise)"
-        print(f"| {spec.name} | {best_read / n * 1e3:.3f} ms | {model_s / n * 1e3:.3f} ms | {best_live / n * 1e3:.3f} ms | "
-              f"{adds * 1e3:+.3f} ms | {best_live / (best_read + model_s):.2f}x | {verdict} |")  # fmt: skip
+        print(
+            f"| {spec.name} | {best_read / n * 1e3:.3f} ms | {model_s / n * 1e3:.3f} ms | {best_live / n * 1e3:.3f} ms | "
+            f"{adds * 1e3:+.3f} ms | {best_live / (best_read + model_s):.2f}x | {verdict} |"
+        )
     print("harness adds = (live wall - the model's time inside it) - the bare SDK read, per packet; best of the rounds")
     if not rates:
         return
@@ -167,10 +211,14 @@ def live(engine, key, profile, rounds: int, rates: list[float]) -> None:
     print("| model | rate /s | latency p50 | latency p99 | within cadence | backlog max |")
     print("| --- | --- | --- | --- | --- | --- |")
     for spec in (NULL, SIGMA):
-        for card in score_at_rates(spec, key, engine, rates, profile="level-2", profile_hash=profile.config_hash, seed=SEED):
+        for card in score_at_rates(
+            spec, key, engine, rates, profile="level-2", profile_hash=profile.config_hash, seed=SEED
+        ):
             m = card.metrics
-            print(f"| {spec.name} | {card.rate:g} | {m['live.latency_ms_p50']:.1f} ms | {m['live.latency_ms_p99']:.1f} ms | "
-                  f"{m['live.within_cadence']:.3f} | {m['live.backlog_max']} |")  # fmt: skip
+            print(
+                f"| {spec.name} | {card.rate:g} | {m['live.latency_ms_p50']:.1f} ms | {m['live.latency_ms_p99']:.1f} ms | "
+                f"{m['live.within_cadence']:.3f} | {m['live.backlog_max']} |"
+            )
 
 
 def main() -> None:
@@ -192,8 +240,13 @@ def main() -> None:
     key = answer_key("spectra", clean, result.data, result.truth, OBSERVATION)
     offline(key, profile, len(clean), rounds)
     small = clean.filter(pl.col("seq") < n_live)
-    small_key = answer_key("spectra", small, result.data.filter(pl.col("seq") < n_live),
-                           result.truth.filter(pl.col("seq") < n_live), OBSERVATION)  # fmt: skip
+    small_key = answer_key(
+        "spectra",
+        small,
+        result.data.filter(pl.col("seq") < n_live),
+        result.truth.filter(pl.col("seq") < n_live),
+        OBSERVATION,
+    )
     with tempfile.TemporaryDirectory(prefix="hwosim-bench-scoring-") as tmp:
         engine = make_engine(args.url or f"sqlite:///{tmp}/streams.db")
         schema.create_or_migrate(engine)

@@ -30,12 +30,13 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hwosim_assets.stream import schema, synthetic  # noqa: E402
+from hwosim_assets.stream import schema  # noqa: E402
 from hwosim_assets.stream.config import StreamSpec  # noqa: E402
 from hwosim_assets.stream.pacing import Pacing  # noqa: E402
 from hwosim_assets.stream.replay import replay_window, window_packets  # noqa: E402
 from hwosim_assets.stream.writer import StreamWriter, make_engine  # noqa: E402
 from hwosim_assets_tests import services  # noqa: E402
+from hwosim_assets_tests import synthetic_streams as synthetic  # noqa: E402
 
 CHANNELS = 500
 
@@ -56,8 +57,11 @@ def stream_rows(table, target: sa.Table) -> pl.DataFrame:
     """The rows the writer stores for ``table``: with stream, offset and real epoch times, as text of the same length."""
     now = time.time()
     return table.with_columns(
-        stream=pl.lit("bench-load_data"), offset=pl.col("seq"), lap=pl.lit(0),
-        scheduled_time=now + pl.col("seq").cast(pl.Float64) * 1e-3, emitted_time=pl.lit(now + 0.123456789),
+        stream=pl.lit("bench-load_data"),
+        offset=pl.col("seq"),
+        lap=pl.lit(0),
+        scheduled_time=now + pl.col("seq").cast(pl.Float64) * 1e-3,
+        emitted_time=pl.lit(now + 0.123456789),
     ).select([c.name for c in target.columns])
 
 
@@ -68,13 +72,30 @@ def count(engine, table: str) -> int:
 
 def bench_writer(engine, table, method: str, batch_rows: int) -> float:
     name = f"bench-{method}"
-    spec = StreamSpec(name=name, observation="bench", profile="nominal", family="spectra",
-                      pacing=Pacing("asap"), window=table["seq"].n_unique())
+    spec = StreamSpec(
+        name=name,
+        observation="bench",
+        profile="nominal",
+        family="spectra",
+        pacing=Pacing("asap"),
+        window=table["seq"].n_unique(),
+    )
     rows = window_packets(spec, table, 0)
     writer = StreamWriter(engine, name, "spectra", method=method)
     t = time.perf_counter()
-    report = replay_window(engine, spec, rows, window_index=0, start_time=time.time(), stream_faults={},
-                           seed=1, profile_hash="00000000", pace=False, writer=writer, max_batch_rows=batch_rows)
+    report = replay_window(
+        engine,
+        spec,
+        rows,
+        window_index=0,
+        start_time=time.time(),
+        stream_faults={},
+        seed=1,
+        profile_hash="00000000",
+        pace=False,
+        writer=writer,
+        max_batch_rows=batch_rows,
+    )
     elapsed = time.perf_counter() - t
     assert report.rows_written == table.height, report
     return elapsed
@@ -102,7 +123,9 @@ def bench_load_data(engine, table) -> float:
     with engine.begin() as conn:
         conn.exec_driver_sql(
             f"LOAD DATA LOCAL INFILE %s INTO TABLE bench_load FIELDS TERMINATED BY '\\t' "
-            f"LINES TERMINATED BY '\\n' ({names})", (path,))
+            f"LINES TERMINATED BY '\\n' ({names})",
+            (path,),
+        )
     elapsed = time.perf_counter() - t
     os.unlink(path)
     assert count(engine, "bench_load") == table.height
@@ -150,7 +173,8 @@ def main() -> None:
             for name, bench in fast.items():
                 times[name] = min(times[name], timed_on_empty_tables(engine, bench))
         times["writer, method=insert (multi-row INSERT)"] = timed_on_empty_tables(
-            engine, lambda: bench_writer(engine, table, "insert", args.batch_rows))
+            engine, lambda: bench_writer(engine, table, "insert", args.batch_rows)
+        )
         times["pandas to_sql(chunksize=1000)"] = timed_on_empty_tables(engine, lambda: bench_pandas(engine, table))
         engine.dispose()
     finally:

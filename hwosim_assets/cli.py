@@ -27,10 +27,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files as resources_files
 from pathlib import Path
-from typing import Callable
 
 import click
 import dagster as dg
@@ -68,7 +68,12 @@ def observe(asset_job: str, resources: dict, instance: dg.DagsterInstance) -> No
 
 
 def run_stages(
-    stages: list[Stage], resources: dict, instance: dg.DagsterInstance, out=click.echo, first: int = 1, total: int | None = None
+    stages: list[Stage],
+    resources: dict,
+    instance: dg.DagsterInstance,
+    out=click.echo,
+    first: int = 1,
+    total: int | None = None,
 ) -> dict[str, list[tuple[object, dg.ExecuteInProcessResult]]]:
     """Materialize each stage's asset for each of its partitions, one progress line per run.
 
@@ -131,7 +136,9 @@ def demo_stages() -> list[Stage]:
         Stage("catalog of sample products", "jwst_catalog"),
         Stage("raw products into the lake", "raw_products", partitions("observations")),
     ]
-    stages += [Stage(f"bronze {f}", f"bronze_{f}", partitions(family.partitions_name)) for f, family in FAMILIES.items()]
+    stages += [
+        Stage(f"bronze {f}", f"bronze_{f}", partitions(family.partitions_name)) for f, family in FAMILIES.items()
+    ]
     stages.append(Stage("perturbation profiles", "perturbation_profiles", observe_job="observe_profiles"))
     stages += [
         Stage(f"perturbed {f}", f"perturbed_{f}", by_profile(family.partitions_name)) for f, family in FAMILIES.items()
@@ -161,7 +168,9 @@ print(reader.watermark, reader.gaps(), reader.duplicates())
 EOF"""
 
 
-def demo_stream(resources: dict, instance: dg.DagsterInstance, home: Path, out=click.echo, stage: int = 0, total: int = 0) -> None:
+def demo_stream(
+    resources: dict, instance: dg.DagsterInstance, home: Path, out=click.echo, stage: int = 0, total: int = 0
+) -> None:
     """Replay the sample time series under ``nominal`` through the stream's real sensor decision.
 
     The packaged stream delivers one integration per second; the demo adds a
@@ -180,22 +189,31 @@ def demo_stream(resources: dict, instance: dg.DagsterInstance, home: Path, out=c
     hw = resources["hwosim"]
     resources = {
         **resources,
-        "hwosim": HwosimConfig(seed=hw.seed, profiles_path=hw.profiles_path, streams_path=str(path), tile_size=hw.tile_size,
-                               models_path=hw.models_path),
+        "hwosim": HwosimConfig(
+            seed=hw.seed,
+            profiles_path=hw.profiles_path,
+            streams_path=str(path),
+            tile_size=hw.tile_size,
+            models_path=hw.models_path,
+        ),
     }
     run_stages([Stage("stream tables", "stream_tables")], resources, instance, out, first=stage, total=total)
     spec = load_streams(path)[DEMO_STREAM]
     engine = resources["stream_db"].engine()
     earlier = resume_point(engine, spec.name)
     if earlier is not None:
-        out(f"  stream {spec.name}: an earlier demo delivered {earlier.next_offset} packets (windows 0-{earlier.window}); "
-            f"continuing after them (`hwosim stream reset {spec.name}` starts it afresh)")  # fmt: skip
+        out(
+            f"  stream {spec.name}: an earlier demo delivered {earlier.next_offset} packets (windows 0-{earlier.window}); "
+            f"continuing after them (`hwosim stream reset {spec.name}` starts it afresh)"
+        )
     # The sensor asks for a run one lead (~17 s: tick, daemon loop, launch) before its window is due,
     # for the daemon's sake; the demo runs it in-process at once, so its clock runs 15 s ahead.
     sensor = replay_sensor(spec, clock=lambda: time.time() + 15.0)
     definitions = dg.Definitions(assets=load_assets(), sensors=[sensor], resources=resources)
-    out(f"[{stage + 1}/{total}] stream {spec.name}: {spec.observation} under {spec.profile}, "
-        f"{spec.pacing.rate:g} packets/s, windows of {spec.window}, {spec.windows_per_run} per run")  # fmt: skip
+    out(
+        f"[{stage + 1}/{total}] stream {spec.name}: {spec.observation} under {spec.profile}, "
+        f"{spec.pacing.rate:g} packets/s, windows of {spec.window}, {spec.windows_per_run} per run"
+    )
     context = dg.build_sensor_context(instance=instance, definitions=definitions, resources=resources)
     with dg.partition_loading_context(dynamic_partitions_store=instance):
         tick = sensor.evaluate_tick(context)
@@ -203,23 +221,34 @@ def demo_stream(resources: dict, instance: dg.DagsterInstance, home: Path, out=c
         raise click.ClickException(f"replay sensor: {tick.skip_message}")
     [request] = tick.run_requests
     config = request.run_config["ops"]["stream_spectra"]["config"]
-    out(f"  the sensor asks for run {request.run_key}: windows {config['first_window']}-{config['last_window']}, "
-        f"first due in {config['start_time'] - time.time():.1f} s (ahead of time, so a run is waiting when it is due)")  # fmt: skip
+    out(
+        f"  the sensor asks for run {request.run_key}: windows {config['first_window']}-{config['last_window']}, "
+        f"first due in {config['start_time'] - time.time():.1f} s (ahead of time, so a run is waiting when it is due)"
+    )
     # the demo replays the first two windows of that run (10 s); the daemon would replay them all
     config = {**config, "last_window": min(config["last_window"], config["first_window"] + 1)}
     result = dg.materialize(
-        load_assets(), selection=["stream_spectra"], resources=resources, instance=instance,
-        partition_key=spec.name, run_config={**QUIET, "ops": {"stream_spectra": {"config": config}}}, tags=request.tags,
-    )  # fmt: skip
+        load_assets(),
+        selection=["stream_spectra"],
+        resources=resources,
+        instance=instance,
+        partition_key=spec.name,
+        run_config={**QUIET, "ops": {"stream_spectra": {"config": config}}},
+        tags=request.tags,
+    )
     [event] = result.get_asset_materialization_events()
     m = {k: v.value for k, v in event.materialization.metadata.items()}
-    out(f"  delivered {m['packets_delivered']} packets ({m['rows_written']} rows) at {m['achieved_rate_per_s']}/s "
+    out(
+        f"  delivered {m['packets_delivered']} packets ({m['rows_written']} rows) at {m['achieved_rate_per_s']}/s "
         f"of {m['target_rate_per_s']}/s, lateness p50 {m['lateness_p50_ms']} ms p99 {m['lateness_p99_ms']} ms, "
-        f"{m['drops']} dropped and {m['duplicates']} duplicated by the profile's stream faults")  # fmt: skip
-    out(f"\nContinue it under the daemon (the UI's Automation tab, or the CLI):\n"
+        f"{m['drops']} dropped and {m['duplicates']} duplicated by the profile's stream faults"
+    )
+    out(
+        f"\nContinue it under the daemon (the UI's Automation tab, or the CLI):\n"
         f"  export DAGSTER_HOME={home / 'dagster'} HWOSIM_HOME={home} HWOSIM_STREAMS={path}\n"
         f"  dagster dev        # then, in another terminal with the same three variables:\n"
-        f"  hwosim stream start {spec.name} && hwosim stream status")  # fmt: skip
+        f"  hwosim stream start {spec.name} && hwosim stream status"
+    )
     out("\nRead the stream as a consumer (a model under test) would:\n")
     out(CONSUMER.format(url=resources["stream_db"].url, stream=spec.name))
 
@@ -278,8 +307,10 @@ def _specs(settings) -> dict:
 def _spec(settings, name: str):
     specs = _specs(settings)
     if name not in specs:
-        raise click.ClickException(f"no stream {name!r} in {settings.streams_path or 'the packaged streams.yaml'}; "
-                                   f"declared: {', '.join(sorted(specs)) or 'none'}")  # fmt: skip
+        raise click.ClickException(
+            f"no stream {name!r} in {settings.streams_path or 'the packaged streams.yaml'}; "
+            f"declared: {', '.join(sorted(specs)) or 'none'}"
+        )
     return specs[name]
 
 
@@ -302,8 +333,10 @@ def _dagster_sensor(*args: str) -> None:
         )
         done = subprocess.run(
             [sys.executable, "-m", "dagster", "sensor", *args, "-w", str(workspace)],
-            capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         raise click.ClickException(f"dagster sensor {' '.join(args)} failed: {lines[-1] if lines else done.stdout}")
@@ -313,7 +346,9 @@ def _sensor_states(instance: dg.DagsterInstance) -> dict[str, str]:
     """Sensor name -> RUNNING or STOPPED, for sensors the instance knows (default STOPPED)."""
     from dagster._core.scheduler.instigation import InstigatorType
 
-    return {state.name: state.status.value for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)}
+    return {
+        state.name: state.status.value for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+    }
 
 
 @click.group()
@@ -324,8 +359,13 @@ def main() -> None:
 
 
 @main.command("demo")
-@click.option("--home", type=click.Path(path_type=Path), default=lambda: os.environ.get("HWOSIM_HOME", ".hwosim"),
-              show_default=".hwosim", help="working folder (lake, SQLite files, Dagster instance)")  # fmt: skip
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("HWOSIM_HOME", ".hwosim"),
+    show_default=".hwosim",
+    help="working folder (lake, SQLite files, Dagster instance)",
+)
 def demo_command(home: Path) -> None:
     """Run the whole pipeline offline on the sample products, then replay a stream."""
     sys.exit(demo(Path(home).absolute()))
@@ -345,11 +385,18 @@ def stream_list() -> None:
     specs = _specs(settings)
     states = _sensor_states(_instance()) if os.environ.get("DAGSTER_HOME") else {}
     rows = [
-        (s.name, s.family, s.observation, s.profile,
-         f"{s.pacing.mode} {s.pacing.rate:g}/s" if s.pacing.rate else s.pacing.mode,
-         f"{s.tick_seconds:g}", str(s.window), states.get(sensor_name(s.name), "STOPPED"))
+        (
+            s.name,
+            s.family,
+            s.observation,
+            s.profile,
+            f"{s.pacing.mode} {s.pacing.rate:g}/s" if s.pacing.rate else s.pacing.mode,
+            f"{s.tick_seconds:g}",
+            str(s.window),
+            states.get(sensor_name(s.name), "STOPPED"),
+        )
         for s in specs.values()
-    ]  # fmt: skip
+    ]
     _table(["stream", "family", "observation", "profile", "pacing", "tick s", "window", "sensor"], rows)
 
 
@@ -408,15 +455,27 @@ def stream_status_command(name: str | None) -> None:
         if st is None:
             rows.append((stream, states.get(sensor_name(stream), "STOPPED"), "-", "-", "-", "-", problem, last))
             continue
-        position = f"lap {st.lap}, seq {st.seq}" + (f" of {st.packets_per_lap}" if st.packets_per_lap else "") if st.lap is not None else "-"
-        rows.append((
-            stream, states.get(sensor_name(stream), "STOPPED"),
-            f"{st.target_rate:g}" if st.target_rate else "-", f"{st.delivered_rate:.2f}",
-            f"{st.lag_s:.2f}" if st.lag_s is not None else "-",
-            f"{st.watermark_mjd:.6f} @ offset {st.next_offset - 1}" if st.watermark_mjd is not None else "-",
-            position, last,
-        ))  # fmt: skip
-    _table(["stream", "sensor", "target /s", "delivered /s (1 min)", "lag s", "watermark (MJD)", "position", "last run"], rows)
+        position = (
+            f"lap {st.lap}, seq {st.seq}" + (f" of {st.packets_per_lap}" if st.packets_per_lap else "")
+            if st.lap is not None
+            else "-"
+        )
+        rows.append(
+            (
+                stream,
+                states.get(sensor_name(stream), "STOPPED"),
+                f"{st.target_rate:g}" if st.target_rate else "-",
+                f"{st.delivered_rate:.2f}",
+                f"{st.lag_s:.2f}" if st.lag_s is not None else "-",
+                f"{st.watermark_mjd:.6f} @ offset {st.next_offset - 1}" if st.watermark_mjd is not None else "-",
+                position,
+                last,
+            )
+        )
+    _table(
+        ["stream", "sensor", "target /s", "delivered /s (1 min)", "lag s", "watermark (MJD)", "position", "last run"],
+        rows,
+    )
 
 
 @stream_group.command("reset")
@@ -443,7 +502,11 @@ def stream_reset(name: str, yes: bool) -> None:
     truth = [k for k in resources["lake"].list_keys(f"truth/streams/{name}/")]
     for key in truth:
         resources["lake"].delete(key)
-    click.echo(f"reset {name}: " + ", ".join(f"{n} {t}" for t, n in removed.items()) + f", {len(truth)} truth objects, sensor cursor")
+    click.echo(
+        f"reset {name}: "
+        + ", ".join(f"{n} {t}" for t, n in removed.items())
+        + f", {len(truth)} truth objects, sensor cursor"
+    )
 
 
 @stream_group.command("prepare")
@@ -468,13 +531,19 @@ def stream_prepare(name: str) -> None:
             f"({', '.join(instance.get_dynamic_partitions(family.partitions_name)) or 'none'}): "
             "materialize jwst_catalog with a selection that includes it"
         )
-    run_stages([
-        Stage("raw products", "raw_products", lambda _: [spec.observation]),
-        Stage(f"bronze {spec.family}", f"bronze_{spec.family}", lambda _: [spec.observation]),
-        Stage("perturbation profiles", "perturbation_profiles", observe_job="observe_profiles"),
-        Stage(f"perturbed {spec.family}", f"perturbed_{spec.family}", lambda _: [key]),
-        Stage("stream tables", "stream_tables"),
-    ], resources, instance, first=2, total=6)  # fmt: skip
+    run_stages(
+        [
+            Stage("raw products", "raw_products", lambda _: [spec.observation]),
+            Stage(f"bronze {spec.family}", f"bronze_{spec.family}", lambda _: [spec.observation]),
+            Stage("perturbation profiles", "perturbation_profiles", observe_job="observe_profiles"),
+            Stage(f"perturbed {spec.family}", f"perturbed_{spec.family}", lambda _: [key]),
+            Stage("stream tables", "stream_tables"),
+        ],
+        resources,
+        instance,
+        first=2,
+        total=6,
+    )
     click.echo(f"{name} is ready: `hwosim stream start {name}` (or turn its sensor on in the UI)")
 
 
@@ -520,7 +589,9 @@ def _scoring_context(observation: str, profile_name: str, settings):
     lake = resources_from_settings(settings, secrets_by_name=False)["lake"]
     try:
         family = family_of(lake, observation)
-        return partition_answers(lake, family, observation, profiles[profile_name], settings.seed, perturb_missing=True), profiles[profile_name]
+        return partition_answers(
+            lake, family, observation, profiles[profile_name], settings.seed, perturb_missing=True
+        ), profiles[profile_name]
     except MissingPartition as error:
         raise click.ClickException(str(error)) from None
 
@@ -535,7 +606,13 @@ def _save(cards, settings) -> None:
 
 MODEL_OPTIONS = [
     click.option("--model", "reference", required=True, help="the model: package.module:factory"),
-    click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="a factory parameter (VALUE read as YAML); repeatable"),
+    click.option(
+        "--param",
+        "params",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="a factory parameter (VALUE read as YAML); repeatable",
+    ),
     click.option("--name", default=None, help="the model's name in the scores (default: the factory's name)"),
     click.option("--save/--no-save", default=True, show_default=True, help="store the scorecards in hwosim_scores"),
 ]
@@ -551,8 +628,12 @@ def model_options(command):
 @model_options
 @click.option("--observation", help="observation id (a bronze table in the lake); with --live, the stream's by default")
 @click.option("--profile", "profile_name", help="perturbation profile; with --live, the stream's by default")
-@click.option("--live", "stream", default=None, metavar="STREAM", help="score live from this stream, at its pace, through the SDK")
-@click.option("--idle-timeout", default=10.0, show_default=True, help="--live: stop after this many seconds without a packet")
+@click.option(
+    "--live", "stream", default=None, metavar="STREAM", help="score live from this stream, at its pace, through the SDK"
+)
+@click.option(
+    "--idle-timeout", default=10.0, show_default=True, help="--live: stop after this many seconds without a packet"
+)
 @click.option("--max-packets", type=int, default=None, help="--live: stop after this many packets")
 def score_command(reference, params, name, save, observation, profile_name, stream, idle_timeout, max_packets) -> None:
     """Score one model on one observation x profile and print its scorecard.
@@ -567,8 +648,10 @@ def score_command(reference, params, name, save, observation, profile_name, stre
     if stream:
         declared = _spec(settings, stream)
         if observation not in (None, declared.observation) or profile_name not in (None, declared.profile):
-            raise click.ClickException(f"stream {stream} replays {declared.observation} under {declared.profile}, "
-                                       f"not {observation or declared.observation} under {profile_name or declared.profile}")  # fmt: skip
+            raise click.ClickException(
+                f"stream {stream} replays {declared.observation} under {declared.profile}, "
+                f"not {observation or declared.observation} under {profile_name or declared.profile}"
+            )
         observation, profile_name = declared.observation, declared.profile
     if not observation or not profile_name:
         raise click.UsageError("give --observation and --profile (or --live STREAM)")
@@ -577,11 +660,26 @@ def score_command(reference, params, name, save, observation, profile_name, stre
         from hwosim_assets.defs.resources import resources_from_settings
 
         engine = resources_from_settings(settings, secrets_by_name=False)["stream_db"].engine()
-        card = score_live(spec, key, engine, stream, profile=profile_name, profile_hash=profile.config_hash, seed=settings.seed,
-                          idle_timeout=idle_timeout, max_packets=max_packets)  # fmt: skip
+        card = score_live(
+            spec,
+            key,
+            engine,
+            stream,
+            profile=profile_name,
+            profile_hash=profile.config_hash,
+            seed=settings.seed,
+            idle_timeout=idle_timeout,
+            max_packets=max_packets,
+        )
     else:
-        card = score_offline(spec, key, profile=profile_name, profile_hash=profile.config_hash, seed=settings.seed,
-                             stream_faults=profile.stream_faults)  # fmt: skip
+        card = score_offline(
+            spec,
+            key,
+            profile=profile_name,
+            profile_hash=profile.config_hash,
+            seed=settings.seed,
+            stream_faults=profile.stream_faults,
+        )
     click.echo(card.text())
     if save:
         _save([card], settings)
@@ -591,10 +689,21 @@ def score_command(reference, params, name, save, observation, profile_name, stre
 
 @main.command("robustness")
 @model_options
-@click.option("--observation", "chosen", multiple=True, help="observation id; repeatable (default: every bronze table in the lake)")
+@click.option(
+    "--observation",
+    "chosen",
+    multiple=True,
+    help="observation id; repeatable (default: every bronze table in the lake)",
+)
 @click.option("--rates", default="", metavar="R1,R2,...", help="also score live at these rates (packets per second)")
 @click.option("--rate-profile", default="level-2", show_default=True, help="the profile the rate sweep replays")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None, help="where to write the plot (default robustness-NAME.png)")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="where to write the plot (default robustness-NAME.png)",
+)
 def robustness_command(reference, params, name, save, chosen, rates, rate_profile, plot_path) -> None:
     """Score a model over level-0 ... level-5 (and live at --rates), print its curves against the
     baselines of models.yaml (ImageNet-C's mCE and relative mCE) and write the plot."""
@@ -626,20 +735,38 @@ def robustness_command(reference, params, name, save, chosen, rates, rate_profil
     found = observations(resources["lake"])
     chosen = list(chosen) or sorted(found)
     if not chosen:
-        raise click.ClickException(f"no bronze table in {resources['lake'].uri('bronze/')}: materialize the bronze assets first")
+        raise click.ClickException(
+            f"no bronze table in {resources['lake'].uri('bronze/')}: materialize the bronze assets first"
+        )
     levels = sorted((p for p in load_profiles(settings.profiles_path or None) if level_of(p) is not None), key=level_of)
     cards = []
     for observation in chosen:
         for profile_name in levels:
             key, profile = _scoring_context(observation, profile_name, settings)
             for model in [spec, *baselines]:
-                cards.append(score_offline(model, key, profile=profile_name, profile_hash=profile.config_hash,
-                                           seed=settings.seed, stream_faults=profile.stream_faults))  # fmt: skip
+                cards.append(
+                    score_offline(
+                        model,
+                        key,
+                        profile=profile_name,
+                        profile_hash=profile.config_hash,
+                        seed=settings.seed,
+                        stream_faults=profile.stream_faults,
+                    )
+                )
             click.echo(f"{observation} {profile_name}: {cards[-1 - len(baselines)].status}")
         if rate_list:
             key, profile = _scoring_context(observation, rate_profile, settings)
-            cards += score_at_rates(spec, key, resources["stream_db"].engine(), rate_list, profile=rate_profile,
-                                    profile_hash=profile.config_hash, seed=settings.seed, stream_faults=profile.stream_faults)  # fmt: skip
+            cards += score_at_rates(
+                spec,
+                key,
+                resources["stream_db"].engine(),
+                rate_list,
+                profile=rate_profile,
+                profile_hash=profile.config_hash,
+                seed=settings.seed,
+                stream_faults=profile.stream_faults,
+            )
     failed = [c for c in cards if c.status == "failed" and c.model == spec.name]
     for card in failed[:1]:
         click.echo(f"FAILED: {card.error}", err=True)
@@ -650,14 +777,29 @@ def robustness_command(reference, params, name, save, chosen, rates, rate_profil
     click.echo(f"\n{spec.name}: error per level")
     _table(["kind", "observation", *map(str, range(6))], _curve_rows(mine))
     click.echo("\nagainst the baselines (mCE, relative mCE: the baseline = 100 %)")
-    _table(["model", "kind", "baseline", "mCE %", "relative mCE %"],
-           [(r["model"], r["kind"], r["baseline"], _num(r["mce_pct"]), _num(r["relative_mce_pct"])) for r in summary.iter_rows(named=True)])  # fmt: skip
+    _table(
+        ["model", "kind", "baseline", "mCE %", "relative mCE %"],
+        [
+            (r["model"], r["kind"], r["baseline"], _num(r["mce_pct"]), _num(r["relative_mce_pct"]))
+            for r in summary.iter_rows(named=True)
+        ],
+    )
     rate_table = robustness.rate_curves(rows)
     if len(rate_table):
         click.echo("\nkeeping up, live")
-        _table(["observation", "rate /s", "within cadence", "latency p99 ms", "backlog max"],
-               [(r["observation"], _num(r["rate"]), _num(r["within_cadence"]), _num(r["latency_ms_p99"]), _num(r["backlog_max"]))
-                for r in rate_table.iter_rows(named=True)])  # fmt: skip
+        _table(
+            ["observation", "rate /s", "within cadence", "latency p99 ms", "backlog max"],
+            [
+                (
+                    r["observation"],
+                    _num(r["rate"]),
+                    _num(r["within_cadence"]),
+                    _num(r["latency_ms_p99"]),
+                    _num(r["backlog_max"]),
+                )
+                for r in rate_table.iter_rows(named=True)
+            ],
+        )
     png = plots.robustness(curves, rate_table, f"{spec.name} ({reference}) and the baselines")
     plot_path = plot_path or Path(f"robustness-{spec.name}.png")
     plot_path.write_bytes(png)

@@ -47,11 +47,7 @@ def spectra_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.Da
     for table, label, style in ((before, "bronze", "-"), (after, "perturbed", "-")):
         one = table.filter(pl.col("seq") == seq).sort("channel")
         ax_spec.plot(one["wavelength"], one["flux"], style, lw=0.8, label=label, alpha=0.85)
-        curve = (
-            table.group_by("seq")
-            .agg(pl.col("event_time").first(), pl.col("flux").fill_nan(None).sum())
-            .sort("seq")
-        )
+        curve = table.group_by("seq").agg(pl.col("event_time").first(), pl.col("flux").fill_nan(None).sum()).sort("seq")
         ax_curve.plot(curve["event_time"], curve["flux"], ".", ms=2.5, label=label, alpha=0.85)
     ax_spec.set(xlabel="wavelength [micron]", ylabel="flux [Jy]")
     ax_curve.set(xlabel="event time [MJD]", ylabel="summed flux [Jy]", title="white-light curve")
@@ -66,8 +62,9 @@ def images_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.Dat
     """The tile with the most flagged pixels, before and after, with its truth mask."""
     counts = [int(np.count_nonzero(np.frombuffer(t, dtype="<u4"))) for t in truth["truth"]]
     i = int(np.argmax(counts)) if counts else 0
-    return tile_with_truth(before.row(i, named=True), after.row(i, named=True),
-                           np.frombuffer(truth["truth"][i], dtype="<u4"), title)
+    return tile_with_truth(
+        before.row(i, named=True), after.row(i, named=True), np.frombuffer(truth["truth"][i], dtype="<u4"), title
+    )
 
 
 def _stretch(data: np.ndarray) -> dict[str, float]:
@@ -105,7 +102,12 @@ def fidelity_ratios(rows, title: str) -> bytes:
     ax.axvline(1.0, color="0.5", lw=0.8)
     for level in sorted({r.level for r in measured}):
         mine = [r for r in measured if r.level == level]
-        ax.scatter([r.ratio for r in mine], [kinds.index(r.kind) + (level - 3) * 0.08 for r in mine], s=18, label=f"level {level}")
+        ax.scatter(
+            [r.ratio for r in mine],
+            [kinds.index(r.kind) + (level - 3) * 0.08 for r in mine],
+            s=18,
+            label=f"level {level}",
+        )
     ax.set_yticks(range(len(kinds)), kinds)
     ax.set_xlabel("measured / target")
     ax.set_title(title)
@@ -123,7 +125,7 @@ def robustness(curves: pl.DataFrame, rates: pl.DataFrame, title: str, dpi: int =
     axes = axes[0]
     styles = ["-", "--", ":", "-."]
     observations = sorted(set(curves["observation"].to_list())) if len(curves) else []
-    for ax, kind in zip(axes, kinds):
+    for ax, kind in zip(axes, kinds, strict=False):
         part = curves.filter(pl.col("kind") == kind)
         for (model, obs), line in part.group_by(["model", "observation"], maintain_order=True):
             line = line.sort("level")
@@ -136,8 +138,13 @@ def robustness(curves: pl.DataFrame, rates: pl.DataFrame, title: str, dpi: int =
         for (model, obs), line in rates.group_by(["model", "observation"], maintain_order=True):
             line = line.sort("rate")
             ax.plot(line["rate"], line["within_cadence"], marker="o", ms=3, label=f"{model} / {obs[:24]}")
-        ax.set(xscale="log", xlabel="stream rate [packets/s]", ylabel="answered within cadence", ylim=(-0.05, 1.05),
-               title="keeping up (live)")
+        ax.set(
+            xscale="log",
+            xlabel="stream rate [packets/s]",
+            ylabel="answered within cadence",
+            ylim=(-0.05, 1.05),
+            title="keeping up (live)",
+        )
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
     buf = io.BytesIO()

@@ -137,7 +137,18 @@ IMAGES = Family(
     packet="one square tile of one frame (image, integration or slit), pixel planes as bytes",
     stream_table="hwosim_image_packets",
     stream_columns=(
-        "seq", "frame", "source", "y0", "x0", "ny", "nx", "sci", "err", "dq", "wavelength", "event_time",
+        "seq",
+        "frame",
+        "source",
+        "y0",
+        "x0",
+        "ny",
+        "nx",
+        "sci",
+        "err",
+        "dq",
+        "wavelength",
+        "event_time",
     ),
 )
 FAMILIES: dict[str, Family] = {f.name: f for f in (SPECTRA, IMAGES)}

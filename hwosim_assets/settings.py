@@ -9,23 +9,38 @@ loads, and builds its resources from the result; nothing else reads
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 # name -> (default, meaning). Secrets (AWS keys, MySQL passwords) are listed in
 # the README but never read here: boto3 and dagster-mysql take them from the
 # environment themselves, so they never pass through our code or logs.
 ENV_VARS: dict[str, tuple[str, str]] = {
     "HWOSIM_HOME": (".hwosim", "working folder for the embedded default (local lake, SQLite files)"),
-    "HWOSIM_LAKE_URL": ("", "lake location: empty or a path = local folder `$HWOSIM_HOME/lake`; `s3://bucket/prefix` = S3 API"),
-    "HWOSIM_LAKE_RETRY_SECONDS": ("60", "how long an S3 lake operation keeps retrying, with backoff, once S3 stops answering (long enough for a restart); then the run fails naming the lake and the key"),
-    "HWOSIM_SOURCE": ("sample", "`sample` (offline simulated JWST products), `mast` (the MAST archive via astroquery) or `files` (your own products at `HWOSIM_SOURCE_URL`)"),
-    "HWOSIM_SOURCE_URL": ("", "with `HWOSIM_SOURCE=files`: a folder, or `s3://bucket/prefix`, holding JWST products (`*.fits`, any names)"),
+    "HWOSIM_LAKE_URL": (
+        "",
+        "lake location: empty or a path = local folder `$HWOSIM_HOME/lake`; `s3://bucket/prefix` = S3 API",
+    ),
+    "HWOSIM_LAKE_RETRY_SECONDS": (
+        "60",
+        "how long an S3 lake operation keeps retrying, with backoff, once S3 stops answering (long enough for a restart); then the run fails naming the lake and the key",
+    ),
+    "HWOSIM_SOURCE": (
+        "sample",
+        "`sample` (offline simulated JWST products), `mast` (the MAST archive via astroquery) or `files` (your own products at `HWOSIM_SOURCE_URL`)",
+    ),
+    "HWOSIM_SOURCE_URL": (
+        "",
+        "with `HWOSIM_SOURCE=files`: a folder, or `s3://bucket/prefix`, holding JWST products (`*.fits`, any names)",
+    ),
     "HWOSIM_MAST_URL": ("https://mast.stsci.edu", "MAST server astroquery talks to"),
     "HWOSIM_MAST_TIMEOUT": ("60", "seconds before a MAST request times out"),
     "HWOSIM_MAST_RETRIES": ("3", "retries of a failed MAST request, with backoff"),
-    "HWOSIM_STREAM_DB_URL": ("", "SQLAlchemy URL of the stream tables; empty = SQLite `$HWOSIM_HOME/streams.db`; `mysql+pymysql://user:pw@host/db` for MySQL/MariaDB"),
+    "HWOSIM_STREAM_DB_URL": (
+        "",
+        "SQLAlchemy URL of the stream tables; empty = SQLite `$HWOSIM_HOME/streams.db`; `mysql+pymysql://user:pw@host/db` for MySQL/MariaDB",
+    ),
     "HWOSIM_SEED": ("20261124", "global seed of every perturbation and stream fault"),
     "HWOSIM_PROFILES": ("", "path of a user profiles.yaml; empty = the packaged defaults"),
     "HWOSIM_STREAMS": ("", "path of a user streams.yaml; empty = the packaged defaults"),
@@ -68,7 +83,7 @@ class Settings:
     models_path: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         get = lambda name: env.get(name) or ENV_VARS[name][0]  # noqa: E731
         home = Path(get("HWOSIM_HOME")).absolute()
@@ -77,7 +92,9 @@ class Settings:
             raise ValueError(f"HWOSIM_SOURCE={source!r}: expected 'sample', 'mast' or 'files'")
         source_url = get("HWOSIM_SOURCE_URL")
         if source == "files" and not source_url:
-            raise ValueError("HWOSIM_SOURCE=files needs HWOSIM_SOURCE_URL: a folder or s3://bucket/prefix of JWST products")
+            raise ValueError(
+                "HWOSIM_SOURCE=files needs HWOSIM_SOURCE_URL: a folder or s3://bucket/prefix of JWST products"
+            )
         lake_url = get("HWOSIM_LAKE_URL") or str(home / "lake")
         stream_db_url = get("HWOSIM_STREAM_DB_URL") or f"sqlite:///{home / 'streams.db'}"
         lake_retry_seconds = _float(env, "HWOSIM_LAKE_RETRY_SECONDS")

@@ -75,18 +75,47 @@ from hwosim_assets.records import PIXEL_DTYPES
 CLASSES = ("truncate", "header_flip", "data_flip", "header_edit")
 # Keywords whose values the flips aim at half the time.
 TARGET_KEYWORDS = (
-    "SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "PCOUNT", "GCOUNT", "EXTEND", "TFIELDS",
-    "EXTNAME", "EXTVER", "BZERO", "BSCALE", "DATAMODL", "TELESCOP", "FILENAME", "NINTS", "INTSTART", "INTEND",
-    "EXPSTART", "EXPMID", "EXPEND", "INT_NUM", "SPORDER", "END",
-)  # fmt: skip
+    "SIMPLE",
+    "XTENSION",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "NAXIS3",
+    "PCOUNT",
+    "GCOUNT",
+    "EXTEND",
+    "TFIELDS",
+    "EXTNAME",
+    "EXTVER",
+    "BZERO",
+    "BSCALE",
+    "DATAMODL",
+    "TELESCOP",
+    "FILENAME",
+    "NINTS",
+    "INTSTART",
+    "INTEND",
+    "EXPSTART",
+    "EXPMID",
+    "EXPEND",
+    "INT_NUM",
+    "SPORDER",
+    "END",
+)
 TARGET_PREFIXES = ("TFORM", "TTYPE", "TZERO", "TSCAL", "TDIM")
 # Data units the reader reads values from, by family (spectra: EXTRACT1D; images: the planes).
 READ_HDUS = {"spectra": {"EXTRACT1D"}, "images": {p.upper() for p in PIXEL_DTYPES}}
 SPECTRA_COLUMNS = {
-    "wavelength": "WAVELENGTH", "flux": "FLUX", "flux_error": "FLUX_ERROR", "flux_var_poisson": "FLUX_VAR_POISSON",
-    "flux_var_rnoise": "FLUX_VAR_RNOISE", "flux_var_flat": "FLUX_VAR_FLAT", "surf_bright": "SURF_BRIGHT",
+    "wavelength": "WAVELENGTH",
+    "flux": "FLUX",
+    "flux_error": "FLUX_ERROR",
+    "flux_var_poisson": "FLUX_VAR_POISSON",
+    "flux_var_rnoise": "FLUX_VAR_RNOISE",
+    "flux_var_flat": "FLUX_VAR_FLAT",
+    "surf_bright": "SURF_BRIGHT",
     "npixels": "NPIXELS",
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -118,8 +147,13 @@ class Product:
                 loc = hdu.fileinfo()
                 size = hdu.size  # data bytes, no padding
                 hdus.append(
-                    Hdu(index, hdu.name, (loc["hdrLoc"], loc["datLoc"]), (loc["datLoc"], loc["datLoc"] + size),
-                        loc["datLoc"] + loc["datSpan"])  # fmt: skip
+                    Hdu(
+                        index,
+                        hdu.name,
+                        (loc["hdrLoc"], loc["datLoc"]),
+                        (loc["datLoc"], loc["datLoc"] + size),
+                        loc["datLoc"] + loc["datSpan"],
+                    )
                 )
         return cls(path, data, info.family, hdus, read_family(info.family, [path], 64))
 
@@ -168,9 +202,11 @@ def truncations(product: Product, rng: np.random.Generator, n: int) -> list[Vari
     """``n`` cut offsets: every boundary kind first (HDU starts, header ends, data ends), then random ones."""
     size = len(product.data)
     boundaries = sorted(
-        {h.header[0] for h in product.hdus[1:]} | {h.header[1] for h in product.hdus} | {h.data[1] for h in product.hdus}
+        {h.header[0] for h in product.hdus[1:]}
+        | {h.header[1] for h in product.hdus}
+        | {h.data[1] for h in product.hdus}
         | {size - 2880}
-    )  # fmt: skip
+    )
     boundaries = [b for b in boundaries if 0 < b < size]
     chosen = list(rng.permutation(boundaries)[: max(1, n * 2 // 3)])
     while len(chosen) < n:
@@ -180,7 +216,9 @@ def truncations(product: Product, rng: np.random.Generator, n: int) -> list[Vari
         at = [f"start of HDU {h.index}" for h in product.hdus if h.header[0] == cut]
         at += [f"end of header {h.index}" for h in product.hdus if h.header[1] == cut]
         at += [f"end of data {h.index}" for h in product.hdus if h.data[1] == cut and h.data[0] != h.data[1]]
-        out.append(Variant("truncate", product, product.data[:cut], f"cut at {cut} of {size} ({', '.join(at) or 'inside'})"))
+        out.append(
+            Variant("truncate", product, product.data[:cut], f"cut at {cut} of {size} ({', '.join(at) or 'inside'})")
+        )
     return out
 
 
@@ -205,8 +243,13 @@ def header_flips(product: Product, rng: np.random.Generator, n: int) -> list[Var
             offset = int(rng.integers(*hdu.header))
             region, what = "anywhere", "header"
         out.append(
-            Variant("header_flip", product, _flip(product.data, offset, bit),
-                    f"bit {bit} of byte {offset} ({what} of HDU {hdu.index} {hdu.name})", region)  # fmt: skip
+            Variant(
+                "header_flip",
+                product,
+                _flip(product.data, offset, bit),
+                f"bit {bit} of byte {offset} ({what} of HDU {hdu.index} {hdu.name})",
+                region,
+            )
         )
     return out
 
@@ -228,7 +271,13 @@ def _value_start(product: Product, hdu: Hdu, rng: np.random.Generator) -> int:
 def data_flips(product: Product, rng: np.random.Generator, n: int) -> list[Variant]:
     """``n`` single-bit flips in data units: half in what is read, a quarter in ignored HDUs, a quarter in padding."""
     read_names = READ_HDUS[product.family]
-    regions: dict[str, list[tuple[Hdu, int, int]]] = {"read": [], "int_times": [], "asdf": [], "ignored": [], "padding": []}
+    regions: dict[str, list[tuple[Hdu, int, int]]] = {
+        "read": [],
+        "int_times": [],
+        "asdf": [],
+        "ignored": [],
+        "padding": [],
+    }
     for hdu in product.hdus:
         if hdu.data[1] > hdu.data[0]:
             kind = {"INT_TIMES": "int_times", "ASDF": "asdf"}.get(hdu.name)
@@ -247,8 +296,13 @@ def data_flips(product: Product, rng: np.random.Generator, n: int) -> list[Varia
         if region == "read" and i % 4 == 0:  # the first byte of a value read: sign and exponent (huge, NaN, inf...)
             offset, bit = _value_start(product, hdu, rng), int(rng.integers(4, 8))
         out.append(
-            Variant("data_flip", product, _flip(product.data, offset, bit),
-                    f"bit {bit} of byte {offset} (data of HDU {hdu.index} {hdu.name}, {region})", region)  # fmt: skip
+            Variant(
+                "data_flip",
+                product,
+                _flip(product.data, offset, bit),
+                f"bit {bit} of byte {offset} (data of HDU {hdu.index} {hdu.name}, {region})",
+                region,
+            )
         )
     return out
 
@@ -289,9 +343,23 @@ def _edits_for(product: Product) -> list[tuple[Hdu, str, object, bool]]:
     edits = []
     for hdu in product.hdus:
         header = {(_card_key(image)): image for _, image in product.cards(hdu)}
-        card_value = lambda key: fits.Card.fromstring(header[key]).value  # noqa: E731
+
+        def card_value(key: str, header: dict = header) -> object:
+            return fits.Card.fromstring(header[key]).value
+
         edits.append((hdu, BLANK_HEADER, None, False))
-        for key in ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS", "EXTNAME"):
+        for key in (
+            "SIMPLE",
+            "XTENSION",
+            "BITPIX",
+            "NAXIS",
+            "NAXIS1",
+            "NAXIS2",
+            "PCOUNT",
+            "GCOUNT",
+            "TFIELDS",
+            "EXTNAME",
+        ):
             if key in header:
                 edits.append((hdu, key, BLANK_CARD, False))
         bitpix = card_value("BITPIX")
@@ -301,9 +369,13 @@ def _edits_for(product: Product) -> list[tuple[Hdu, str, object, bool]]:
         edits += [(hdu, "NAXIS", naxis + 1, False), (hdu, "NAXIS", max(naxis - 1, 0), False)]
         for axis in range(1, naxis + 1):
             length = card_value(f"NAXIS{axis}")
-            edits += [(hdu, f"NAXIS{axis}", length + 1, False), (hdu, f"NAXIS{axis}", max(length - 1, 0), False),
-                      (hdu, f"NAXIS{axis}", 0, False), (hdu, f"NAXIS{axis}", "12", False),
-                      (hdu, f"NAXIS{axis}", None, True)]  # fmt: skip
+            edits += [
+                (hdu, f"NAXIS{axis}", length + 1, False),
+                (hdu, f"NAXIS{axis}", max(length - 1, 0), False),
+                (hdu, f"NAXIS{axis}", 0, False),
+                (hdu, f"NAXIS{axis}", "12", False),
+                (hdu, f"NAXIS{axis}", None, True),
+            ]
         if naxis >= 2:
             edits.append((hdu, "NAXIS1", card_value("NAXIS2"), False))  # the two swapped, one card at a time
         for key in header:
@@ -313,21 +385,34 @@ def _edits_for(product: Product) -> list[tuple[Hdu, str, object, bool]]:
                 edits.append((hdu, key, None, True))
             elif key.startswith("TTYPE") and str(card_value(key)).upper() in (*SPECTRA_COLUMNS.values(), "DQ"):
                 # the columns the reader reads (an optional one renamed must not read as missing)
-                edits += [(hdu, key, "X" + str(card_value(key))[:30], False), (hdu, key, "FLUX", False),
-                          (hdu, key, "DQ", False), (hdu, key, None, True)]  # fmt: skip
+                edits += [
+                    (hdu, key, "X" + str(card_value(key))[:30], False),
+                    (hdu, key, "FLUX", False),
+                    (hdu, key, "DQ", False),
+                    (hdu, key, None, True),
+                ]
             elif key.startswith("TZERO"):
                 edits += [(hdu, key, 0, False), (hdu, key, 2**31 + 1, False), (hdu, key, None, True)]
         if "EXTNAME" in header:
-            edits += [(hdu, "EXTNAME", "SCI", False), (hdu, "EXTNAME", "ERR", False),
-                      (hdu, "EXTNAME", "EXTRACT1D", False), (hdu, "EXTNAME", hdu.name[:-1] + "X", False),
-                      (hdu, "EXTNAME", None, True)]  # fmt: skip
+            edits += [
+                (hdu, "EXTNAME", "SCI", False),
+                (hdu, "EXTNAME", "ERR", False),
+                (hdu, "EXTNAME", "EXTRACT1D", False),
+                (hdu, "EXTNAME", hdu.name[:-1] + "X", False),
+                (hdu, "EXTNAME", None, True),
+            ]
         if hdu.index == 0:
             for key in ("NINTS", "INTSTART", "INTEND"):
                 if key in header:
                     value = card_value(key)
-                    edits += [(hdu, key, value + 1, False), (hdu, key, value - 1, False), (hdu, key, 0, False),
-                              (hdu, key, str(value), False), (hdu, key, float(value), False),
-                              (hdu, key, None, True)]  # fmt: skip
+                    edits += [
+                        (hdu, key, value + 1, False),
+                        (hdu, key, value - 1, False),
+                        (hdu, key, 0, False),
+                        (hdu, key, str(value), False),
+                        (hdu, key, float(value), False),
+                        (hdu, key, None, True),
+                    ]
     return [e for e in edits if not (e[1] == "EXTNAME" and e[2] == e[0].name)]
 
 
@@ -345,7 +430,10 @@ def header_edits(product: Product, rng: np.random.Generator, n: int) -> list[Var
         family = _edit_family(edit[1]) + (" blanked" if edit[2] == BLANK_CARD else "")
         families.setdefault(family, []).append(edit)
     # The issue's list first, then blanked cards and headers.
-    rank = {f: i for i, f in enumerate(("TTYPE", "TFORM", "NAXIS", "BITPIX", "EXTNAME", "INTEND", "NINTS", "INTSTART", "TZERO"))}
+    rank = {
+        f: i
+        for i, f in enumerate(("TTYPE", "TFORM", "NAXIS", "BITPIX", "EXTNAME", "INTEND", "NINTS", "INTSTART", "TZERO"))
+    }
     names = sorted(families, key=lambda f: (rank.get(f, len(rank)), f))
     queues = {f: list(rng.permutation(len(families[f]))) for f in names}
     picked = []
@@ -365,7 +453,12 @@ def header_edits(product: Product, rng: np.random.Generator, n: int) -> list[Var
 
 def variants(products: list[Product], per_class: dict[str, int], seed: int) -> list[Variant]:
     """Every product's variants: ``per_class[kind]`` of each kind, from one seeded generator per product."""
-    makers = {"truncate": truncations, "header_flip": header_flips, "data_flip": data_flips, "header_edit": header_edits}
+    makers = {
+        "truncate": truncations,
+        "header_flip": header_flips,
+        "data_flip": data_flips,
+        "header_edit": header_edits,
+    }
     out = []
     for k, product in enumerate(products):
         rng = np.random.default_rng([seed, k])
@@ -432,14 +525,16 @@ def _expected_spectra(product: Product, path: Path, table: pl.DataFrame, keyword
     with fits.open(path) as hdul:
         tables = [hdu.data for hdu in hdul if hdu.name == "EXTRACT1D"]
         for bronze, name in SPECTRA_COLUMNS.items():
-            if not _same(np.concatenate([np.asarray(t[name], dtype=np.float64) for t in tables]), table[bronze].to_numpy()):
+            if not _same(
+                np.concatenate([np.asarray(t[name], dtype=np.float64) for t in tables]), table[bronze].to_numpy()
+            ):
                 problems.append(f"{bronze} differs from astropy's read")
         dq = np.concatenate([np.asarray(t["DQ"]) for t in tables])
         if not np.array_equal(dq.astype(np.uint32), table["dq"].to_numpy().view(np.uint32)):
             problems.append("dq differs from astropy's read")
         if keywords and "INT_TIMES" in [h.name for h in hdul]:
             times = hdul["INT_TIMES"].data
-            mids = dict(zip(times["integration_number"].tolist(), times["int_mid_MJD_UTC"].tolist()))
+            mids = dict(zip(times["integration_number"].tolist(), times["int_mid_MJD_UTC"].tolist(), strict=False))
             expected_times = np.array([mids[i] for i in table["integration"].to_list()])
         elif keywords:
             expected_times = np.full(len(table), float(hdul[0].header["EXPMID"]))
@@ -510,7 +605,11 @@ def judge(variant: Variant, folder: Path) -> Outcome:
         if read[0] == "ok" and found[0] != "ok":
             problems.append(f"read accepts what identify refuses: {found[1]}")
         if read[0] != "ok":
-            if variant.kind == "data_flip" and variant.region in ("read", "padding", "ignored") and read[0] == "refused":
+            if (
+                variant.kind == "data_flip"
+                and variant.region in ("read", "padding", "ignored")
+                and read[0] == "refused"
+            ):
                 problems.append(f"a valid file (flip in {variant.region} data) refused: {read[1]}")
             return Outcome(variant, "failed" if problems else "refused", read[1][:300], problems)
 

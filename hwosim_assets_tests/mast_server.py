@@ -247,7 +247,7 @@ class MastReplayServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "MastReplayServer":
+    def start(self) -> MastReplayServer:
         replay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -279,7 +279,7 @@ class MastReplayServer:
         self._thread.join(timeout=5)
         self._httpd = self._thread = None
 
-    def __enter__(self) -> "MastReplayServer":
+    def __enter__(self) -> MastReplayServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

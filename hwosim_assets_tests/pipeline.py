@@ -40,9 +40,12 @@ def failure(result: dg.ExecuteInProcessResult, node: str) -> str:
     failed = result.failure_data_for_node(node)
     errors = [failed.error] if failed is not None else []
     if not errors:  # failed before the step ran: a resource's setup check
-        errors = [e.event_specific_data.error for e in result.all_events
-                  if e.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE", "RUN_FAILURE")
-                  and getattr(e.event_specific_data, "error", None) is not None]  # fmt: skip
+        errors = [
+            e.event_specific_data.error
+            for e in result.all_events
+            if e.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE", "RUN_FAILURE")
+            and getattr(e.event_specific_data, "error", None) is not None
+        ]
     messages = []
     for error in errors:
         while error is not None:

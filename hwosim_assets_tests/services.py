@@ -22,11 +22,11 @@ import subprocess
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -167,8 +167,12 @@ class MariaDB:
         import sqlalchemy as sa
 
         url = sa.URL.create(
-            "mysql+pymysql", username=self.user, password=self.password,
-            host=self.host, port=self.port, database=database,
+            "mysql+pymysql",
+            username=self.user,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=database,
         )
         return url.render_as_string(hide_password=False)
 
@@ -229,22 +233,41 @@ def start_mariadb() -> MariaDB:
     as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses root without it
 
     install = subprocess.run(
-        [install_db, "--no-defaults", *as_root, f"--datadir={datadir}",
-         "--auth-root-authentication-method=normal", "--skip-test-db"],
-        capture_output=True, text=True, timeout=120,
+        [
+            install_db,
+            "--no-defaults",
+            *as_root,
+            f"--datadir={datadir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if install.returncode != 0:
-        raise RuntimeError(f"mariadb-install-db failed ({install.returncode}):\n{install.stdout[-3000:]}{install.stderr[-3000:]}")
+        raise RuntimeError(
+            f"mariadb-install-db failed ({install.returncode}):\n{install.stdout[-3000:]}{install.stderr[-3000:]}"
+        )
 
     (port,) = free_ports(1)
     argv = [
-        mariadbd, "--no-defaults", *as_root,  # --no-defaults: ignore /etc/mysql, use only what is here
-        f"--datadir={datadir}", f"--socket={folder / 'mysqld.sock'}", f"--pid-file={folder / 'mysqld.pid'}",
-        f"--tmpdir={folder}", f"--log-error={folder / 'error.log'}",
-        f"--port={port}", f"--bind-address={HOST}", "--skip-name-resolve",
+        mariadbd,
+        "--no-defaults",
+        *as_root,  # --no-defaults: ignore /etc/mysql, use only what is here
+        f"--datadir={datadir}",
+        f"--socket={folder / 'mysqld.sock'}",
+        f"--pid-file={folder / 'mysqld.pid'}",
+        f"--tmpdir={folder}",
+        f"--log-error={folder / 'error.log'}",
+        f"--port={port}",
+        f"--bind-address={HOST}",
+        "--skip-name-resolve",
         "--local-infile=1",  # LOAD DATA LOCAL INFILE for the fast stream writers
-        "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
-        "--innodb-buffer-pool-size=128M", "--max-connections=300",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_unicode_ci",
+        "--innodb-buffer-pool-size=128M",
+        "--max-connections=300",
     ]
     server = ServerProcess("mariadbd", argv, log, extra_logs=[folder / "error.log"])
     db = MariaDB(dir=folder, port=port, password=secrets.token_urlsafe(18), server=server)
@@ -300,8 +323,11 @@ class SeaweedFS:
         from botocore.config import Config
 
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint_url, region_name=self.region,
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             config=Config(**config) if config else None,
         )
 
@@ -356,15 +382,28 @@ def start_seaweedfs() -> SeaweedFS:
 
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
     argv = [
-        weed, "server", f"-dir={folder / 'data'}", f"-ip={HOST}", f"-ip.bind={HOST}",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-        "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+        weed,
+        "server",
+        f"-dir={folder / 'data'}",
+        f"-ip={HOST}",
+        f"-ip.bind={HOST}",
+        f"-master.port={master}",
+        f"-master.port.grpc={master_grpc}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume_grpc}",
+        "-filer",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer_grpc}",
         f"-filer.localSocket={folder / 'filer.sock'}",
-        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
+        "-s3",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={s3_grpc}",
+        f"-s3.config={config}",
         f"-s3.localSocket={folder / 's3.sock'}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",  # extra listeners we do not need
-        "-master.volumeSizeLimitMB=64", "-volume.max=0",  # small volumes: fast start, little disk
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",  # extra listeners we do not need
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=0",  # small volumes: fast start, little disk
         "-volume.preStopSeconds=0",
         "-master.telemetry=false",  # no traffic off this machine
     ]
@@ -372,10 +411,18 @@ def start_seaweedfs() -> SeaweedFS:
     env = {**os.environ, "TMPDIR": str(folder / "tmp")}
     server = ServerProcess("weed server", argv, folder / "weed.log", env=env)
     # weed ignores TMPDIR for its gRPC unix sockets: it always makes them in /tmp
-    sockets = [Path(f"/tmp/seaweedfs-{kind}-grpc-{port}.sock") for kind, port in
-               (("master", master_grpc), ("volume", volume_grpc), ("filer", filer_grpc), ("s3", s3_grpc))]
-    fs = SeaweedFS(dir=folder, endpoint_url=f"http://{HOST}:{s3}", access_key=access_key,
-                   secret_key=secret_key, server=server, stray_files=sockets)
+    sockets = [
+        Path(f"/tmp/seaweedfs-{kind}-grpc-{port}.sock")
+        for kind, port in (("master", master_grpc), ("volume", volume_grpc), ("filer", filer_grpc), ("s3", s3_grpc))
+    ]
+    fs = SeaweedFS(
+        dir=folder,
+        endpoint_url=f"http://{HOST}:{s3}",
+        access_key=access_key,
+        secret_key=secret_key,
+        server=server,
+        stray_files=sockets,
+    )
     server.start()
     try:
         _wait_writable(fs)
@@ -393,7 +440,8 @@ def _wait_writable(fs: SeaweedFS) -> None:
     probe.create_bucket(Bucket="hwosim-probe")
     fs.server.wait_until(
         lambda: probe.put_object(Bucket="hwosim-probe", Key="probe", Body=b"ok") is not None,
-        "writable volume", timeout=60,
+        "writable volume",
+        timeout=60,
     )
     probe.delete_bucket(Bucket="hwosim-probe")
 

@@ -38,7 +38,9 @@ def describe_graph(defs: dg.Definitions) -> str:
         node = graph.get(key)
         kind = "observable source" if node.is_observable else "external" if node.is_external else "asset"
         deps = ", ".join(sorted(p.to_user_string() for p in node.parent_keys)) or "-"
-        lines.append(f"{key.to_user_string()} | {node.group_name} | {kind} | {_partitions(node.partitions_def)} | {deps}")
+        lines.append(
+            f"{key.to_user_string()} | {node.group_name} | {kind} | {_partitions(node.partitions_def)} | {deps}"
+        )
     lines.append("# checks: asset:check | blocking")
     for check in sorted(graph.asset_check_keys, key=lambda c: c.to_user_string()):
         lines.append(f"{check.to_user_string()} | {graph.get(check).blocking}")

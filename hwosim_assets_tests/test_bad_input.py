@@ -47,7 +47,12 @@ def mast(samples):
 
 def mast_env(server: MastReplayServer) -> dict:
     # short timeouts and a single retry keep the failing cases fast
-    return {"HWOSIM_SOURCE": "mast", "HWOSIM_MAST_URL": server.url, "HWOSIM_MAST_TIMEOUT": "1", "HWOSIM_MAST_RETRIES": "1"}
+    return {
+        "HWOSIM_SOURCE": "mast",
+        "HWOSIM_MAST_URL": server.url,
+        "HWOSIM_MAST_TIMEOUT": "1",
+        "HWOSIM_MAST_RETRIES": "1",
+    }
 
 
 # ---------------------------------------------------------------- FITS in the raw zone
@@ -107,8 +112,13 @@ def test_cal_file_without_sci(s3_bucket, s3_env):
 
 def test_unsupported_product_type(s3_bucket, s3_env):
     resources = s3_resources(s3_bucket)
-    result = materialize("jwst_catalog", resources, dg.DagsterInstance.ephemeral(), raise_on_error=False,
-                         run_config=catalog_config(programs=[sample.SAMPLE_PROGRAM], product_types=["s3d", "cal"]))
+    result = materialize(
+        "jwst_catalog",
+        resources,
+        dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config=catalog_config(programs=[sample.SAMPLE_PROGRAM], product_types=["s3d", "cal"]),
+    )
 
     message = failure(result, "jwst_catalog")
     assert "unsupported product type(s) ['s3d']" in message and "x1dints" in message, message
@@ -117,8 +127,13 @@ def test_unsupported_product_type(s3_bucket, s3_env):
 
 def test_mast_source_needs_a_program_or_target(mast, s3_bucket, s3_env):
     resources = s3_resources(s3_bucket, **mast_env(mast))
-    result = materialize("jwst_catalog", resources, dg.DagsterInstance.ephemeral(), raise_on_error=False,
-                         run_config=catalog_config(product_types=["x1dints"]))
+    result = materialize(
+        "jwst_catalog",
+        resources,
+        dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config=catalog_config(product_types=["x1dints"]),
+    )
 
     message = failure(result, "jwst_catalog")
     assert "at least one program or target" in message, message
@@ -129,8 +144,13 @@ def test_mast_source_needs_a_program_or_target(mast, s3_bucket, s3_env):
 def test_empty_mast_result(mast, s3_bucket, s3_env):
     mast.empty_results = True
     resources = s3_resources(s3_bucket, **mast_env(mast))
-    result = materialize("jwst_catalog", resources, dg.DagsterInstance.ephemeral(), raise_on_error=False,
-                         run_config=catalog_config(**SAMPLE_SELECTION))
+    result = materialize(
+        "jwst_catalog",
+        resources,
+        dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config=catalog_config(**SAMPLE_SELECTION),
+    )
 
     message = failure(result, "jwst_catalog")
     assert "no JWST observations" in message and f"programs=('{sample.SAMPLE_PROGRAM}',)" in message, message

@@ -15,7 +15,11 @@ def test_demo_then_readme_consumer_example(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HWOSIM_", "DAGSTER_"))}
     demo = subprocess.run(
         [sys.executable, "-m", "hwosim_assets.cli", "demo"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     lake = tmp_path / ".hwosim" / "lake"

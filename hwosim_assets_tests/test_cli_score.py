@@ -32,15 +32,27 @@ def score(*args):
 
 def test_a_bad_reference_fails_before_any_data_is_read(home):
     result = score("--model", "nowhere.models:Mine", "--observation", "whatever", "--profile", "level-1")
-    assert result.exit_code == 1 and "model 'Mine' (nowhere.models:Mine): cannot import 'nowhere.models'" in result.output
+    assert (
+        result.exit_code == 1 and "model 'Mine' (nowhere.models:Mine): cannot import 'nowhere.models'" in result.output
+    )
     result = score("--model", "nowhere", "--observation", "whatever", "--profile", "level-1")
     assert result.exit_code == 1 and "is not of the form package.module:factory" in result.output
 
 
 def test_a_model_that_raises_prints_its_packet_exits_1_and_is_stored(home):
     path, obs_id = home
-    result = score("--model", "hwosim_assets_tests.scoring_models:Raises", "--param", "at=5", "--name", "fragile",
-                   "--observation", obs_id, "--profile", "level-1")  # fmt: skip
+    result = score(
+        "--model",
+        "hwosim_assets_tests.scoring_models:Raises",
+        "--param",
+        "at=5",
+        "--name",
+        "fragile",
+        "--observation",
+        obs_id,
+        "--profile",
+        "level-1",
+    )
     assert result.exit_code == 1
     assert "FAILED: model 'fragile' (hwosim_assets_tests.scoring_models:Raises) raised ValueError" in result.output
     assert "at packet seq=5 lap=0" in result.output
@@ -50,9 +62,27 @@ def test_a_model_that_raises_prints_its_packet_exits_1_and_is_stored(home):
 
 def test_unknown_observation_profile_and_params_are_usage_errors(home):
     _, obs_id = home
-    result = score("--model", "hwosim_assets.evaluate.baselines:SigmaClipFlagger", "--observation", "jw00000-o000_nothing", "--profile", "level-1")
+    result = score(
+        "--model",
+        "hwosim_assets.evaluate.baselines:SigmaClipFlagger",
+        "--observation",
+        "jw00000-o000_nothing",
+        "--profile",
+        "level-1",
+    )
     assert result.exit_code == 1 and "has no bronze table" in result.output
-    result = score("--model", "hwosim_assets.evaluate.baselines:SigmaClipFlagger", "--observation", obs_id, "--profile", "level-9")
+    result = score(
+        "--model", "hwosim_assets.evaluate.baselines:SigmaClipFlagger", "--observation", obs_id, "--profile", "level-9"
+    )
     assert result.exit_code == 1 and "no profile 'level-9'" in result.output
-    result = score("--model", "hwosim_assets.evaluate.baselines:SigmaClipFlagger", "--param", "oops", "--observation", obs_id, "--profile", "level-1")
+    result = score(
+        "--model",
+        "hwosim_assets.evaluate.baselines:SigmaClipFlagger",
+        "--param",
+        "oops",
+        "--observation",
+        obs_id,
+        "--profile",
+        "level-1",
+    )
     assert result.exit_code == 2 and "expected KEY=VALUE" in result.output

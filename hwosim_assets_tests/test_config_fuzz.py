@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hwosim_assets.perturb import ProfileError, load_profiles
 from hwosim_assets.perturb.profiles import DEFAULT_PROFILES
@@ -70,7 +71,7 @@ profiles:
 """
 PASTES = [
     "a: &a [x,x,x,x,x,x,x,x,x]\n"
-    + "".join(f"{b}: &{b} [{','.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi")),
+    + "".join(f"{b}: &{b} [{','.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=False)),
     "[" * 5000 + "]" * 5000,
     "{a: " * 5000 + "1" + "}" * 5000,
     "9" * 400,
@@ -79,32 +80,116 @@ PASTES = [
     ".inf",
     ".nan",
     "!!python/object/apply:os.system [echo]",
-    "\"\\0\\x85\\u2028\"",
+    '"\\0\\x85\\u2028"',
     "*x",
     "&x y",
     "? [a]\n: b",
     "\t",
 ]
-EDGES = [0, -1, 0.0, 1.0, 1e-300, 1e-3, 0.999999, 1e5, 1_000_000, 1_000_001, 2**63, 10**400, 1e21, 1e308,
-         float("inf"), float("nan"), True, "1"]
+EDGES = [
+    0,
+    -1,
+    0.0,
+    1.0,
+    1e-300,
+    1e-3,
+    0.999999,
+    1e5,
+    1_000_000,
+    1_000_001,
+    2**63,
+    10**400,
+    1e21,
+    1e308,
+    float("inf"),
+    float("nan"),
+    True,
+    "1",
+]
 HOSTILE = st.one_of(
-    st.sampled_from([
-        True, False, None, 0, -1, 1, 5, 6, 0.5, 1.0, 2**63, 2**64, 10**400, -(10**400), 1e308, float("inf"),
-        float("-inf"), float("nan"), 1e-300, "", "abc\n", "a\x00b", "é", "x" * 5000, "nominal", "level-5", "rate",
-        "cadence", "asap", "spectra", "2026-01-01", "1.5", [], {}, [1], {"level": 3}, {"params": {}},
-        {"mode": "rate", "rate": 1}, {"level": 2, "params": {"p_loss": 0.99}},
-    ]),
+    st.sampled_from(
+        [
+            True,
+            False,
+            None,
+            0,
+            -1,
+            1,
+            5,
+            6,
+            0.5,
+            1.0,
+            2**63,
+            2**64,
+            10**400,
+            -(10**400),
+            1e308,
+            float("inf"),
+            float("-inf"),
+            float("nan"),
+            1e-300,
+            "",
+            "abc\n",
+            "a\x00b",
+            "é",
+            "x" * 5000,
+            "nominal",
+            "level-5",
+            "rate",
+            "cadence",
+            "asap",
+            "spectra",
+            "2026-01-01",
+            "1.5",
+            [],
+            {},
+            [1],
+            {"level": 3},
+            {"params": {}},
+            {"mode": "rate", "rate": 1},
+            {"level": 2, "params": {"p_loss": 0.99}},
+        ]
+    ),
     st.integers(),
     st.floats(),
     st.text(max_size=12),
     st.lists(st.integers(0, 6), max_size=3),
 )
 KEYS = st.one_of(
-    st.sampled_from([
-        "version", "profiles", "description", "all", "kinds", "level", "params", "noise", "read_noise", "p_loss",
-        "streams", "name", "observation", "profile", "family", "pacing", "mode", "rate", "speed", "gap_cap_s",
-        "tick_seconds", "window", "loop", "start", "Name", "<<", 1, True, None, "",
-    ]),
+    st.sampled_from(
+        [
+            "version",
+            "profiles",
+            "description",
+            "all",
+            "kinds",
+            "level",
+            "params",
+            "noise",
+            "read_noise",
+            "p_loss",
+            "streams",
+            "name",
+            "observation",
+            "profile",
+            "family",
+            "pacing",
+            "mode",
+            "rate",
+            "speed",
+            "gap_cap_s",
+            "tick_seconds",
+            "window",
+            "loop",
+            "start",
+            "Name",
+            "<<",
+            1,
+            True,
+            None,
+            "",
+        ]
+    ),
     st.text(max_size=8),
 )
 
@@ -148,8 +233,15 @@ def mutated(text: str, draw) -> str:
         if how == "replace":
             holder[last] = draw(HOSTILE)
         elif how == "number":
-            holder[last] = draw(st.one_of(st.integers(-1, 100), st.integers(-1, 2_000_000), st.floats(-0.1, 2e6),
-                                          st.floats(0, 100), st.sampled_from(EDGES)))
+            holder[last] = draw(
+                st.one_of(
+                    st.integers(-1, 100),
+                    st.integers(-1, 2_000_000),
+                    st.floats(-0.1, 2e6),
+                    st.floats(0, 100),
+                    st.sampled_from(EDGES),
+                )
+            )
         elif how == "remove":
             del holder[last]
         elif isinstance(holder[last], dict):

@@ -78,8 +78,13 @@ def test_instance_on_mariadb_runs_and_records(instance, mariadb):
     for status, run_ids, ts in ((TickStatus.SKIPPED, [], 1.0e9), (TickStatus.SUCCESS, [results[0].run_id], 1.0e9 + 5)):
         instance.create_tick(
             TickData(
-                instigator_origin_id=origin_id, instigator_name="stream_obs1", instigator_type=InstigatorType.SENSOR,
-                status=status, timestamp=ts, selector_id=selector_id, run_ids=run_ids,
+                instigator_origin_id=origin_id,
+                instigator_name="stream_obs1",
+                instigator_type=InstigatorType.SENSOR,
+                status=status,
+                timestamp=ts,
+                selector_id=selector_id,
+                run_ids=run_ids,
             )
         )
     ticks = instance.get_batch_ticks([selector_id], limit=1)
@@ -96,11 +101,25 @@ def test_instance_on_mariadb_runs_and_records(instance, mariadb):
     with engine.connect() as conn:
         tables = {row[0] for row in conn.execute(sa.text("SHOW TABLES"))}
         stored_runs = conn.execute(sa.text("SELECT COUNT(*) FROM runs")).scalar()
-        engines = {row[0] for row in conn.execute(sa.text(
-            "SELECT DISTINCT engine FROM information_schema.tables WHERE table_schema = DATABASE()"))}
+        engines = {
+            row[0]
+            for row in conn.execute(
+                sa.text("SELECT DISTINCT engine FROM information_schema.tables WHERE table_schema = DATABASE()")
+            )
+        }
     engine.dispose()
-    assert {"runs", "run_tags", "event_logs", "asset_keys", "jobs", "job_ticks", "alembic_version",
-            "secondary_indexes", "kvs", "instance_info"} <= tables
+    assert {
+        "runs",
+        "run_tags",
+        "event_logs",
+        "asset_keys",
+        "jobs",
+        "job_ticks",
+        "alembic_version",
+        "secondary_indexes",
+        "kvs",
+        "instance_info",
+    } <= tables
     assert stored_runs == 3
     assert engines == {"InnoDB"}
 

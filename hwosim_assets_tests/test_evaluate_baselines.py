@@ -30,8 +30,14 @@ def curves(family, obs_id, clean) -> dict[str, list]:
         key = scoring_data.answers(family, obs_id, clean, level)
         p = PROFILES[level]
         for spec in BASELINES.values():
-            card = score_offline(spec, key, profile=level, profile_hash=p.config_hash, seed=scoring_data.SEED,
-                                 stream_faults=p.stream_faults)  # fmt: skip
+            card = score_offline(
+                spec,
+                key,
+                profile=level,
+                profile_hash=p.config_hash,
+                seed=scoring_data.SEED,
+                stream_faults=p.stream_faults,
+            )
             assert card.status in ("ok", "skipped"), card.error
             if card.status == "ok":
                 out.setdefault(spec.name, []).append(card.metrics)
@@ -39,7 +45,7 @@ def curves(family, obs_id, clean) -> dict[str, list]:
 
 
 def non_decreasing(values, what):
-    assert all(b >= a for a, b in zip(values, values[1:])), f"{what}: {np.round(values, 4).tolist()}"
+    assert all(b >= a for a, b in zip(values, values[1:], strict=False)), f"{what}: {np.round(values, 4).tolist()}"
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,9 @@ def key():
 
 def score(key, spec, profile="level-3"):
     p = PROFILES[profile]
-    return score_offline(spec, key, profile=profile, profile_hash=p.config_hash, seed=scoring_data.SEED,
-                         stream_faults=p.stream_faults)  # fmt: skip
+    return score_offline(
+        spec, key, profile=profile, profile_hash=p.config_hash, seed=scoring_data.SEED, stream_faults=p.stream_faults
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,10 @@ def test_a_model_that_raises_is_recorded_with_its_packet_and_the_others_are_scor
     bad = score(key, ModelSpec("fragile", M + "Raises", {"at": int(key.seqs[5])}))
     assert bad.status == "failed"
     assert f"model 'fragile' ({M}Raises) raised ValueError in predict_one (scoring_models.py:" in bad.error
-    assert f"at packet seq={int(key.seqs[5])} lap=0" in bad.error and f"cannot cope with seq {int(key.seqs[5])}" in bad.error
+    assert (
+        f"at packet seq={int(key.seqs[5])} lap=0" in bad.error
+        and f"cannot cope with seq {int(key.seqs[5])}" in bad.error
+    )
     good = score(key, ModelSpec("sigma-clip", "hwosim_assets.evaluate.baselines:SigmaClipFlagger"))
     assert good.status == "ok" and good.metrics["flags.f1"] > 0
     rows = bad.rows()
@@ -101,7 +105,11 @@ def test_same_model_data_and_seed_give_the_same_scores_and_identity(key):
     spec = ModelSpec("sigma-clip", "hwosim_assets.evaluate.baselines:SigmaClipFlagger", {"threshold": 6.0})
     one, two = score(key, spec), score(key, spec)
     assert one.reproducible() == two.reproducible() and one.scorecard_id == two.scorecard_id
-    assert one.model_hash and one.model_version.startswith("hwosim ") and one.profile_hash == PROFILES["level-3"].config_hash
+    assert (
+        one.model_hash
+        and one.model_version.startswith("hwosim ")
+        and one.profile_hash == PROFILES["level-3"].config_hash
+    )
     other = score(key, ModelSpec("sigma-clip", spec.reference, {"threshold": 5.0}))
     assert other.model_hash != one.model_hash and other.scorecard_id != one.scorecard_id
     assert set(one.metrics) - set(one.reproducible()) == {k for k in one.metrics if k.startswith("timing.")}

@@ -18,8 +18,11 @@ from hwosim_assets_tests import scoring_data
 M = "hwosim_assets_tests.scoring_models:"
 B = "hwosim_assets.evaluate.baselines:"
 PROFILE = load_profiles()["level-2"]
-FAULTS = {"packet_loss": {"p_loss": 0.1, "mean_burst": 2.0}, "duplicates": {"p_dup": 0.1},
-          "reordering": {"p_reorder": 0.05, "max_delay_packets": 3.0}}  # fmt: skip
+FAULTS = {
+    "packet_loss": {"p_loss": 0.1, "mean_burst": 2.0},
+    "duplicates": {"p_dup": 0.1},
+    "reordering": {"p_reorder": 0.05, "max_delay_packets": 3.0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,17 @@ def engine(tmp_path):
 
 
 def live(key, engine, spec, rates, faults=None, n=60):
-    return score_at_rates(spec, key, engine, rates, profile="level-2", profile_hash=PROFILE.config_hash,
-                          seed=scoring_data.SEED, stream_faults=faults or {}, n_packets=n)  # fmt: skip
+    return score_at_rates(
+        spec,
+        key,
+        engine,
+        rates,
+        profile="level-2",
+        profile_hash=PROFILE.config_hash,
+        seed=scoring_data.SEED,
+        stream_faults=faults or {},
+        n_packets=n,
+    )
 
 
 def test_the_same_model_scores_the_same_live_and_offline(key, engine):

@@ -15,12 +15,16 @@ def test_precision_recall_f1_as_scikit_learn_defines_them():
     assert c.precision == 1.0 and c.recall == pytest.approx(2 / 3) and c.f1 == pytest.approx(0.8)
     assert c.error == pytest.approx(1 / 5)  # 1 - accuracy
     nothing = m.counts(np.zeros(4, bool), np.zeros(4, bool))
-    assert math.isnan(nothing.precision) and math.isnan(nothing.recall) and math.isnan(nothing.f1) and nothing.error == 0.0
+    assert (
+        math.isnan(nothing.precision) and math.isnan(nothing.recall) and math.isnan(nothing.f1) and nothing.error == 0.0
+    )
 
 
 def test_average_precision_matches_scikit_learns_documented_example():
     # sklearn.metrics.average_precision_score docstring: 0.83...
-    assert m.average_precision(np.array([0, 0, 1, 1], bool), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.8333333)
+    assert m.average_precision(np.array([0, 0, 1, 1], bool), np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(
+        0.8333333
+    )
     # ties share a threshold; NaN scores rank last; no positive -> undefined
     assert m.average_precision(np.array([1, 0, 1, 0], bool), np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.5)
     assert m.average_precision(np.array([0, 1], bool), np.array([np.nan, 1.0])) == 1.0

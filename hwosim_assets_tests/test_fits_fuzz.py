@@ -65,8 +65,10 @@ def test_the_truncated_x1dints_of_the_issue_is_an_error(tmp_path):
     asdf = product.hdus[-1]
     assert asdf.name == "ASDF"
     cut, patched = tmp_path / "cut" / path.name, tmp_path / "patched" / path.name
-    for file, data in ((cut, product.data[: second.header[0]]),
-                       (patched, product.data[: second.header[0]] + product.data[asdf.header[0] :])):  # fmt: skip
+    for file, data in (
+        (cut, product.data[: second.header[0]]),
+        (patched, product.data[: second.header[0]] + product.data[asdf.header[0] :]),
+    ):
         file.parent.mkdir()
         file.write_bytes(data)
     with pytest.raises(fits_fuzz.FitsProductError, match="no ASDF extension") as error:

@@ -147,8 +147,16 @@ def _new_layout(hdul: fits.HDUList, short_row: int, short_by: int) -> fits.HDULi
     integration, array columns padded with NaN beyond NELEMENTS."""
     tables = [hdu.data for hdu in hdul if hdu.name == "EXTRACT1D"]
     n = len(tables[0])
-    floats = ("WAVELENGTH", "FLUX", "FLUX_ERROR", "FLUX_VAR_POISSON", "FLUX_VAR_RNOISE", "FLUX_VAR_FLAT",
-              "SURF_BRIGHT", "NPIXELS")  # fmt: skip
+    floats = (
+        "WAVELENGTH",
+        "FLUX",
+        "FLUX_ERROR",
+        "FLUX_VAR_POISSON",
+        "FLUX_VAR_RNOISE",
+        "FLUX_VAR_FLAT",
+        "SURF_BRIGHT",
+        "NPIXELS",
+    )
     stack = {name: np.array([t[name] for t in tables]) for name in (*floats, "DQ")}
     nelements = np.full(len(tables), n)
     nelements[short_row] = n - short_by
@@ -182,16 +190,14 @@ def test_empty_input_gives_empty_tables():
 
 
 def test_tiles_reassemble_to_astropy_frames_bit_for_bit(tmp_path):
-    paths = [
-        _write(sample.make_image(70, 90, seed=k, dither=(k, -k)), tmp_path / CAL.format(k)) for k in (1, 2)
-    ]
+    paths = [_write(sample.make_image(70, 90, seed=k, dither=(k, -k)), tmp_path / CAL.format(k)) for k in (1, 2)]
     table = read_images(paths[::-1], tile_size=32)
     assert table.schema == pl.Schema(IMAGE_TILE_SCHEMA)
     assert table["seq"].to_list() == list(range(2 * 3 * 3))
     # source is the product's own name (FILENAME), the same for both of these copies
     assert table["source"].to_list() == [fits.getval(p, "FILENAME") for p in paths for _ in range(9)]
     first = table.filter(pl.col("frame") == 0)
-    assert list(zip(first["y0"], first["x0"], first["ny"], first["nx"])) == [
+    assert list(zip(first["y0"], first["x0"], first["ny"], first["nx"], strict=False)) == [
         (y, x, 32 if y < 64 else 6, 32 if x < 64 else 26) for y in (0, 32, 64) for x in (0, 32, 64)
     ]
     for frame, path in enumerate(paths):
@@ -288,8 +294,12 @@ def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
     case("no_err", image(ERR=None), CAL.format(1), "no ERR")
     case("shape", image(ERR=sci[:20].copy()), CAL.format(1), "differ in shape")
     case("float64", image(SCI=sci.astype(np.float64)), CAL.format(1), "expected float32")
-    case("x1d_named_cal", fits.HDUList.fromstring(x1d_bytes), "jw09999001001_04101_00001_nis_cal.fits",
-         "a MultiSpecModel product (x1dints) is read as spectra, not images")  # fmt: skip
+    case(
+        "x1d_named_cal",
+        fits.HDUList.fromstring(x1d_bytes),
+        "jw09999001001_04101_00001_nis_cal.fits",
+        "a MultiSpecModel product (x1dints) is read as spectra, not images",
+    )
     ramp = image()
     ramp[0].header["DATAMODL"] = "RampModel"
     case("unsupported", ramp, "jw09999002001_02101_00001_nrcb1_uncal.fits", "DATAMODL=RampModel")
@@ -300,8 +310,12 @@ def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
     del no_model[0].header["DATAMODL"]
     case("no_model", no_model, CAL.format(1), "no data model in the header")
     hdul = fits.HDUList.fromstring(x1d_bytes)
-    case("missing_integrations", fits.HDUList([hdul[0], *hdul[1:3], hdul["INT_TIMES"]]), X1D,
-         "spectral order 1 holds 2 integrations, the header announces 1..4 (4); missing [3, 4]")  # fmt: skip
+    case(
+        "missing_integrations",
+        fits.HDUList([hdul[0], *hdul[1:3], hdul["INT_TIMES"]]),
+        X1D,
+        "spectral order 1 holds 2 integrations, the header announces 1..4 (4); missing [3, 4]",
+    )
 
     # Issue 12: corrupt files that raised other exceptions, or were read wrong.
     checksummed = tmp / "checksummed.fits"
@@ -328,21 +342,32 @@ def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
     at = raw.index(b"TFORM2  = 'D")
     raw[at + 11] = ord("E")  # FLUX as float32: the row is 4 bytes short of NAXIS1
     case("tform", bytes(raw), X1D, "EXTRACT1D (HDU 1): its columns (TFORMn) need")
+
     def replace_column(name: str, column: fits.Column) -> fits.HDUList:
         """The x1dints with one column of its second table replaced."""
         hdul = fits.HDUList.fromstring(x1d_bytes)
         table = hdul[2]
-        columns = [column if c.name == name else fits.Column(c.name, c.format, c.unit, bzero=c.bzero,
-                   array=table.data[c.name]) for c in table.columns]  # fmt: skip
+        columns = [
+            column if c.name == name else fits.Column(c.name, c.format, c.unit, bzero=c.bzero, array=table.data[c.name])
+            for c in table.columns
+        ]
         hdul[2] = fits.BinTableHDU.from_columns(columns, header=table.header)
         return hdul
 
     flux = fits.HDUList.fromstring(x1d_bytes)[2].data["FLUX"]
-    case("integer_flux", replace_column("FLUX", fits.Column("FLUX", "K", array=flux.astype(np.int64))), X1D,
-         "column FLUX is >i8, expected a floating-point column")  # fmt: skip
+    case(
+        "integer_flux",
+        replace_column("FLUX", fits.Column("FLUX", "K", array=flux.astype(np.int64))),
+        X1D,
+        "column FLUX is >i8, expected a floating-point column",
+    )
     dq = (fits.HDUList.fromstring(x1d_bytes)[2].data["DQ"].astype(np.int64) - 2**31).astype(np.int32)
-    case("int32_dq", replace_column("DQ", fits.Column("DQ", "J", array=dq)), X1D,
-         "column DQ is >i4, expected uint32 flags")  # fmt: skip
+    case(
+        "int32_dq",
+        replace_column("DQ", fits.Column("DQ", "J", array=dq)),
+        X1D,
+        "column DQ is >i4, expected uint32 flags",
+    )
     hdul = fits.HDUList.fromstring(x1d_bytes)
     hdul[3].columns.change_name("SURF_BRIGHT", "SURF_BRIGHU")
     case("renamed_column", hdul, X1D, "columns ['SURF_BRIGHU'] are not columns of a JWST spectral table")
@@ -351,7 +376,9 @@ def _broken_products(tmp: Path) -> dict[str, tuple[Path, str]]:
     case("integration_twice", hdul, X1D, "missing [3]; more than once [2]")
     hdul = fits.HDUList.fromstring(x1d_bytes)
     hdul[0].header["NINTS"] = 3
-    case("intend_past_nints", hdul, X1D, "INTSTART = 1, INTEND = 4, NINTS = 3: expected 1 <= INTSTART <= INTEND <= NINTS")
+    case(
+        "intend_past_nints", hdul, X1D, "INTSTART = 1, INTEND = 4, NINTS = 3: expected 1 <= INTSTART <= INTEND <= NINTS"
+    )
     hdul = fits.HDUList.fromstring(x1d_bytes)
     hdul[0].header["INTEND"] = "4"
     case("string_intend", hdul, X1D, "primary header: INTEND = '4' is not an integer")
@@ -372,12 +399,40 @@ def broken(tmp_path_factory):
     return _broken_products(tmp_path_factory.mktemp("broken"))
 
 
-SPECTRA_CASES = ("no_extract1d", "no_flux", "short_int_times", "no_times", "missing_integrations", "tform",
-                 "integer_flux", "int32_dq", "renamed_column", "integration_twice", "intend_past_nints",
-                 "string_intend", "logical_expmid", "int_times_renamed")  # fmt: skip
-IMAGE_CASES = ("truncated_data", "truncated_header", "garbage", "no_sci", "no_err", "shape", "float64",
-               "x1d_named_cal", "unsupported", "not_jwst", "no_model", "datasum", "checksum", "bitpix",
-               "naxis_string", "no_asdf")  # fmt: skip
+SPECTRA_CASES = (
+    "no_extract1d",
+    "no_flux",
+    "short_int_times",
+    "no_times",
+    "missing_integrations",
+    "tform",
+    "integer_flux",
+    "int32_dq",
+    "renamed_column",
+    "integration_twice",
+    "intend_past_nints",
+    "string_intend",
+    "logical_expmid",
+    "int_times_renamed",
+)
+IMAGE_CASES = (
+    "truncated_data",
+    "truncated_header",
+    "garbage",
+    "no_sci",
+    "no_err",
+    "shape",
+    "float64",
+    "x1d_named_cal",
+    "unsupported",
+    "not_jwst",
+    "no_model",
+    "datasum",
+    "checksum",
+    "bitpix",
+    "naxis_string",
+    "no_asdf",
+)
 
 
 @pytest.mark.parametrize("key", SPECTRA_CASES + IMAGE_CASES)
@@ -392,8 +447,10 @@ def test_bad_input_raises_naming_the_file(broken, key):
 def test_checksummed_products_read_as_without_checksums(tmp_path):
     """CHECKSUM and DATASUM are verified on every HDU (scaled DQ, tables) and
     do not change what is read."""
-    for name, hdul, read in ((CAL.format(1), sample.make_image(30, 40), read_images),
-                             (X1D, _x1dints(4, 10), read_spectra)):  # fmt: skip
+    for name, hdul, read in (
+        (CAL.format(1), sample.make_image(30, 40), read_images),
+        (X1D, _x1dints(4, 10), read_spectra),
+    ):
         plain, summed = tmp_path / "plain" / name, tmp_path / "summed" / name
         for path, checksum in ((plain, False), (summed, True)):
             path.parent.mkdir(exist_ok=True)
@@ -414,8 +471,12 @@ def test_an_error_names_the_file_it_is_about_while_others_are_open(tmp_path):
         tables = [hdul[i].copy() for i in ints]
         if k == 1:
             tables[2].header["SPORDER"] = "one"  # read while processing, after both files are open
-        paths.append(_write(fits.HDUList([primary, *tables, hdul["INT_TIMES"].copy()]),
-                            tmp_path / X1D.replace("seg001", f"seg{k:03d}")))  # fmt: skip
+        paths.append(
+            _write(
+                fits.HDUList([primary, *tables, hdul["INT_TIMES"].copy()]),
+                tmp_path / X1D.replace("seg001", f"seg{k:03d}"),
+            )
+        )
     with pytest.raises(FitsProductError) as error:
         read_spectra(paths[::-1])
     message = str(error.value)

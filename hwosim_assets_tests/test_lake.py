@@ -66,9 +66,15 @@ def _small_parts(lake, part_size_mb: int, max_concurrency: int, max_attempts: in
     """The same lake with small multipart parts, so a test file spans several."""
     if isinstance(lake, LocalLake):
         return lake
-    return S3Lake(bucket=lake.bucket, prefix=lake.prefix, endpoint_url=lake.endpoint_url,
-                  part_size_mb=part_size_mb, max_concurrency=max_concurrency, max_attempts=max_attempts,
-                  retry_seconds=retry_seconds)
+    return S3Lake(
+        bucket=lake.bucket,
+        prefix=lake.prefix,
+        endpoint_url=lake.endpoint_url,
+        part_size_mb=part_size_mb,
+        max_concurrency=max_concurrency,
+        max_attempts=max_attempts,
+        retry_seconds=retry_seconds,
+    )
 
 
 def _leftovers(lake, tmp_path) -> list[str]:
@@ -97,7 +103,9 @@ def test_put_get_round_trip_is_byte_exact(lake, tmp_path):
     assert lake.put_fileobj("raw/jwst/01366/obs2/c.bin", io.BytesIO(b"sea")).size == 3
     assert lake.list_keys("raw/jwst/01366/obs1/") == ["raw/jwst/01366/obs1/a.fits", "raw/jwst/01366/obs1/b.txt"]
     assert lake.list_keys("raw/jwst/01366/obs") == [
-        "raw/jwst/01366/obs1/a.fits", "raw/jwst/01366/obs1/b.txt", "raw/jwst/01366/obs2/c.bin",
+        "raw/jwst/01366/obs1/a.fits",
+        "raw/jwst/01366/obs1/b.txt",
+        "raw/jwst/01366/obs2/c.bin",
     ]
     assert lake.list_keys("raw/nothing/") == []
 
@@ -269,8 +277,14 @@ def test_lake_from_url_refuses_other_schemes(url):
 
 
 def test_s3_without_credentials_names_the_variables(seaweedfs, shared_bucket, monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
@@ -279,8 +293,13 @@ def test_s3_without_credentials_names_the_variables(seaweedfs, shared_bucket, mo
     lake = lake_from_url(f"s3://{shared_bucket}/p")
     src = tmp_path / "f"
     src.write_bytes(b"x")
-    for use in (lake.check, lambda: lake.put_bytes("k", b"x"), lambda: lake.put_file("k", src),
-                lambda: lake.list_keys(), lambda: lake.read_parquet("k")):
+    for use in (
+        lake.check,
+        lambda: lake.put_bytes("k", b"x"),
+        lambda: lake.put_file("k", src),
+        lambda: lake.list_keys(),
+        lambda: lake.read_parquet("k"),
+    ):
         with pytest.raises(LakeConfigError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
             use()
 
@@ -397,8 +416,9 @@ def _assert_hides_secrets(fs, text: str) -> None:
 @pytest.mark.slow
 def test_unreachable_lake_says_so_for_every_operation(seaweedfs, s3_env, tmp_path, caplog):
     (port,) = services.free_ports(1)  # nothing listens there
-    lake = S3Lake(bucket="hwosim-gone", prefix="p", endpoint_url=f"http://127.0.0.1:{port}",
-                  max_attempts=1, retry_seconds=2)
+    lake = S3Lake(
+        bucket="hwosim-gone", prefix="p", endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1, retry_seconds=2
+    )
     src = tmp_path / "a.fits"
     src.write_bytes(b"SIMPLE")
     operations = {
@@ -438,8 +458,13 @@ def test_upload_left_open_by_a_crash_is_aborted_by_the_next_write(seaweedfs, s3_
     key, s3 = "raw/jwst/01366/o1/x1dints.fits", seaweedfs.client()
     for crashed in (key, key + ".bak"):  # what a killed process leaves: created, one part sent, never completed
         upload = s3.create_multipart_upload(Bucket=shared_bucket, Key=f"{tmp_path.name}/{crashed}")
-        s3.upload_part(Bucket=shared_bucket, Key=f"{tmp_path.name}/{crashed}", UploadId=upload["UploadId"],
-                       PartNumber=1, Body=os.urandom(5 << 20))
+        s3.upload_part(
+            Bucket=shared_bucket,
+            Key=f"{tmp_path.name}/{crashed}",
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=os.urandom(5 << 20),
+        )
     assert len(_open_uploads(seaweedfs, lake, key)) == 1
 
     src = tmp_path / "x1dints.fits"
@@ -455,8 +480,13 @@ def test_two_writes_of_one_key_at_once_never_mix(seaweedfs, s3_env, shared_bucke
     """The known cost of cleaning up on every write: a second writer of the same
     key aborts the first one's upload. The first then fails saying so, and the
     object is the second one's, whole."""
-    first = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
-                   part_size_mb=5, max_concurrency=1)
+    first = S3Lake(
+        bucket=shared_bucket,
+        prefix=tmp_path.name,
+        endpoint_url=seaweedfs.endpoint_url,
+        part_size_mb=5,
+        max_concurrency=1,
+    )
     second = lake_from_url(f"s3://{shared_bucket}/{tmp_path.name}")
     src = tmp_path / "big.bin"
     _write_random(src, 20 << 20)
@@ -467,7 +497,9 @@ def test_two_writes_of_one_key_at_once_never_mix(seaweedfs, s3_env, shared_bucke
         if sum(sent) > 6 << 20 and not second.exists("k"):
             second.put_bytes("k", b"second")
 
-    with pytest.raises(RuntimeError, match="multipart upload was aborted while writing k, most likely by another write"):
+    with pytest.raises(
+        RuntimeError, match="multipart upload was aborted while writing k, most likely by another write"
+    ):
         first.put_file("k", src, progress=second_writer_after_6_mib)
     assert first.read_bytes("k") == b"second"
     assert _open_uploads(seaweedfs, first, "k") == []
@@ -481,8 +513,15 @@ def test_outage_mid_upload_fails_clearly_and_the_rerun_leaves_no_open_upload(
     sha = _write_random(src, 64 << 20)
     # botocore's own retries cut to 2 attempts and a 3 s budget: the outage
     # outlasts both, and the test stays quick
-    lake = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
-                  part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=3)
+    lake = S3Lake(
+        bucket=shared_bucket,
+        prefix=tmp_path.name,
+        endpoint_url=seaweedfs.endpoint_url,
+        part_size_mb=5,
+        max_concurrency=1,
+        max_attempts=2,
+        retry_seconds=3,
+    )
     key = "raw/jwst/01366/jw01366-o001/big_x1dints.fits"
     sent = []
 
@@ -525,8 +564,15 @@ def test_restart_during_a_write_is_ridden_out_within_the_budget(seaweedfs, s3_en
     sha = _write_random(src, 32 << 20)
     # max_attempts=2: botocore alone gives up within a second or two; a
     # SeaweedFS restart takes 10-20 s, so only the lake's own retries can bridge it
-    lake = S3Lake(bucket=shared_bucket, prefix=tmp_path.name, endpoint_url=seaweedfs.endpoint_url,
-                  part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=90)
+    lake = S3Lake(
+        bucket=shared_bucket,
+        prefix=tmp_path.name,
+        endpoint_url=seaweedfs.endpoint_url,
+        part_size_mb=5,
+        max_concurrency=1,
+        max_attempts=2,
+        retry_seconds=90,
+    )
     key, sent, restarted = "raw/big.fits", [], []
 
     def restart_after_10_mib(n):
@@ -563,8 +609,15 @@ def test_pipeline_run_cut_by_an_s3_crash_leaves_no_open_upload_after_the_next_ru
 
     def run_resources(retry_seconds: float) -> dict:
         resources = resources_from_settings(Settings.from_env({"HWOSIM_LAKE_URL": f"s3://{s3_bucket}/lake"}))
-        resources["lake"] = S3Lake(bucket=s3_bucket, prefix="lake", endpoint_url=seaweedfs.endpoint_url,
-                                   part_size_mb=5, max_concurrency=1, max_attempts=2, retry_seconds=retry_seconds)
+        resources["lake"] = S3Lake(
+            bucket=s3_bucket,
+            prefix="lake",
+            endpoint_url=seaweedfs.endpoint_url,
+            part_size_mb=5,
+            max_concurrency=1,
+            max_attempts=2,
+            retry_seconds=retry_seconds,
+        )
         return resources
 
     def open_uploads() -> list:
@@ -606,7 +659,9 @@ def test_pipeline_run_cut_by_an_s3_crash_leaves_no_open_upload_after_the_next_ru
     assert open_uploads() == []
     (name,) = [n for n, p in sample.SAMPLE_PRODUCTS.items() if p.product_type == "x1dints"]
     sample.write_sample_products(tmp_path)
-    landed = seaweedfs.client().get_object(
-        Bucket=s3_bucket, Key=f"lake/{raw_key(sample.SAMPLE_PROGRAM, sample.SPECTRA_OBS_ID, name)}"
-    )["Body"].read()
+    landed = (
+        seaweedfs.client()
+        .get_object(Bucket=s3_bucket, Key=f"lake/{raw_key(sample.SAMPLE_PROGRAM, sample.SPECTRA_OBS_ID, name)}")["Body"]
+        .read()
+    )
     assert landed == (tmp_path / name).read_bytes()  # whole, byte for byte

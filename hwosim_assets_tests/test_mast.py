@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from astropy.io import fits
 
+from hwosim_assets.checksums import sha256_of
 from hwosim_assets.defs.mast.resources import MastSource, SampleSource
 from hwosim_assets.ingest.mast import (
     MastDownloadError,
@@ -19,7 +20,6 @@ from hwosim_assets.ingest.mast import (
     download_product,
     query_catalog,
 )
-from hwosim_assets.checksums import sha256_of
 from hwosim_assets.ingest.products import identify, observation_id, observation_id_from_mast
 from hwosim_assets.records import CATALOG_SCHEMA, SUPPORTED_PRODUCT_TYPES
 from hwosim_assets_tests.mast_server import MastReplayServer
@@ -112,7 +112,8 @@ def test_product_type_filter(mast):
 def test_instrument_selection(mast):
     # the first observation with a supported product (a served folder may hold others too)
     observation = next(
-        o for o in mast.observations
+        o
+        for o in mast.observations
         if any(p["obsID"] == o["obsid"] and p["productFilename"] in served_products(mast) for p in mast.products)
     )
     mode = observation["instrument_name"]  # e.g. NIRISS/SOSS
@@ -256,12 +257,25 @@ def test_observation_id_from_headers_and_from_mast():
     nircam = {"PROGRAM": "1345", "OBSERVTN": "1", "INSTRUME": "NIRCAM", "FILTER": "F444W", "PUPIL": "GRISMR"}
     nircam["SUBARRAY"] = "FULL"  # full frame: not part of the id
     assert observation_id(nircam) == "jw01345-o001_nircam_f444w-grismr"
-    fixed_slit = {"PROGRAM": "01492", "OBSERVTN": "005", "INSTRUME": "NIRSPEC", "FILTER": "F100LP",
-                  "GRATING": "G140M", "FXD_SLIT": "S1600A1", "EXP_TYPE": "NRS_FIXEDSLIT", "SUBARRAY": "SUB2048"}  # fmt: skip
+    fixed_slit = {
+        "PROGRAM": "01492",
+        "OBSERVTN": "005",
+        "INSTRUME": "NIRSPEC",
+        "FILTER": "F100LP",
+        "GRATING": "G140M",
+        "FXD_SLIT": "S1600A1",
+        "EXP_TYPE": "NRS_FIXEDSLIT",
+        "SUBARRAY": "SUB2048",
+    }
     assert observation_id(fixed_slit) == "jw01492-o005_nirspec_f100lp-g140m-s1600a1-sub2048"
     # MAST's stage-3 names carry a target or source number that headers do not: it is dropped
-    assert observation_id_from_mast("jw02783-o002_t001_miri_p750l-slitlessprism") == "jw02783-o002_miri_p750l-slitlessprism"
-    assert observation_id_from_mast("JW01492-O005_S00004_NIRSPEC_F100LP-G140M-S1600A1-SUB2048") == observation_id(fixed_slit)
+    assert (
+        observation_id_from_mast("jw02783-o002_t001_miri_p750l-slitlessprism")
+        == "jw02783-o002_miri_p750l-slitlessprism"
+    )
+    assert observation_id_from_mast("JW01492-O005_S00004_NIRSPEC_F100LP-G140M-S1600A1-SUB2048") == observation_id(
+        fixed_slit
+    )
     assert observation_id_from_mast("jw01288015001_04101_00001_mirimage") == "jw01288015001_04101_00001_mirimage"
 
 

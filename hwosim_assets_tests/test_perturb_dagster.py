@@ -4,6 +4,8 @@ a backfill of one profile's column through the webserver and the daemon."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
@@ -12,9 +14,6 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-
-import base64
-import io
 
 import dagster as dg
 import matplotlib.pyplot as plt
@@ -25,8 +24,7 @@ import yaml
 from dagster._core.definitions.data_version import StaleCauseCategory, StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from hwosim_assets import cli
-from hwosim_assets import plots
+from hwosim_assets import cli, plots
 from hwosim_assets.defs.lake.layout import bronze_key, perturbed_key, plot_key, truth_key
 from hwosim_assets.defs.resources import resources_from_settings
 from hwosim_assets.perturb import load_profiles
@@ -52,7 +50,11 @@ def _upstream(home: Path, instance: dg.DagsterInstance, profiles: Path | None = 
     resources = resources_from_settings(Settings.from_env(env))
     stages = cli.demo_stages()
     assert [s.asset for s in stages[:5]] == [
-        "jwst_catalog", "raw_products", "bronze_spectra", "bronze_images", "perturbation_profiles"
+        "jwst_catalog",
+        "raw_products",
+        "bronze_spectra",
+        "bronze_images",
+        "perturbation_profiles",
     ]
     cli.run_stages(stages[:5], resources, instance, out=_quiet)
     return resources
@@ -143,7 +145,8 @@ def test_editing_one_profile_makes_only_its_partitions_stale(tmp_path):
     keys = {name: str(_key(obs, name)) for name in (edited, kept)}
     for key in keys.values():
         assert checks_passed(materialize("perturbed_spectra", resources, instance, key)) == {
-            "fractions_within_tolerance": True, "truth_covers_changes": True
+            "fractions_within_tolerance": True,
+            "truth_covers_changes": True,
         }
 
     def statuses() -> dict[str, StaleStatus]:
@@ -289,10 +292,13 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
     port = _free_port()
     started = []
     try:
-        started.append(_start(
-            [shutil.which("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-            env, tmp_path / "webserver.log",
-        ))
+        started.append(
+            _start(
+                [shutil.which("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+                env,
+                tmp_path / "webserver.log",
+            )
+        )
         # upstream in-process, against the same instance the servers use
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
             resources = _upstream(home, instance)
@@ -318,7 +324,9 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
             "partitionsByAssets": [
                 {
                     "assetKey": {"path": [asset]},
-                    "partitions": {"ranges": [{"start": str(_key(o, profile)), "end": str(_key(o, profile))} for o in obs]},
+                    "partitions": {
+                        "ranges": [{"start": str(_key(o, profile)), "end": str(_key(o, profile))} for o in obs]
+                    },
                 }
                 for asset, obs in (("perturbed_spectra", spectra_obs), ("perturbed_images", image_obs))
             ],
@@ -329,7 +337,9 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
         backfill_id = launched["backfillId"]
 
         # the daemon's first backfill iteration runs as soon as it starts
-        started.append(_start([shutil.which("dagster-daemon"), "run", "-w", "workspace.yaml"], env, tmp_path / "daemon.log"))
+        started.append(
+            _start([shutil.which("dagster-daemon"), "run", "-w", "workspace.yaml"], env, tmp_path / "daemon.log")
+        )
         deadline, status = time.monotonic() + 180, None
         while time.monotonic() < deadline:
             assert started[1][0].poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
@@ -339,11 +349,15 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
             if status not in ("REQUESTED", "CANCELING", "FAILING"):
                 break
             time.sleep(1)
-        assert status == "COMPLETED_SUCCESS", f"backfill {status}; daemon log:\n" + (
-            (tmp_path / "daemon.log").read_text()[-3000:]
+        assert status == "COMPLETED_SUCCESS", (
+            f"backfill {status}; daemon log:\n" + ((tmp_path / "daemon.log").read_text()[-3000:])
         )
         counts = {
-            "/".join(c["assetKey"]["path"]): (c["numPartitionsTargeted"], c["numPartitionsMaterialized"], c["numPartitionsFailed"])
+            "/".join(c["assetKey"]["path"]): (
+                c["numPartitionsTargeted"],
+                c["numPartitionsMaterialized"],
+                c["numPartitionsFailed"],
+            )
             for c in got["assetBackfillData"]["assetBackfillStatuses"]
         }
         assert counts == {
@@ -361,6 +375,7 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     lake = resources["lake"]
     assert sorted(lake.list_keys("perturbed/")) == sorted(
-        [perturbed_key("spectra", profile, o) for o in spectra_obs] + [perturbed_key("images", profile, o) for o in image_obs]
+        [perturbed_key("spectra", profile, o) for o in spectra_obs]
+        + [perturbed_key("images", profile, o) for o in image_obs]
     )
     assert {k.split("/")[2] for k in lake.list_keys("truth/")} == {profile}

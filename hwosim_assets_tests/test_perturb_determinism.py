@@ -3,7 +3,7 @@ different output for a different seed, observation or profile."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -20,18 +20,18 @@ SEED = 20261124
 OBS = "jw02734-o002"
 
 
-@lru_cache(maxsize=None)
+@cache
 def every_kind():
     """Level 4 of every kind (dense enough that every kind acts on small tables)."""
     return load_profiles()["level-4"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def tables():
     return spectra_table(30, 64), image_table(3, (100, 100), 32)  # edge tiles of 4 px
 
 
-@lru_cache(maxsize=None)
+@cache
 def whole(family: str):
     spectra, images = tables()
     if family == "spectra":
@@ -48,7 +48,7 @@ def in_pieces(family: str, cuts: list[int], order: list[int]):
     t_ref = reference_time(table["event_time"])
     packets = table["seq"].unique(maintain_order=True).to_list()
     bounds = [0, *sorted(set(cuts)), len(packets)]
-    chunks = [packets[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    chunks = [packets[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
     results = {}
     for i in [i for i in order if i < len(chunks)]:
         piece = table.filter(pl.col("seq").is_in(chunks[i]))
@@ -167,8 +167,12 @@ def test_array_api_matches_the_table_path():
     sci = np.frombuffer(b"".join(images["sci"].to_list()), dtype="<f4").reshape(shape).copy()
     err = np.frombuffer(b"".join(images["err"].to_list()), dtype="<f4").reshape(shape).copy()
     truth, result = perturb_tile_stack(
-        sci, err, **{c: images[c].to_numpy() for c in ("seq", "frame", "y0", "x0", "event_time")},
-        profile=every_kind(), observation=OBS, seed=SEED,
+        sci,
+        err,
+        **{c: images[c].to_numpy() for c in ("seq", "frame", "y0", "x0", "event_time")},
+        profile=every_kind(),
+        observation=OBS,
+        seed=SEED,
     )
     assert sci.tobytes() == b"".join(table.data["sci"].to_list())
     assert err.tobytes() == b"".join(table.data["err"].to_list())

@@ -119,7 +119,9 @@ def test_streamed_parquet_equals_in_memory_spectra(tmp_path: Path, batch_rows: i
     table = spectra_table(40, 50)  # 2000 rows: 37-row batches cut packets in two
     src = tmp_path / "bronze.parquet"
     table.write_parquet(src, row_group_size=300)
-    streamed = perturb_parquet(src, tmp_path / "p.parquet", tmp_path / "t.parquet", "spectra", profile, OBS, 5, batch_rows=batch_rows)
+    streamed = perturb_parquet(
+        src, tmp_path / "p.parquet", tmp_path / "t.parquet", "spectra", profile, OBS, 5, batch_rows=batch_rows
+    )
     result = perturb_spectra(table, profile, observation=OBS, seed=5)
     _same(result, pl.read_parquet(tmp_path / "p.parquet"), pl.read_parquet(tmp_path / "t.parquet"), streamed)
 
@@ -129,7 +131,9 @@ def test_streamed_parquet_equals_in_memory_images(tmp_path: Path):
     table = image_table(3, (100, 100), 32)
     src = tmp_path / "bronze.parquet"
     table.write_parquet(src)
-    streamed = perturb_parquet(src, tmp_path / "p.parquet", tmp_path / "t.parquet", "images", profile, OBS, 5, batch_rows=7)
+    streamed = perturb_parquet(
+        src, tmp_path / "p.parquet", tmp_path / "t.parquet", "images", profile, OBS, 5, batch_rows=7
+    )
     result = perturb_images(table, profile, observation=OBS, seed=5)
     _same(result, pl.read_parquet(tmp_path / "p.parquet"), pl.read_parquet(tmp_path / "t.parquet"), streamed)
 
@@ -139,7 +143,16 @@ def test_streamed_spectra_must_be_grouped_by_seq(tmp_path: Path):
     src = tmp_path / "bronze.parquet"
     pl.concat([table.filter(pl.col("seq") >= 5), table.filter(pl.col("seq") < 5)]).write_parquet(src)
     with pytest.raises(PerturbError, match="grouped by 'seq'"):
-        perturb_parquet(src, tmp_path / "p.parquet", tmp_path / "t.parquet", "spectra", load_profiles()["nominal"], OBS, 1, batch_rows=50)
+        perturb_parquet(
+            src,
+            tmp_path / "p.parquet",
+            tmp_path / "t.parquet",
+            "spectra",
+            load_profiles()["nominal"],
+            OBS,
+            1,
+            batch_rows=50,
+        )
 
 
 def test_streamed_errors_are_named(tmp_path: Path):

@@ -7,8 +7,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import pytest
-
 from hwosim_assets.perturb import ELEMENT_KINDS
 from hwosim_assets.perturb.fidelity import TOLERANCE, main, markdown, report
 
@@ -48,7 +46,10 @@ def test_the_cli_prints_the_table_and_succeeds(capsys, monkeypatch):
 
 def test_readme_shows_the_fidelity_table():
     text = README.read_text()
-    assert "<!-- fidelity-table -->" in text and "| kind | product | level | statistic | measured | target | ratio |" in text
+    assert (
+        "<!-- fidelity-table -->" in text
+        and "| kind | product | level | statistic | measured | target | ratio |" in text
+    )
     assert markdown(rows()).splitlines()[0] in text
 
 

@@ -6,7 +6,7 @@ coherent spectra."""
 from __future__ import annotations
 
 import dataclasses
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -23,7 +23,7 @@ from hwosim_assets_tests.mast_server import REAL_JWST_DIR
 SEEDS = range(20)
 
 
-@lru_cache(maxsize=None)
+@cache
 def miri():
     path = REAL_JWST_DIR / MIRI
     if not path.is_file():
@@ -39,11 +39,14 @@ def kind(name: str, level: int, stage: str = "archive"):
     return prof(f"    stage: {stage}\n    kinds: {{{name}: {level}}}\n")
 
 
-@lru_cache(maxsize=None)
+@cache
 def nominal_runs():
     table, exposure = miri()
     profile = load_profiles()["nominal"]
-    return [perturb_spectra(table, profile, observation="jw02783-o002", seed=s, exposures=exposure, trace=True) for s in SEEDS]
+    return [
+        perturb_spectra(table, profile, observation="jw02783-o002", seed=s, exposures=exposure, trace=True)
+        for s in SEEDS
+    ]
 
 
 def test_the_product_supplies_electrons_seconds_and_detector():
@@ -106,7 +109,11 @@ def test_nominal_err_matches_the_added_noise():
     chi = []
     for r in nominal_runs():
         after_err, dq = r.data["flux_error"].to_numpy(), r.data["dq"].to_numpy()
-        noise = sum(r.deltas[k] for k in ("read_noise", "striping_1f", "shot_noise", "hot_pixels", "cosmic_rays") if k in r.deltas)
+        noise = sum(
+            r.deltas[k]
+            for k in ("read_noise", "striping_1f", "shot_noise", "hot_pixels", "cosmic_rays")
+            if k in r.deltas
+        )
         gain = 1 + r.summary.filter(pl.col("kind") == "gain_drift").sort("seq")["magnitude"].to_numpy()[seq]
         added = after_err**2 - (err * gain) ** 2
         residual = ((r.truth["truth"].to_numpy() & cr) > 0) & ((dq & JUMP_DET) == 0)
@@ -133,7 +140,9 @@ def test_live_hits_land_at_full_charge_archive_hits_are_flagged_and_noisier():
         flagged.append((archive.data["dq"].to_numpy()[hit] & JUMP_DET) > 0)
         grown.append(archive.data["flux_error"].to_numpy()[hit] > err[hit])
     charges = np.concatenate(charges)
-    assert np.mean(charges[np.isfinite(charges)]) == pytest.approx(5200, rel=0.2)  # large events add to the mean a little
+    assert np.mean(charges[np.isfinite(charges)]) == pytest.approx(
+        5200, rel=0.2
+    )  # large events add to the mean a little
     assert np.concatenate(flagged).mean() > 0.95 and np.concatenate(grown).mean() > 0.95
     assert (live.data["dq"].to_numpy() == table["dq"].to_numpy()).all()  # raw-like: no calibration flags
 
@@ -154,11 +163,19 @@ def test_in_band_dq_uses_the_jwst_values_where_the_pipeline_would_notice():
     sat = perturb_spectra(soss.table, kind("saturation", 4), observation="o", seed=1, exposures=facts).data
     flagged = (sat["dq"].to_numpy() & SATURATED) > 0
     assert flagged.any()
-    kept = flagged & np.isfinite(sat["flux"].to_numpy())  # fitted from the groups before saturation: value kept, noisier
+    kept = flagged & np.isfinite(
+        sat["flux"].to_numpy()
+    )  # fitted from the groups before saturation: value kept, noisier
     assert kept.any() and (sat["flux_error"].to_numpy()[kept] > soss.table["flux_error"].to_numpy()[kept]).all()
     two = perturb_spectra(soss.table, kind("saturation", 4), observation="o", seed=1, exposures=soss.exposure).data
-    lost = (two["dq"].to_numpy() & SATURATED) > 0  # two groups (the sample's default): saturated in the second, no slope
-    assert lost.any() and ((two["dq"].to_numpy()[lost] & DO_NOT_USE) > 0).all() and np.isnan(two["flux"].to_numpy()[lost]).all()
+    lost = (
+        two["dq"].to_numpy() & SATURATED
+    ) > 0  # two groups (the sample's default): saturated in the second, no slope
+    assert (
+        lost.any()
+        and ((two["dq"].to_numpy()[lost] & DO_NOT_USE) > 0).all()
+        and np.isnan(two["flux"].to_numpy()[lost]).all()
+    )
 
 
 def test_spectra_keep_their_wavelength_grid_while_the_flux_moves():
@@ -181,8 +198,15 @@ def test_one_over_f_runs_along_the_detectors_lines():
     npix = table["npixels"].to_numpy()
     runs = {}
     for detector in ("NIS", "NRCA5", "MIRIMAGE"):
-        facts = Exposure(detector_name=detector, product_type="x1dints", ngroups=soss.exposure.ngroups, effinttm=soss.exposure.effinttm)
-        runs[detector] = perturb_spectra(table, kind("striping_1f", 3), observation="o", seed=4, exposures=facts, trace=True)
+        facts = Exposure(
+            detector_name=detector,
+            product_type="x1dints",
+            ngroups=soss.exposure.ngroups,
+            effinttm=soss.exposure.effinttm,
+        )
+        runs[detector] = perturb_spectra(
+            table, kind("striping_1f", 3), observation="o", seed=4, exposures=facts, trace=True
+        )
     one = table["seq"].to_numpy() == 0
     same = one & (npix == np.median(npix[one])) & np.isfinite(per_e)
     columns = runs["NIS"].deltas["striping_1f"][same] / per_e[same]
@@ -225,7 +249,17 @@ def test_real_product_is_the_same_chunked_or_whole(tmp_path):
     whole = perturb_spectra(table, profile, observation="o", seed=9, exposures=exposure)
     src = tmp_path / "bronze.parquet"
     table.write_parquet(src)
-    perturb_parquet(src, tmp_path / "d.parquet", tmp_path / "t.parquet", "spectra", profile, "o", 9, batch_rows=500, exposures=exposure)
+    perturb_parquet(
+        src,
+        tmp_path / "d.parquet",
+        tmp_path / "t.parquet",
+        "spectra",
+        profile,
+        "o",
+        9,
+        batch_rows=500,
+        exposures=exposure,
+    )
     assert pl.read_parquet(tmp_path / "d.parquet").equals(whole.data)
     assert pl.read_parquet(tmp_path / "t.parquet").equals(whole.truth)
 
@@ -241,8 +275,19 @@ def test_pointing_jitter_moves_the_scene_not_the_noise():
     ratios = []
     for s in range(6):
         a, e = sci.copy(), err.copy()
-        perturb_tile_stack(a, e, seq=[0], frame=[s], y0=[0], x0=[0], event_time=[60000.0], profile=kind("pointing_jitter", 5),
-                           observation="o", seed=s, exposures=sample.exposure)  # fmt: skip
+        perturb_tile_stack(
+            a,
+            e,
+            seq=[0],
+            frame=[s],
+            y0=[0],
+            x0=[0],
+            event_time=[60000.0],
+            profile=kind("pointing_jitter", 5),
+            observation="o",
+            seed=s,
+            exposures=sample.exposure,
+        )
         assert np.array_equal(e, err, equal_nan=True)
         level = np.nanmedian(sci[0])
         sky = np.abs(sci[0] - level) < 3 * np.nanmedian(err[0])  # background pixels (the border is NaN) ...
@@ -266,11 +311,24 @@ def test_two_d_spectra_move_along_the_dispersion_under_a_fixed_wavelength_plane(
     before = np.frombuffer(b"".join(table["sci"].to_list()), dtype="<f4")
     after = np.frombuffer(b"".join(result.data["sci"].to_list()), dtype="<f4")
     assert (np.isnan(before) == np.isnan(after)).all() and not np.array_equal(before, after, equal_nan=True)
-    assert result.scale_sources.keys() == {"poisson"}  # its VAR_POISSON plane, per column (flux calibration varies with wavelength)
+    assert result.scale_sources.keys() == {
+        "poisson"
+    }  # its VAR_POISSON plane, per column (flux calibration varies with wavelength)
     plain = products()["NIRCam cal (sample)"]  # an image without WAVELENGTH: nothing to shift
     a, e = plain.images[0].copy(), plain.images[1].copy()
     from hwosim_assets.perturb.engine import perturb_tile_stack
 
-    perturb_tile_stack(a, e, seq=[0], frame=[0], y0=[0], x0=[0], event_time=[60000.0], profile=kind("spectral_shift", 5),
-                       observation="o", seed=1, exposures=plain.exposure)  # fmt: skip
+    perturb_tile_stack(
+        a,
+        e,
+        seq=[0],
+        frame=[0],
+        y0=[0],
+        x0=[0],
+        event_time=[60000.0],
+        profile=kind("spectral_shift", 5),
+        observation="o",
+        seed=1,
+        exposures=plain.exposure,
+    )
     assert np.array_equal(a, plain.images[0], equal_nan=True)

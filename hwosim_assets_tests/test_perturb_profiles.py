@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from hwosim_assets.perturb import ELEMENT_KINDS, KINDS, STREAM_KINDS, ProfileError, levels_markdown, load_profiles, parse_profiles
+from hwosim_assets.perturb import (
+    ELEMENT_KINDS,
+    KINDS,
+    ProfileError,
+    levels_markdown,
+    load_profiles,
+    parse_profiles,
+)
 from hwosim_assets.perturb.profiles import DEFAULT_PROFILES
 from hwosim_assets.perturb.truth import bit_table_markdown
 
@@ -36,7 +43,14 @@ def test_stream_faults_are_the_resolved_stream_kinds():
     downlink = profiles["jwst-downlink"].stream_faults
     assert set(downlink) == {"downlink"} and downlink["downlink"]["contacts_per_day"] == 2.0
     assert set(profiles["nominal"].stream_faults) == {"packet_loss", "latency_jitter"}  # the generic kinds stay
-    assert set(profiles["level-3"].stream_faults) == {"downlink", "packet_loss", "duplicates", "reordering", "latency_jitter", "outage"}
+    assert set(profiles["level-3"].stream_faults) == {
+        "downlink",
+        "packet_loss",
+        "duplicates",
+        "reordering",
+        "latency_jitter",
+        "outage",
+    }
     assert profiles["level-3"].stream_faults["reordering"] == {"p_reorder": 0.01, "max_delay_packets": 8.0}
 
 
@@ -105,9 +119,15 @@ BAD = {
     "unknown top-level key": ("profile:\n  p: {}\n", ["unknown top-level key 'profile'", "did you mean 'profiles'"]),
     "no profiles": ("version: 1\n", ["profiles"]),
     "unknown profile key": ("profiles:\n  p: {kind: {}}\n", ["profile 'p'", "unknown key 'kind'"]),
-    "unknown kind": ("profiles:\n  p: {kinds: {read_nois: 1}}\n", ["profile 'p'", "kinds.read_nois", "did you mean 'read_noise'"]),
+    "unknown kind": (
+        "profiles:\n  p: {kinds: {read_nois: 1}}\n",
+        ["profile 'p'", "kinds.read_nois", "did you mean 'read_noise'"],
+    ),
     "level too high": ("profiles:\n  p: {kinds: {read_noise: 6}}\n", ["profile 'p'", "kinds.read_noise", "0-5"]),
-    "level negative": ("profiles:\n  p: {kinds: {cosmic_rays: {level: -1}}}\n", ["profile 'p'", "kinds.cosmic_rays.level", "0-5"]),
+    "level negative": (
+        "profiles:\n  p: {kinds: {cosmic_rays: {level: -1}}}\n",
+        ["profile 'p'", "kinds.cosmic_rays.level", "0-5"],
+    ),
     "level as text": ("profiles:\n  p: {kinds: {read_noise: '3'}}\n", ["profile 'p'", "kinds.read_noise", "'3'"]),
     "level as bool": ("profiles:\n  p: {all: true}\n", ["profile 'p'", "all", "level"]),
     "negative sigma": (
@@ -162,9 +182,15 @@ BAD = {
         "profiles:\n  p: {kinds: {outage: {level: 1, params: {duration_s: .inf}}}}\n",
         ["kinds.outage.params.duration_s", "must be a number in [0, 86400], got inf"],
     ),
-    "infinite jitter": ("profiles:\n  p: {kinds: {latency_jitter: {params: {sigma_s: .inf}}}}\n", ["sigma_s", "got inf"]),
+    "infinite jitter": (
+        "profiles:\n  p: {kinds: {latency_jitter: {params: {sigma_s: .inf}}}}\n",
+        ["sigma_s", "got inf"],
+    ),
     "infinite read noise": ("profiles:\n  p: {kinds: {read_noise: {params: {excess: .inf}}}}\n", ["excess", "got inf"]),
-    "infinite deposit": ("profiles:\n  p: {kinds: {cosmic_rays: {level: 1, params: {deposit_e: .inf}}}}\n", ["deposit_e", "got inf"]),
+    "infinite deposit": (
+        "profiles:\n  p: {kinds: {cosmic_rays: {level: 1, params: {deposit_e: .inf}}}}\n",
+        ["deposit_e", "got inf"],
+    ),
     "not a number": ("profiles:\n  p: {kinds: {read_noise: {params: {excess: .nan}}}}\n", ["excess", "got nan"]),
     "unknown stage": ("profiles:\n  p: {stage: raw}\n", ["profile 'p'", "stage", "'archive'"]),
     "zero mean burst": (
@@ -175,13 +201,19 @@ BAD = {
     "kinds false": ("profiles:\n  p: {kinds: false}\n", ["profile 'p': kinds: expected a mapping, got False"]),
     "kinds empty list": ("profiles:\n  p: {kinds: []}\n", ["profile 'p': kinds: expected a mapping, got []"]),
     "kinds empty text": ("profiles:\n  p: {kinds: ''}\n", ["profile 'p': kinds: expected a mapping, got ''"]),
-    "version true": ("version: true\nprofiles:\n  p: {}\n", ["version: must be 1 (the only version understood), got True"]),
+    "version true": (
+        "version: true\nprofiles:\n  p: {}\n",
+        ["version: must be 1 (the only version understood), got True"],
+    ),
     "version two": ("version: 2\nprofiles:\n  p: {}\n", ["version: must be 1", "got 2"]),
     "alias and its target": (
         "profiles:\n  p: {kinds: {noise: 1, read_noise: 5}}\n",
         ["profile 'p': kinds.noise: noise is another name for read_noise: give one of them, not both"],
     ),
-    "explicit null level": ("profiles:\n  p: {kinds: {read_noise: {level: null}}}\n", ["kinds.read_noise.level", "got None"]),
+    "explicit null level": (
+        "profiles:\n  p: {kinds: {read_noise: {level: null}}}\n",
+        ["kinds.read_noise.level", "got None"],
+    ),
     "name with a newline": ('profiles:\n  "abc\\n": {}\n', ["profile 'abc\\n': name: must be a slug"]),
     "400-digit level": ("profiles:\n  p: {all: " + "9" * 400 + "}\n", ["profile 'p': all: must be a level", "..."]),
     "duplicate top-level key": (
@@ -223,10 +255,18 @@ def test_shipped_profile_hashes_are_pinned():
     # and the profiles redefined on records (nominal at the measured rate, storm a particle event,
     # jwst-downlink, jwst-downlink-missed and quicklook added): every materialized partition is stale once
     assert hashes == {
-        "clean": "737f9adf5c3cf25e", "nominal": "a4b90805baf5adb0", "degraded": "7fba48dcf1149f44",
-        "storm": "d26f192c26af55d3", "jwst-downlink": "915f473bff48afd1", "jwst-downlink-missed": "88f93ecf5a41f599",
-        "quicklook": "18a9f2942c63e817", "level-0": "737f9adf5c3cf25e", "level-1": "302b6de4b1d5eec4",
-        "level-2": "5e5cb5c3b698d8df", "level-3": "06be215edf8b3f41", "level-4": "bab7a57486d50792",
+        "clean": "737f9adf5c3cf25e",
+        "nominal": "a4b90805baf5adb0",
+        "degraded": "7fba48dcf1149f44",
+        "storm": "d26f192c26af55d3",
+        "jwst-downlink": "915f473bff48afd1",
+        "jwst-downlink-missed": "88f93ecf5a41f599",
+        "quicklook": "18a9f2942c63e817",
+        "level-0": "737f9adf5c3cf25e",
+        "level-1": "302b6de4b1d5eec4",
+        "level-2": "5e5cb5c3b698d8df",
+        "level-3": "06be215edf8b3f41",
+        "level-4": "bab7a57486d50792",
         "level-5": "98591fb20f70fc35",
     }
 

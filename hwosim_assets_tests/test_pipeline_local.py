@@ -30,9 +30,11 @@ def test_catalog_registers_observations(embedded):
     manifest = resources["lake"].read_parquet(CATALOG_KEY)
     observations = set(instance.get_dynamic_partitions("observations"))
     assert observations == set(manifest["obs_id"].to_list()) and observations
-    assert set(instance.get_dynamic_partitions("spectra_observations")) | set(
-        instance.get_dynamic_partitions("images_observations")
-    ) == observations
+    assert (
+        set(instance.get_dynamic_partitions("spectra_observations"))
+        | set(instance.get_dynamic_partitions("images_observations"))
+        == observations
+    )
     assert manifest["simulated"].all()
 
 
@@ -64,7 +66,7 @@ def test_bronze_equals_astropy(embedded, tmp_path):
             result = materialize(asset, resources, instance, obs_id)
             assert checks_passed(result) == {"schema": True, "non_empty": True, "no_new_nans": True}
             table = lake.read_parquet(bronze_key(family, obs_id))
-            row = manifest.filter((pl.col("obs_id") == obs_id)).sort("filename").row(0, named=True)
+            row = manifest.filter(pl.col("obs_id") == obs_id).sort("filename").row(0, named=True)
             path = tmp_path / row["filename"]
             lake.get_file(raw_key(row["program"], obs_id, row["filename"]), path)
             with fits.open(path) as hdul:

@@ -14,11 +14,11 @@ import polars as pl
 import pytest
 from astropy.io import fits
 
+from hwosim_assets.checksums import sha256_of
 from hwosim_assets.defs.lake.layout import CATALOG_KEY, bronze_key, raw_key
 from hwosim_assets.defs.mast.partitions import FAMILY_PARTITIONS
 from hwosim_assets.defs.resources import resources_from_settings
 from hwosim_assets.ingest.fits_reader import assemble_frame
-from hwosim_assets.checksums import sha256_of
 from hwosim_assets.ingest.mast import DOWNLOAD_PATH
 from hwosim_assets.ingest.products import identify
 from hwosim_assets.records import FAMILIES, PIXEL_DTYPES, SPECTRA_OPTIONAL, SUPPORTED_PRODUCT_TYPES
@@ -57,8 +57,11 @@ def pipeline(served_dir, seaweedfs):
             "product_types": sorted({types[name] for name in served}),
             "max_products": 1000,
         }
-        results = {"jwst_catalog": materialize("jwst_catalog", resources, instance,
-                                               run_config={"ops": {"jwst_catalog": {"config": config}}})}
+        results = {
+            "jwst_catalog": materialize(
+                "jwst_catalog", resources, instance, run_config={"ops": {"jwst_catalog": {"config": config}}}
+            )
+        }
         for obs_id in instance.get_dynamic_partitions("observations"):
             results["raw_products", obs_id] = materialize("raw_products", resources, instance, obs_id)
         for family, asset in BRONZE.items():
@@ -149,7 +152,7 @@ def astropy_spectra(path: Path) -> list[tuple[int, int, int, int, dict[str, np.n
             columns = {c: np.array(data[c]) for c in (*COLUMNS.values(), *OPTIONAL.values()) if c in names}
             if columns["WAVELENGTH"].ndim == 2:  # one row per integration (jwst >= 1.18)
                 widths = data["NELEMENTS"] if "NELEMENTS" in names else [columns["WAVELENGTH"].shape[1]] * len(data)
-                for row, (n, width) in enumerate(zip(data["INT_NUM"], widths)):
+                for row, (n, width) in enumerate(zip(data["INT_NUM"], widths, strict=False)):
                     out.append((int(n), order, index, row, {c: v[row, :width] for c, v in columns.items()}))
             else:
                 per_order[order] += 1
@@ -209,7 +212,7 @@ def test_bronze_images_equal_astropy_for_every_frame_and_tile(pipeline, tmp_path
                 cube = planes["sci"].ndim == 3
                 expected += [(planes, i) for i in range(planes["sci"].shape[0])] if cube else [(planes, None)]
             assert len(frames) == len(expected), f"{filename}: frame count"
-            for frame, (planes, i) in zip(frames, expected):
+            for frame, (planes, i) in zip(frames, expected, strict=False):
                 for plane in PIXEL_DTYPES:
                     if plane not in planes:
                         assert table.filter(pl.col("frame") == frame)[plane].null_count() == len(

@@ -29,7 +29,7 @@ def generated(name: str) -> str:
 
 @pytest.mark.parametrize("name", sorted(TABLES))
 def test_generated_tables_are_current(name):
-    assert generated(name) == TABLES[name]().strip(), f"regenerate with: python -m hwosim_assets_tests.test_readme"
+    assert generated(name) == TABLES[name]().strip(), "regenerate with: python -m hwosim_assets_tests.test_readme"
 
 
 def test_ci_runs_the_readme_test_command():

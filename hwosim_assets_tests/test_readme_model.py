@@ -80,8 +80,16 @@ def test_the_readme_commands_score_the_example_offline_live_and_over_the_levels(
     start = time.time() + 1.0
 
     def replay():  # window 0: 250 packets at 50/s (the command stops after 200)
-        replay_window(engine, spec, window_packets(spec, perturbed, 0), window_index=0, stream_faults=profile.stream_faults,
-                      start_time=start, seed=Settings.from_env().seed, profile_hash=profile.config_hash)  # fmt: skip
+        replay_window(
+            engine,
+            spec,
+            window_packets(spec, perturbed, 0),
+            window_index=0,
+            stream_faults=profile.stream_faults,
+            start_time=start,
+            seed=Settings.from_env().seed,
+            profile_hash=profile.config_hash,
+        )
 
     producer = threading.Thread(target=replay, daemon=True)
     producer.start()

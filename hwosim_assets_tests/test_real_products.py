@@ -23,7 +23,7 @@ from hwosim_assets.cli import observe
 from hwosim_assets.defs.lake.layout import CATALOG_KEY, bronze_key, bronze_meta_key, perturbed_key, raw_key
 from hwosim_assets.defs.resources import resources_from_settings
 from hwosim_assets.ingest.fits_reader import read_family
-from hwosim_assets.ingest.products import UnsupportedProductError, identify
+from hwosim_assets.ingest.products import identify
 from hwosim_assets.perturb import load_profiles
 from hwosim_assets.records import FAMILIES
 from hwosim_assets.settings import Settings
@@ -88,9 +88,12 @@ def pipeline(tmp_path_factory):
     for spec in load_streams(streams).values():
         config = {"first_window": 0, "last_window": 0, "start_time": 0.0, "pace": False}
         results["stream", spec.family, spec.observation] = materialize(
-            f"stream_{spec.family}", resources, instance, spec.name,
+            f"stream_{spec.family}",
+            resources,
+            instance,
+            spec.name,
             run_config={"ops": {f"stream_{spec.family}": {"config": config}}},
-        )  # fmt: skip
+        )
     return {"resources": resources, "instance": instance, "infos": infos, "results": results}
 
 
@@ -138,7 +141,11 @@ def test_a_renamed_copy_reads_the_same(path, tmp_path):
     copy = tmp_path / "renamed_product.fits"
     shutil.copyfile(path, copy)
     original, renamed = identify(path), identify(copy)
-    assert (renamed.model, renamed.product_type, renamed.obs_id) == (original.model, original.product_type, original.obs_id)
+    assert (renamed.model, renamed.product_type, renamed.obs_id) == (
+        original.model,
+        original.product_type,
+        original.obs_id,
+    )
     assert read_family(original.family, [copy], 64).equals(read_family(original.family, [path], 64))
 
 
@@ -182,7 +189,11 @@ def test_an_asdf_file_is_not_read_as_fits(tmp_path):
     path.write_bytes(b"#ASDF 1.0.0\n#ASDF_STANDARD 1.5.0\n%YAML 1.1\n--- !core/asdf-1.1.0\n...\n")
     with pytest.raises(Exception) as error:
         identify(path)
-    assert isinstance(error.value, ValueError) and path.name in str(error.value) and "not a readable FITS" in str(error.value)
+    assert (
+        isinstance(error.value, ValueError)
+        and path.name in str(error.value)
+        and "not a readable FITS" in str(error.value)
+    )
 
 
 def test_files_source_on_an_s3_prefix(seaweedfs, s3_bucket, s3_env, tmp_path):

@@ -16,10 +16,28 @@ from hwosim_assets.ingest.products import identify
 from hwosim_assets.records import CATALOG_SCHEMA
 
 PRIMARY_KEYS = (
-    "TELESCOP", "INSTRUME", "DETECTOR", "FILTER", "PUPIL", "PROGRAM", "OBSERVTN", "VISIT", "OBS_ID",
-    "TARGNAME", "TARG_RA", "TARG_DEC", "EXPSTART", "EXPMID", "EXPEND", "EFFINTTM", "NINTS",
-    "FILENAME", "DATAMODL", "CAL_VER", "DATE",
-)  # fmt: skip
+    "TELESCOP",
+    "INSTRUME",
+    "DETECTOR",
+    "FILTER",
+    "PUPIL",
+    "PROGRAM",
+    "OBSERVTN",
+    "VISIT",
+    "OBS_ID",
+    "TARGNAME",
+    "TARG_RA",
+    "TARG_DEC",
+    "EXPSTART",
+    "EXPMID",
+    "EXPEND",
+    "EFFINTTM",
+    "NINTS",
+    "FILENAME",
+    "DATAMODL",
+    "CAL_VER",
+    "DATE",
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +78,7 @@ def test_headers_say_simulated(written):
 def test_bytes_are_deterministic(written, tmp_path):
     sample.sample_bytes.cache_clear()  # make them again from scratch
     again = sample.write_sample_products(tmp_path)
-    for first, second in zip(written, again):
+    for first, second in zip(written, again, strict=False):
         assert first.read_bytes() == second.read_bytes(), first.name
     cube = sample.hdul_bytes(sample.make_image(40, 50, nints=2))
     assert cube == sample.hdul_bytes(sample.make_image(40, 50, nints=2))
@@ -72,7 +90,7 @@ def test_catalog_matches_the_files(written):
     catalog = sample.sample_catalog()
     assert catalog.schema == pl.Schema(CATALOG_SCHEMA)
     assert catalog["filename"].to_list() == [p.name for p in written]
-    for row, path in zip(catalog.iter_rows(named=True), written):
+    for row, path in zip(catalog.iter_rows(named=True), written, strict=False):
         data = path.read_bytes()
         assert row["size"] == len(data)
         assert row["checksum"] == hashlib.sha256(data).hexdigest()

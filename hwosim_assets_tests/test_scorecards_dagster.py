@@ -84,7 +84,10 @@ def test_robustness_gathers_the_curves_sweeps_the_rate_and_shows_the_plot(setup)
     assert result.success
     [event] = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
-    assert meta["preview"].startswith("![robustness](data:image/png;base64,iVBORw0KGgo") and meta["preview_bytes"] < 100_000
+    assert (
+        meta["preview"].startswith("![robustness](data:image/png;base64,iVBORw0KGgo")
+        and meta["preview_bytes"] < 100_000
+    )
     assert "sigma-clip" in meta["summary"] and "100" in meta["rates"] and "2000" in meta["rates"]
     lake = resources["lake"]
     assert lake.read_bytes(plot_key("robustness", "robustness"))[:4] == b"\x89PNG"
@@ -92,7 +95,10 @@ def test_robustness_gathers_the_curves_sweeps_the_rate_and_shows_the_plot(setup)
     flags = summary.filter(pl.col("model") == "sigma-clip", pl.col("kind") == "flags").row(0, named=True)
     assert flags["mce_pct"] == pytest.approx(100.0) and flags["level_0"] == 0.0 and flags["level_5"] > flags["level_1"]
     live = store.read(resources["stream_db"].engine(), mode="live", metric="live.within_cadence")
-    assert sorted(set(live["rate"].to_list())) == [100.0, 2000.0] and set(live["model"]) >= {"sigma-clip", "stream-health"}
+    assert sorted(set(live["rate"].to_list())) == [100.0, 2000.0] and set(live["model"]) >= {
+        "sigma-clip",
+        "stream-health",
+    }
 
 
 def test_a_bad_models_file_fails_the_run_naming_file_and_field(tmp_path, setup):

@@ -12,7 +12,6 @@ import zlib
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from hwosim_assets.cli import observe
@@ -45,7 +44,9 @@ def _texts(value) -> list[str]:
     return [str(value)] if value is not None else []
 
 
-def test_no_secret_in_the_instance_logs_or_metadata(mariadb, seaweedfs, s3_bucket, s3_env, tmp_path, monkeypatch, capfd):
+def test_no_secret_in_the_instance_logs_or_metadata(
+    mariadb, seaweedfs, s3_bucket, s3_env, tmp_path, monkeypatch, capfd
+):
     dagster_db = sa.make_url(mariadb.new_database("dagster_secrets"))
     stream_url = mariadb.new_database("streams_secrets")
     assert mariadb.password in stream_url  # the URL really carries the password
@@ -77,11 +78,21 @@ def test_no_secret_in_the_instance_logs_or_metadata(mariadb, seaweedfs, s3_bucke
         materialize("raw_products", resources, instance, SPECTRA_OBS_ID)
         materialize("bronze_spectra", resources, instance, SPECTRA_OBS_ID)
         observe("observe_profiles", resources, instance)
-        materialize("perturbed_spectra", resources, instance, dg.MultiPartitionKey({"observation": SPECTRA_OBS_ID, "profile": "nominal"}))
+        materialize(
+            "perturbed_spectra",
+            resources,
+            instance,
+            dg.MultiPartitionKey({"observation": SPECTRA_OBS_ID, "profile": "nominal"}),
+        )
         materialize("stream_tables", resources, instance)
         config = {"first_window": 0, "last_window": 1, "start_time": 0.0, "pace": False}
-        result = materialize("stream_spectra", resources, instance, "secret-check",
-                             run_config={"ops": {"stream_spectra": {"config": config}}})  # fmt: skip
+        result = materialize(
+            "stream_spectra",
+            resources,
+            instance,
+            "secret-check",
+            run_config={"ops": {"stream_spectra": {"config": config}}},
+        )
         assert result.success
         compute_logs = Path(instance.root_directory)
 

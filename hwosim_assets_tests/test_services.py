@@ -119,8 +119,11 @@ def test_seaweedfs_put_list_and_requires_credentials(seaweedfs, s3_bucket):
     assert s3.head_object(Bucket=s3_bucket, Key="a/b.txt")["Metadata"] == {"sha256": "x"}
 
     stranger = boto3.session.Session().client(
-        "s3", endpoint_url=seaweedfs.endpoint_url, region_name="us-east-1",
-        aws_access_key_id=seaweedfs.access_key, aws_secret_access_key="wrong-secret",
+        "s3",
+        endpoint_url=seaweedfs.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=seaweedfs.access_key,
+        aws_secret_access_key="wrong-secret",
     )
     with pytest.raises(ClientError) as denied:
         stranger.list_objects_v2(Bucket=s3_bucket)

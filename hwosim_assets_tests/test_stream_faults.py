@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 import yaml
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from hwosim_assets.perturb import STREAM_KINDS, ProfileError, parse_profiles
 from hwosim_assets.perturb.rng import Stream, stream_key
@@ -121,13 +122,21 @@ def test_truth_offsets_point_at_the_delivery():
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(0, 300),
-    p_loss=st.floats(0, 0.5), burst=st.floats(1, 10), p_dup=st.floats(0, 0.5),
-    p_reorder=st.floats(0, 0.5), max_delay=st.integers(1, 10), sigma=st.floats(0, 0.05),
+    p_loss=st.floats(0, 0.5),
+    burst=st.floats(1, 10),
+    p_dup=st.floats(0, 0.5),
+    p_reorder=st.floats(0, 0.5),
+    max_delay=st.integers(1, 10),
+    sigma=st.floats(0, 0.05),
 )
 def test_any_plan_is_the_kept_packets_plus_copies(n, p_loss, burst, p_dup, p_reorder, max_delay, sigma):
-    faults = {"packet_loss": {"p_loss": p_loss, "mean_burst": burst}, "duplicates": {"p_dup": p_dup},
-              "reordering": {"p_reorder": p_reorder, "max_delay_packets": max_delay},
-              "latency_jitter": {"sigma_s": sigma}, "outage": {"rate_per_hour": 100.0, "duration_s": 0.2}}
+    faults = {
+        "packet_loss": {"p_loss": p_loss, "mean_burst": burst},
+        "duplicates": {"p_dup": p_dup},
+        "reordering": {"p_reorder": p_reorder, "max_delay_packets": max_delay},
+        "latency_jitter": {"sigma_s": sigma},
+        "outage": {"rate_per_hour": 100.0, "duration_s": 0.2},
+    }
     plan = plan_window(np.arange(n), np.zeros(n), np.arange(n) / 50.0, faults, **KEY)
     lost = set(kind_seqs(plan, "packet_loss"))
     counts = np.bincount(plan.packet, minlength=n) if n else np.zeros(0)
@@ -136,14 +145,20 @@ def test_any_plan_is_the_kept_packets_plus_copies(n, p_loss, burst, p_dup, p_reo
     assert (np.diff(plan.due_s) >= 0).all()
 
 
-@pytest.mark.parametrize("faults, message", [
-    ({"lightning": {"p": 0.1}}, "unknown stream fault kind"),
-    ({"duplicates": {"p_dupe": 0.1}}, r"duplicates.p_dupe: unknown parameter 'p_dupe' \(did you mean 'p_dup'\?\)"),
-    ({"duplicates": {"p_dup": 1.5}}, r"duplicates.p_dup: must be a probability in \[0, 1\], got 1.5"),
-    ({"latency_jitter": {"sigma_s": -1}}, r"latency_jitter.sigma_s: must be a number in \[0, 86400\], got -1"),
-    ({"packet_loss": {"p_loss": 1.0, "mean_burst": 1}}, r"packet_loss.p_loss: must be a probability in \[0, 1\), got 1.0"),
-    ({"packet_loss": {"p_loss": 0.1}}, "packet_loss.mean_burst: missing"),
-])
+@pytest.mark.parametrize(
+    "faults, message",
+    [
+        ({"lightning": {"p": 0.1}}, "unknown stream fault kind"),
+        ({"duplicates": {"p_dupe": 0.1}}, r"duplicates.p_dupe: unknown parameter 'p_dupe' \(did you mean 'p_dup'\?\)"),
+        ({"duplicates": {"p_dup": 1.5}}, r"duplicates.p_dup: must be a probability in \[0, 1\], got 1.5"),
+        ({"latency_jitter": {"sigma_s": -1}}, r"latency_jitter.sigma_s: must be a number in \[0, 86400\], got -1"),
+        (
+            {"packet_loss": {"p_loss": 1.0, "mean_burst": 1}},
+            r"packet_loss.p_loss: must be a probability in \[0, 1\), got 1.0",
+        ),
+        ({"packet_loss": {"p_loss": 0.1}}, "packet_loss.mean_burst: missing"),
+    ],
+)
 def test_bad_fault_parameters_are_refused(faults, message):
     with pytest.raises(ValueError, match=message):
         validate_faults(faults)
@@ -274,12 +289,28 @@ def test_downlink_holds_data_until_a_contact_and_compresses_the_wait():
 def test_a_missed_contact_is_a_twelve_hour_gap_caught_up_at_the_next():
     event, due = _mission(240.0, 5000)
     missed = dict(DOWNLINK_1, p_missed=0.5)
-    plan = plan_window(np.arange(len(due)), np.zeros(len(due), np.int64), due, {"downlink": missed}, **KEY, event_time_mjd=event, speed=1.0)
+    plan = plan_window(
+        np.arange(len(due)),
+        np.zeros(len(due), np.int64),
+        due,
+        {"downlink": missed},
+        **KEY,
+        event_time_mjd=event,
+        speed=1.0,
+    )
     delay = plan.due_s[np.argsort(plan.packet, kind="stable")] - due
     hit = plan.truth.filter(kind="downlink")["detail"].str.contains("missed contact").sum()
     assert hit > 0 and len(plan) == len(due)  # late, never lost
     assert delay.max() >= 12 * 3600.0 and (delay.max() / 3600.0) % 12 < 8.01
-    again = plan_window(np.arange(len(due)), np.zeros(len(due), np.int64), due, {"downlink": missed}, **KEY, event_time_mjd=event, speed=1.0)
+    again = plan_window(
+        np.arange(len(due)),
+        np.zeros(len(due), np.int64),
+        due,
+        {"downlink": missed},
+        **KEY,
+        event_time_mjd=event,
+        speed=1.0,
+    )
     assert np.array_equal(again.due_s, plan.due_s)  # the same contacts are missed every time
 
 

@@ -15,11 +15,12 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from hwosim_assets.stream import schema, synthetic
+from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.pacing import Pacing
 from hwosim_assets.stream.runs import replay_run
 from hwosim_assets.stream.writer import make_engine
+from hwosim_assets_tests import synthetic_streams as synthetic
 
 FAULTS = {"packet_loss": {"p_loss": 0.05, "mean_burst": 2.0}, "duplicates": {"p_dup": 0.05}}
 KEY = dict(seed=5, profile_hash="abad1dea00")
@@ -28,8 +29,16 @@ TABLE = synthetic.spectra_table(200, CHANNELS)
 
 
 def spec(name: str) -> StreamSpec:
-    return StreamSpec(name=name, observation="jw09999-o001_x", profile="nominal", family="spectra",
-                      pacing=Pacing("rate", rate=2000.0), tick_seconds=5, window=100, loop=True)  # fmt: skip
+    return StreamSpec(
+        name=name,
+        observation="jw09999-o001_x",
+        profile="nominal",
+        family="spectra",
+        pacing=Pacing("rate", rate=2000.0),
+        tick_seconds=5,
+        window=100,
+        loop=True,
+    )
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
@@ -49,11 +58,22 @@ def test_twenty_races_for_a_first_window_end_cleanly(engine):
         stream = spec(f"race-{race}")
         reports, errors, barrier = [], [], threading.Barrier(2)
 
-        def run(pace: bool):
+        def run(pace: bool, stream=stream, reports=reports, errors=errors, barrier=barrier):
             try:
                 barrier.wait()
-                reports.append(replay_run(engine, stream, TABLE, first=0, last=0, start_time=time.time(),
-                                          stream_faults=FAULTS, pace=pace, **KEY))  # fmt: skip
+                reports.append(
+                    replay_run(
+                        engine,
+                        stream,
+                        TABLE,
+                        first=0,
+                        last=0,
+                        start_time=time.time(),
+                        stream_faults=FAULTS,
+                        pace=pace,
+                        **KEY,
+                    )
+                )
             except BaseException as error:  # noqa: BLE001 - reported below
                 errors.append(error)
 
@@ -65,8 +85,12 @@ def test_twenty_races_for_a_first_window_end_cleanly(engine):
         assert not errors, (race, errors)
         t = schema.spectra_rows
         with engine.connect() as conn:
-            rows = pl.DataFrame([r._asdict() for r in conn.execute(
-                sa.select(t.c.offset, t.c.channel).where(t.c.stream == stream.name)).all()])  # fmt: skip
+            rows = pl.DataFrame(
+                [
+                    r._asdict()
+                    for r in conn.execute(sa.select(t.c.offset, t.c.channel).where(t.c.stream == stream.name)).all()
+                ]
+            )
         packets = rows["offset"].unique().sort()
         assert packets.to_list() == list(range(len(packets))) and len(rows) == len(packets) * CHANNELS
         meta = [r.metadata() for r in reports]

@@ -7,12 +7,13 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from hwosim_assets.stream import schema, synthetic
+from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.pacing import Pacing
 from hwosim_assets.stream.reader import StreamReader
 from hwosim_assets.stream.replay import register_stream, replay_window, window_packets
 from hwosim_assets.stream.writer import make_engine
+from hwosim_assets_tests import synthetic_streams as synthetic
 
 FAULTS = {"packet_loss": {"p_loss": 0.1, "mean_burst": 2.0}, "duplicates": {"p_dup": 0.1}}
 KEY = dict(seed=3, profile_hash="5eed5eed00")
@@ -28,8 +29,16 @@ def url(request, tmp_path):
 def replay(engine, spec, n_windows, table, pace=False, start=None):
     start = start or time.time()
     return [
-        replay_window(engine, spec, window_packets(spec, table, w), window_index=w,
-                      start_time=spec.window_start_time(w, start), stream_faults=FAULTS, pace=pace, **KEY)
+        replay_window(
+            engine,
+            spec,
+            window_packets(spec, table, w),
+            window_index=w,
+            start_time=spec.window_start_time(w, start),
+            stream_faults=FAULTS,
+            pace=pace,
+            **KEY,
+        )
         for w in range(n_windows)
     ]
 
@@ -37,8 +46,16 @@ def replay(engine, spec, n_windows, table, pace=False, start=None):
 def test_reader_sees_what_the_truth_says(url):
     engine = make_engine(url)
     schema.create_or_migrate(engine)
-    spec = StreamSpec(name="r1", observation="obs-1", profile="nominal", family="spectra",
-                      pacing=Pacing("rate", rate=1000.0), tick_seconds=1, window=40, loop=False)
+    spec = StreamSpec(
+        name="r1",
+        observation="obs-1",
+        profile="nominal",
+        family="spectra",
+        pacing=Pacing("rate", rate=1000.0),
+        tick_seconds=1,
+        window=40,
+        loop=False,
+    )
     register_stream(engine, spec, KEY["profile_hash"])
     reports = replay(engine, spec, 3, synthetic.spectra_table(120, 5))
     truth = [t for r in reports for t in r.truth.iter_rows(named=True)]
@@ -63,11 +80,22 @@ def test_reader_follows_a_live_replay_and_never_sees_half_a_batch(tmp_path):
     url = f"sqlite:///{tmp_path / 'streams.db'}"
     engine = make_engine(url)
     schema.create_or_migrate(engine)
-    spec = StreamSpec(name="live", observation="obs-1", profile="nominal", family="spectra",
-                      pacing=Pacing("rate", rate=200.0), tick_seconds=1, window=200, loop=False)
+    spec = StreamSpec(
+        name="live",
+        observation="obs-1",
+        profile="nominal",
+        family="spectra",
+        pacing=Pacing("rate", rate=200.0),
+        tick_seconds=1,
+        window=200,
+        loop=False,
+    )
     register_stream(engine, spec, KEY["profile_hash"])
-    writer = threading.Thread(target=replay, args=(engine, spec, 1, synthetic.spectra_table(200, 10)),
-                              kwargs={"pace": True, "start": time.time() + 0.2})
+    writer = threading.Thread(
+        target=replay,
+        args=(engine, spec, 1, synthetic.spectra_table(200, 10)),
+        kwargs={"pace": True, "start": time.time() + 0.2},
+    )
     writer.start()
     reader = StreamReader(url, "live")
     seen, polls = [], 0
@@ -100,8 +128,16 @@ def test_the_docstring_example_runs_as_written(tmp_path, monkeypatch, capsys):
     schema.create_or_migrate(engine)
     spec = load_streams()["soss-nominal"]
     register_stream(engine, spec, KEY["profile_hash"])
-    replay_window(engine, spec, window_packets(spec, synthetic.spectra_table(30, 3), 0), window_index=0,
-                  start_time=time.time(), stream_faults=FAULTS, pace=False, **KEY)
+    replay_window(
+        engine,
+        spec,
+        window_packets(spec, synthetic.spectra_table(30, 3), 0),
+        window_index=0,
+        start_time=time.time(),
+        stream_faults=FAULTS,
+        pace=False,
+        **KEY,
+    )
     exec(compile(example, "reader-example", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert len(out) >= 3 * 25 + 1 and out[-1].startswith("Watermark(")
@@ -112,8 +148,16 @@ def test_reader_lag_and_lateness(tmp_path):
     lateness: emitted - scheduled of what was read, as the table says."""
     engine = make_engine(f"sqlite:///{tmp_path / 'streams.db'}")
     schema.create_or_migrate(engine)
-    spec = StreamSpec(name="lag", observation="obs-1", profile="nominal", family="spectra",
-                      pacing=Pacing("rate", rate=100.0), tick_seconds=1, window=50, loop=True)  # fmt: skip
+    spec = StreamSpec(
+        name="lag",
+        observation="obs-1",
+        profile="nominal",
+        family="spectra",
+        pacing=Pacing("rate", rate=100.0),
+        tick_seconds=1,
+        window=50,
+        loop=True,
+    )
     start = time.time() - 10.0  # every packet already 10 s overdue: delivered at once, about 10 s late
     replay(engine, spec, 1, synthetic.spectra_table(100, 3), start=start)
     reader = StreamReader(engine, "lag", page_packets=10)

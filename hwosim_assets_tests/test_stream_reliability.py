@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 import sqlalchemy as sa
 
-from hwosim_assets.stream import schema, synthetic
+from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.faults import plan_window
 from hwosim_assets.stream.pacing import Pacing
 from hwosim_assets.stream.replay import replay_window, resume_point, window_packets
 from hwosim_assets.stream.writer import make_engine
+from hwosim_assets_tests import synthetic_streams as synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = {
@@ -29,13 +29,21 @@ FAULTS = {
 }
 KEY = dict(seed=11, profile_hash="c0ffee0042")
 N_PACKETS, CHANNELS = 400, 50
-SPEC = StreamSpec(name="crash", observation="jw09999-o001_t001_niriss_clear-gr700xd", profile="nominal",
-                  family="spectra", pacing=Pacing("rate", rate=200.0), tick_seconds=2, window=N_PACKETS, loop=True)
+SPEC = StreamSpec(
+    name="crash",
+    observation="jw09999-o001_t001_niriss_clear-gr700xd",
+    profile="nominal",
+    family="spectra",
+    pacing=Pacing("rate", rate=200.0),
+    tick_seconds=2,
+    window=N_PACKETS,
+    loop=True,
+)
 
 # The same replay as a separate process, so that it can be killed for real.
 CHILD = textwrap.dedent("""
     import sys, time
-    from hwosim_assets.stream import synthetic
+    from hwosim_assets_tests import synthetic_streams as synthetic
     from hwosim_assets.stream.replay import replay_window, window_packets
     from hwosim_assets.stream.writer import make_engine
     from hwosim_assets_tests.test_stream_reliability import FAULTS, KEY, SPEC, N_PACKETS, CHANNELS
@@ -54,9 +62,16 @@ def expected_seqs(spec=SPEC) -> list[int]:
 
 def check_exactly_the_plan(engine, stream):
     with engine.connect() as conn:
-        rows = pl.DataFrame([r._asdict() for r in conn.execute(
-            sa.select(schema.spectra_rows.c["offset", "seq", "channel"])
-            .where(schema.spectra_rows.c.stream == stream).order_by("offset", "channel")).all()])
+        rows = pl.DataFrame(
+            [
+                r._asdict()
+                for r in conn.execute(
+                    sa.select(schema.spectra_rows.c["offset", "seq", "channel"])
+                    .where(schema.spectra_rows.c.stream == stream)
+                    .order_by("offset", "channel")
+                ).all()
+            ]
+        )
     per_packet = rows.group_by("offset", maintain_order=True).agg(pl.col("seq").first(), pl.len())
     expected = expected_seqs()
     assert per_packet["offset"].to_list() == list(range(len(expected)))  # contiguous offsets
@@ -84,8 +99,9 @@ def test_sigkill_mid_window_then_rerun(mariadb):
     assert 100 <= killed_at.next_offset < len(expected_seqs()) and not killed_at.window_complete
 
     packets = window_packets(SPEC, synthetic.spectra_table(N_PACKETS, CHANNELS), 0)
-    report = replay_window(engine, SPEC, packets, window_index=0, start_time=start, stream_faults=FAULTS,
-                           pace=False, **KEY)
+    report = replay_window(
+        engine, SPEC, packets, window_index=0, start_time=start, stream_faults=FAULTS, pace=False, **KEY
+    )
     assert report.resumed_from_offset == killed_at.next_offset
     check_exactly_the_plan(engine, "crash")
     assert resume_point(engine, "crash").next_window == 1
@@ -100,8 +116,11 @@ def test_server_restart_mid_run(mariadb):
 
     def run():
         try:
-            reports.append(replay_window(engine, SPEC, packets, window_index=0, start_time=time.time() + 0.2,
-                                         stream_faults=FAULTS, **KEY))
+            reports.append(
+                replay_window(
+                    engine, SPEC, packets, window_index=0, start_time=time.time() + 0.2, stream_faults=FAULTS, **KEY
+                )
+            )
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 

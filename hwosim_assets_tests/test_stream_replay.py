@@ -7,12 +7,13 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from hwosim_assets.stream import schema, synthetic
+from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.faults import plan_window
 from hwosim_assets.stream.pacing import Pacing
 from hwosim_assets.stream.replay import register_stream, replay_window, resume_point, window_bounds, window_packets
 from hwosim_assets.stream.writer import StreamWriter, make_engine
+from hwosim_assets_tests import synthetic_streams as synthetic
 
 FAULTS = {
     "packet_loss": {"p_loss": 0.08, "mean_burst": 2.0},
@@ -24,8 +25,16 @@ KEY = dict(seed=7, profile_hash="0badc0de11")
 
 
 def spec(name="s1", window=25, loop=True, family="spectra", pacing=None):
-    return StreamSpec(name=name, observation="jw09999-o001_t001_niriss_clear-gr700xd", profile="nominal",
-                      family=family, pacing=pacing or Pacing("rate", rate=500.0), tick_seconds=1, window=window, loop=loop)
+    return StreamSpec(
+        name=name,
+        observation="jw09999-o001_t001_niriss_clear-gr700xd",
+        profile="nominal",
+        family=family,
+        pacing=pacing or Pacing("rate", rate=500.0),
+        tick_seconds=1,
+        window=window,
+        loop=loop,
+    )
 
 
 @pytest.fixture
@@ -50,7 +59,11 @@ def test_windows_abut_and_wrap():
     assert bounds[2].laps.tolist() == [0] * 10 + [1] * 20
     once = spec(window=30, loop=False)
     assert [(window_bounds(once, w, 70).start, window_bounds(once, w, 70).stop) for w in range(4)] == [
-        (0, 30), (30, 60), (60, 70), (70, 70)]
+        (0, 30),
+        (30, 60),
+        (60, 70),
+        (70, 70),
+    ]
     assert window_bounds(once, 2, 70).exhausted and not window_bounds(s, 2, 70).exhausted
 
 
@@ -65,8 +78,16 @@ def test_windows_deliver_the_plan_exactly_once(engine):
     s, table = spec(), synthetic.spectra_table(60, 8)
     register_stream(engine, s, KEY["profile_hash"])
     reports = [
-        replay_window(engine, s, window_packets(s, table, w), window_index=w, start_time=time.time(),
-                      stream_faults=FAULTS, pace=False, **KEY)
+        replay_window(
+            engine,
+            s,
+            window_packets(s, table, w),
+            window_index=w,
+            start_time=time.time(),
+            stream_faults=FAULTS,
+            pace=False,
+            **KEY,
+        )
         for w in range(4)  # 100 positions: wraps into lap 1
     ]
     rows = stored(engine, "s1")
@@ -76,8 +97,7 @@ def test_windows_deliver_the_plan_exactly_once(engine):
     assert [r.first_offset for r in reports[1:]] == [r.last_offset + 1 for r in reports[:-1]]
     for w, report in enumerate(reports):  # each window delivered what its plan says, in its order
         pk = window_packets(s, table, w).unique("position", maintain_order=True)
-        plan = plan_window(pk["seq"], pk["lap"], np.arange(25) / 500.0, FAULTS,
-                           observation=s.observation, **KEY)
+        plan = plan_window(pk["seq"], pk["lap"], np.arange(25) / 500.0, FAULTS, observation=s.observation, **KEY)
         got = packets.filter(pl.col("offset").is_between(report.first_offset, report.last_offset))
         assert got["seq"].to_list() == pk["seq"].to_numpy()[plan.packet].tolist()
         assert got["lap"].to_list() == pk["lap"].to_numpy()[plan.packet].tolist()
@@ -107,9 +127,21 @@ class CrashingWriter(StreamWriter):
 def test_a_rerun_continues_after_the_committed_offset(engine):
     table = synthetic.spectra_table(50, 4)
     crashed, clean = spec("crashed", window=50), spec("clean", window=50)
-    run = lambda s, **kw: replay_window(engine, s, window_packets(s, table, 0), window_index=0,  # noqa: E731
-                                        start_time=time.time(), stream_faults=FAULTS, pace=False,
-                                        max_batch_rows=40, **KEY, **kw)
+
+    def run(s, **kw):
+        return replay_window(
+            engine,
+            s,
+            window_packets(s, table, 0),
+            window_index=0,
+            start_time=time.time(),
+            stream_faults=FAULTS,
+            pace=False,
+            max_batch_rows=40,
+            **KEY,
+            **kw,
+        )
+
     with pytest.raises(KeyboardInterrupt):
         run(crashed, writer=CrashingWriter(engine, "crashed", "spectra", batches=3))
     assert resume_point(engine, "crashed").next_offset == 30 and resume_point(engine, "crashed").next_window == 0
@@ -127,8 +159,15 @@ def test_a_rerun_continues_after_the_committed_offset(engine):
 def test_paced_replay_keeps_time(engine):
     s = spec("paced", window=100, pacing=Pacing("rate", rate=100.0))
     start = time.time() + 0.1
-    report = replay_window(engine, s, window_packets(s, synthetic.spectra_table(100, 16), 0), window_index=0,
-                           start_time=start, stream_faults={}, **KEY)
+    report = replay_window(
+        engine,
+        s,
+        window_packets(s, synthetic.spectra_table(100, 16), 0),
+        window_index=0,
+        start_time=start,
+        stream_faults={},
+        **KEY,
+    )
     assert report.packets_delivered == 100 and report.achieved_rate == pytest.approx(100, rel=0.02)
     assert report.lateness_p99 < 0.05 and report.next_start_time == pytest.approx(start + 1.0)
     rows = stored(engine, "paced")
@@ -140,8 +179,9 @@ def test_cadence_replay_follows_event_times(engine):
     s = spec("cadence", window=10, pacing=Pacing("cadence", speed=100.0, gap_cap_s=60.0))
     table = synthetic.spectra_table(10, 2, cadence_s=5.0)  # 5 s apart -> 50 ms at speed 100
     start = time.time()
-    report = replay_window(engine, s, window_packets(s, table, 0), window_index=0, start_time=start,
-                           stream_faults={}, **KEY)
+    report = replay_window(
+        engine, s, window_packets(s, table, 0), window_index=0, start_time=start, stream_faults={}, **KEY
+    )
     sched = stored(engine, "cadence").unique("offset", maintain_order=True)["scheduled_time"].to_numpy()
     assert np.diff(sched) == pytest.approx(np.full(9, 0.05), abs=1e-5)  # MJD resolution ~1 us
     assert report.next_start_time == pytest.approx(start + 0.5)
@@ -152,8 +192,16 @@ def test_image_packets_round_trip_on_mariadb(mariadb):
     schema.create_or_migrate(engine)
     s = spec("tiles", window=12, family="images", loop=False)
     table = synthetic.image_tiles(12, tile=64)
-    report = replay_window(engine, s, window_packets(s, table, 0), window_index=0, start_time=time.time(),
-                           stream_faults={"duplicates": {"p_dup": 0.3}}, pace=False, **KEY)
+    report = replay_window(
+        engine,
+        s,
+        window_packets(s, table, 0),
+        window_index=0,
+        start_time=time.time(),
+        stream_faults={"duplicates": {"p_dup": 0.3}},
+        pace=False,
+        **KEY,
+    )
     rows = stored(engine, "tiles", schema.image_packets)
     assert rows.height == report.planned_deliveries == 12 + report.duplicates
     for row in rows.iter_rows(named=True):
@@ -174,8 +222,16 @@ def test_retention_keeps_the_last_laps_or_hours(engine, keep):
     old = time.time() - 2 * 3600  # two windows emitted "two hours ago", then two now
     for w in range(4):
         start = old if w < 2 else time.time()
-        replay_window(engine, s, window_packets(s, table, w), window_index=w, start_time=start,
-                      stream_faults={}, pace=False, **KEY)  # fmt: skip
+        replay_window(
+            engine,
+            s,
+            window_packets(s, table, w),
+            window_index=w,
+            start_time=start,
+            stream_faults={},
+            pace=False,
+            **KEY,
+        )
         if w < 2:  # make the first two laps look two hours old
             with engine.begin() as conn:
                 t = schema.spectra_rows

@@ -17,8 +17,17 @@ RATE, TICK = 20.0, 5.0  # 100 packets (5 s) per window
 
 def spec(mode: str = "rate", **changes) -> StreamSpec:
     pacing = Pacing(mode, rate=RATE) if mode == "rate" else Pacing(mode)
-    base = dict(name="s", observation="jw09999-o001_x", profile="nominal", family="spectra", pacing=pacing,
-                tick_seconds=TICK, window=100, loop=True, run_seconds=TICK)  # fmt: skip  (one window a run)
+    base = dict(
+        name="s",
+        observation="jw09999-o001_x",
+        profile="nominal",
+        family="spectra",
+        pacing=pacing,
+        tick_seconds=TICK,
+        window=100,
+        loop=True,
+        run_seconds=TICK,
+    )  # (one window a run)
     return StreamSpec(**{**base, **changes})
 
 
@@ -53,9 +62,13 @@ def test_a_run_covers_run_seconds_of_windows_on_a_grid_of_the_streams_own():
     assert (first.request.first, first.request.last) == (0, end)
     # no new run until the window after it comes within the lead
     due_next = first.cursor.start_time + (end + 1) * 5.0
-    quiet = decide(long_runs, first.cursor, now=due_next - 13.0, delivered_next=0, in_flight=[Flight(0, end, T)], lead_s=12.0)
+    quiet = decide(
+        long_runs, first.cursor, now=due_next - 13.0, delivered_next=0, in_flight=[Flight(0, end, T)], lead_s=12.0
+    )
     assert quiet.request is None and quiet.skip.startswith(f"window {end + 1} due in")
-    nxt = decide(long_runs, first.cursor, now=due_next - 11.0, delivered_next=0, in_flight=[Flight(0, end, T)], lead_s=12.0)
+    nxt = decide(
+        long_runs, first.cursor, now=due_next - 11.0, delivered_next=0, in_flight=[Flight(0, end, T)], lead_s=12.0
+    )
     assert (nxt.request.first, nxt.request.last, nxt.request.start_time) == (end + 1, end + 12, due_next)
     # streams with other names put their boundaries elsewhere: launches spread over the minute
     phases = {stream_phase(f"five-{i}", 12) for i in range(10)}
@@ -110,7 +123,9 @@ def test_cadence_and_asap_run_one_at_a_time():
 
 
 def test_finished_streams_skip():
-    d = decide(spec(loop=False), Cursor(start_time=T, next_window=3), now=T, delivered_next=3, in_flight=[], finished=True)
+    d = decide(
+        spec(loop=False), Cursor(start_time=T, next_window=3), now=T, delivered_next=3, in_flight=[], finished=True
+    )
     assert d.request is None and d.skip.startswith("finished")
 
 

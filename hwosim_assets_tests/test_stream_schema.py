@@ -34,7 +34,9 @@ def test_create_then_nothing_to_do(engine):
 
 def test_migrate_adds_missing_columns_and_keeps_rows(engine):
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE hwosim_offsets (stream VARCHAR(64) PRIMARY KEY, next_offset BIGINT NOT NULL)"))
+        conn.execute(
+            sa.text("CREATE TABLE hwosim_offsets (stream VARCHAR(64) PRIMARY KEY, next_offset BIGINT NOT NULL)")
+        )
         conn.execute(sa.text("INSERT INTO hwosim_offsets (stream, next_offset) VALUES ('old', 7)"))
     changes = schema.create_or_migrate(engine)
     assert "added hwosim_offsets.window_end_offset" in changes
@@ -48,8 +50,24 @@ def test_migrate_adds_missing_columns_and_keeps_rows(engine):
 def test_blobs_hold_a_full_tile(engine):
     schema.create_or_migrate(engine)
     payload = bytes(range(256)) * 1024  # 256 KiB: more than a MySQL BLOB (64 KiB)
-    values = dict(stream="s", offset=0, seq=0, lap=0, frame=0, y0=0, x0=0, ny=256, nx=256, dtype="<f4,<f4,<u4",
-                  sci=payload, err=payload, dq=payload, event_time=60000.0, scheduled_time=1.0, emitted_time=1.5)
+    values = dict(
+        stream="s",
+        offset=0,
+        seq=0,
+        lap=0,
+        frame=0,
+        y0=0,
+        x0=0,
+        ny=256,
+        nx=256,
+        dtype="<f4,<f4,<u4",
+        sci=payload,
+        err=payload,
+        dq=payload,
+        event_time=60000.0,
+        scheduled_time=1.0,
+        emitted_time=1.5,
+    )
     with engine.begin() as conn:
         conn.execute(schema.image_packets.insert().values(**values))
         back = conn.execute(sa.select(schema.image_packets.c.sci)).scalar()

@@ -15,13 +15,22 @@ from hwosim_assets.stream.writer import StreamStateError, StreamWriter, backoff_
 def batch_rows(first: int, stop: int, channels: int = 50) -> pl.DataFrame:
     offset = np.repeat(np.arange(first, stop, dtype=np.int64), channels)
     n = len(offset)
-    return pl.DataFrame({
-        "offset": offset, "channel": np.tile(np.arange(channels, dtype=np.int32), stop - first),
-        "seq": offset, "lap": np.zeros(n, np.int32), "integration": (offset + 1).astype(np.int32),
-        "wavelength": np.linspace(0.6, 2.8, n), "flux": np.random.default_rng(first).random(n),
-        "flux_error": np.full(n, 0.01), "dq": np.zeros(n, np.int32), "event_time": 60000 + offset / 86400,
-        "scheduled_time": np.full(n, 1.7e9), "emitted_time": np.full(n, 1.7e9 + 0.001),
-    })
+    return pl.DataFrame(
+        {
+            "offset": offset,
+            "channel": np.tile(np.arange(channels, dtype=np.int32), stop - first),
+            "seq": offset,
+            "lap": np.zeros(n, np.int32),
+            "integration": (offset + 1).astype(np.int32),
+            "wavelength": np.linspace(0.6, 2.8, n),
+            "flux": np.random.default_rng(first).random(n),
+            "flux_error": np.full(n, 0.01),
+            "dq": np.zeros(n, np.int32),
+            "event_time": 60000 + offset / 86400,
+            "scheduled_time": np.full(n, 1.7e9),
+            "emitted_time": np.full(n, 1.7e9 + 0.001),
+        }
+    )
 
 
 @pytest.fixture(params=["sqlite-insert", "mariadb-insert", "mariadb-load_data"])
@@ -98,14 +107,23 @@ def test_non_finite_values_become_null(writer):
 
 
 def test_truth_is_stored_once_with_absolute_offsets(writer):
-    truth = pl.DataFrame({"lap": [0, 0], "seq": [3, 4], "delivery": [None, 2], "kind": ["packet_loss", "duplicates"],
-                          "detail": ["lost", "second copy"]}, schema_overrides={"delivery": pl.Int64, "lap": pl.Int32})
+    truth = pl.DataFrame(
+        {
+            "lap": [0, 0],
+            "seq": [3, 4],
+            "delivery": [None, 2],
+            "kind": ["packet_loss", "duplicates"],
+            "detail": ["lost", "second copy"],
+        },
+        schema_overrides={"delivery": pl.Int64, "lap": pl.Int32},
+    )
     writer.open_window(window=0, n_deliveries=0, next_seq_position=5)
     writer.open_window(window=1, n_deliveries=4, next_seq_position=10, truth=truth)
     writer.open_window(window=1, n_deliveries=4, next_seq_position=10, truth=truth)  # rerun: not stored again
     with writer.engine.connect() as conn:
-        rows = conn.execute(sa.select(schema.truth_stream_faults.c.seq, schema.truth_stream_faults.c.offset)
-                            .order_by("seq")).all()
+        rows = conn.execute(
+            sa.select(schema.truth_stream_faults.c.seq, schema.truth_stream_faults.c.offset).order_by("seq")
+        ).all()
     assert [tuple(r) for r in rows] == [(3, None), (4, 2)]
 
 

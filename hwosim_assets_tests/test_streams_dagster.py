@@ -77,7 +77,11 @@ def pipeline(tmp_path_factory):
         "streams:" + "".join(STREAM.format(name=n, obs=SPECTRA_OBS_ID, profile=p) for n, p in streams)
     )
     settings = Settings.from_env(
-        {"HWOSIM_HOME": str(home), "HWOSIM_PROFILES": str(home / "profiles.yaml"), "HWOSIM_STREAMS": str(home / "streams.yaml")}
+        {
+            "HWOSIM_HOME": str(home),
+            "HWOSIM_PROFILES": str(home / "profiles.yaml"),
+            "HWOSIM_STREAMS": str(home / "streams.yaml"),
+        }
     )
     resources = resources_from_settings(settings)
     (home / "dagster").mkdir()  # a file-backed instance: runs are read while another thread executes one
@@ -86,7 +90,12 @@ def pipeline(tmp_path_factory):
     materialize("raw_products", resources, instance, SPECTRA_OBS_ID)
     materialize("bronze_spectra", resources, instance, SPECTRA_OBS_ID)
     materialize("perturbation_profiles", resources, instance)
-    materialize("perturbed_spectra", resources, instance, dg.MultiPartitionKey({"observation": SPECTRA_OBS_ID, "profile": "lossy-link"}))
+    materialize(
+        "perturbed_spectra",
+        resources,
+        instance,
+        dg.MultiPartitionKey({"observation": SPECTRA_OBS_ID, "profile": "lossy-link"}),
+    )
     materialize("stream_tables", resources, instance)
     specs = load_streams(home / "streams.yaml", known_profiles={"clean", "lossy-link"})
     yield resources, instance, specs
@@ -115,7 +124,9 @@ class Ticker:
 def run(request: dg.RunRequest, resources, instance, pace=False, raise_on_error=True) -> dg.ExecuteInProcessResult:
     """Execute a sensor's run request in-process: its partition, config (pace overridden) and tags."""
     config = {**request.run_config["ops"]["stream_spectra"]["config"], "pace": pace}
-    return materialize("stream_spectra", resources, instance, request.partition_key, config, request.tags, raise_on_error)
+    return materialize(
+        "stream_spectra", resources, instance, request.partition_key, config, request.tags, raise_on_error
+    )
 
 
 def report(result: dg.ExecuteInProcessResult) -> dict:
@@ -238,28 +249,45 @@ def test_stream_commands_list_status_and_reset(pipeline):
     resources, instance, specs = pipeline
     hw = resources["hwosim"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HWOSIM_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=instance.root_directory, HWOSIM_PROFILES=hw.profiles_path, HWOSIM_STREAMS=hw.streams_path,
-               HWOSIM_STREAM_DB_URL=resources["stream_db"].url, PYTHONWARNINGS="ignore")  # fmt: skip
+    env.update(
+        DAGSTER_HOME=instance.root_directory,
+        HWOSIM_PROFILES=hw.profiles_path,
+        HWOSIM_STREAMS=hw.streams_path,
+        HWOSIM_STREAM_DB_URL=resources["stream_db"].url,
+        PYTHONWARNINGS="ignore",
+    )
 
     def hwosim(*args):
-        done = subprocess.run([sys.executable, "-m", "hwosim_assets.cli", "stream", *args], env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "hwosim_assets.cli", "stream", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         return [line.split("\t") for line in done.stdout.strip().splitlines()]
 
     listed = {row[0]: row for row in hwosim("list")[1:]}
     assert set(listed) == set(specs) and listed["link-a"][4] == "rate 20/s" and listed["link-a"][7] == "STOPPED"
     header, row = hwosim("status", "link-a")
-    status = dict(zip(header, row))
+    status = dict(zip(header, row, strict=False))
     assert status["target /s"] == "20" and float(status["lag s"]) > 0 and status["position"].startswith("lap ")
     assert "SUCCESS windows" in status["last run"]
     with resources["stream_db"].engine().connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(schema.spectra_rows)
-                            .where(schema.spectra_rows.c.stream == "link-a")).scalar() > 0  # fmt: skip
+        assert (
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(schema.spectra_rows)
+                .where(schema.spectra_rows.c.stream == "link-a")
+            ).scalar()
+            > 0
+        )
     hwosim("reset", "link-a", "--yes")
     with resources["stream_db"].engine().connect() as conn:
-        left = conn.execute(sa.select(sa.func.count()).select_from(schema.spectra_rows)
-                            .where(schema.spectra_rows.c.stream == "link-a")).scalar()  # fmt: skip
+        left = conn.execute(
+            sa.select(sa.func.count()).select_from(schema.spectra_rows).where(schema.spectra_rows.c.stream == "link-a")
+        ).scalar()
     assert left == 0
     header, row = hwosim("status", "link-a")
-    assert dict(zip(header, row))["delivered /s (1 min)"] == "0.00"
+    assert dict(zip(header, row, strict=False))["delivered /s (1 min)"] == "0.00"

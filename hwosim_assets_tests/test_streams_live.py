@@ -63,8 +63,14 @@ def _env(home: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _hwosim(env: dict, *args: str, timeout: float = 600) -> str:
-    done = subprocess.run([sys.executable, "-m", "hwosim_assets.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "hwosim_assets.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, f"hwosim {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -148,11 +154,18 @@ def deployments(tmp_path, mariadb):
     base = (REPO / "dagster.yaml").read_text()
     sqlite = Deployment("sqlite", tmp_path / "sqlite", f"sqlite:///{tmp_path / 'sqlite' / 'streams.db'}", base, {})
     maria = Deployment(
-        "mariadb", tmp_path / "mariadb", mariadb.new_database("streams_live"), base + storage,
-        {"DAGSTER_MYSQL_HOSTNAME": mariadb.host, "DAGSTER_MYSQL_PORT": str(mariadb.port),
-         "DAGSTER_MYSQL_USERNAME": mariadb.user, "DAGSTER_MYSQL_PASSWORD": mariadb.password,
-         "DAGSTER_MYSQL_DB": mysql.database},
-    )  # fmt: skip
+        "mariadb",
+        tmp_path / "mariadb",
+        mariadb.new_database("streams_live"),
+        base + storage,
+        {
+            "DAGSTER_MYSQL_HOSTNAME": mariadb.host,
+            "DAGSTER_MYSQL_PORT": str(mariadb.port),
+            "DAGSTER_MYSQL_USERNAME": mariadb.user,
+            "DAGSTER_MYSQL_PASSWORD": mariadb.password,
+            "DAGSTER_MYSQL_DB": mysql.database,
+        },
+    )
     with ExitStack() as stack:
         for d in (sqlite, maria):
             stack.callback(d.stop)
@@ -166,7 +179,10 @@ def test_streams_hold_their_rate_under_the_daemon_and_recover_from_an_outage(dep
         d.start_daemon()
 
     # the first packets: the first run is asked one lead ahead of its window
-    first = {d.name: wait_for(lambda d=d: len(p := d.packets()) and p[0, 3], 120, f"{d.name}: first packets") for d in deployments}
+    first = {
+        d.name: wait_for(lambda d=d: len(p := d.packets()) and p[0, 3], 120, f"{d.name}: first packets")
+        for d in deployments
+    }
     steady_start = {name: t + 20.0 for name, t in first.items()}  # past the first run's start-up
     time.sleep(max(steady_start.values()) + STEADY_S + 2 - time.time())
     report = []
@@ -191,7 +207,9 @@ def test_streams_hold_their_rate_under_the_daemon_and_recover_from_an_outage(dep
         return len(recent) > 10 and np.percentile(recent[:, 4] - recent[:, 3], 50) < 0.25
 
     for d in deployments:
-        took = wait_for(lambda d=d: caught_up(d) and time.time(), OUTAGE_S + DRAIN_LIMIT_S, f"{d.name}: the lag to drain")
+        took = wait_for(
+            lambda d=d: caught_up(d) and time.time(), OUTAGE_S + DRAIN_LIMIT_S, f"{d.name}: the lag to drain"
+        )
         report.append((d.name, {"drained_s_after_restart": took - killed_at - OUTAGE_S}))
         p = d.packets()
         positions = p[:, 1] * 200 + p[:, 2]  # 200 packets a lap in the sample

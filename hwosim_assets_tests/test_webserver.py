@@ -34,7 +34,11 @@ def _embedded_env(tmp_path: Path) -> dict[str, str]:
 def test_definitions_validate(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, env=_embedded_env(tmp_path), capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=_embedded_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -47,7 +51,10 @@ def test_webserver_serves_asset_graph(tmp_path):
     log = open(tmp_path / "webserver.log", "w")
     proc = subprocess.Popen(
         [exe, "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-        cwd=REPO, env=_embedded_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=_embedded_env(tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     query = {"query": "{ assetNodes { assetKey { path } groupName partitionDefinition { description } } }"}
     try:

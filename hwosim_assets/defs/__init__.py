@@ -1,4 +1,3 @@
-
 import warnings as _warnings
 
 import dagster as _dg
@@ -8,4 +7,6 @@ import dagster as _dg
 # partition); say so once here instead of on every load of the code location.
 for _category in (_dg.BetaWarning, _dg.PreviewWarning):
     _warnings.filterwarnings("ignore", category=_category, module=r"hwosim_assets(\..*)?$")
-_warnings.filterwarnings("ignore", message="Function `observable_source_asset` is currently in beta", category=_dg.BetaWarning)
+_warnings.filterwarnings(
+    "ignore", message="Function `observable_source_asset` is currently in beta", category=_dg.BetaWarning
+)

@@ -26,4 +26,7 @@ def figure(lake, key: str, png: bytes) -> dict[str, dg.MetadataValue]:
 
     stored = lake.put_bytes(key, png)
     small = base64.b64encode(plots.preview(png)).decode()
-    return {"plot": dg.MetadataValue.path(lake.uri(stored.key)), "plot_preview": dg.MetadataValue.md(f"![{key}](data:image/png;base64,{small})")}
+    return {
+        "plot": dg.MetadataValue.path(lake.uri(stored.key)),
+        "plot_preview": dg.MetadataValue.md(f"![{key}](data:image/png;base64,{small})"),
+    }

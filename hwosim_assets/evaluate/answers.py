@@ -103,7 +103,11 @@ class AnswerKey:
         element, in bit order: the kinds recall is reported for."""
         bits = np.bitwise_or.reduce(self.truth[self.corrupted]) if self.corrupted.any() else 0
         dense = set(self.dense_kinds)
-        return [name for name, bit in sorted(BITS.items(), key=lambda kv: kv[1]) if int(bits) >> bit & 1 and name not in dense]
+        return [
+            name
+            for name, bit in sorted(BITS.items(), key=lambda kv: kv[1])
+            if int(bits) >> bit & 1 and name not in dense
+        ]
 
     @cached_property
     def dense_kinds(self) -> list[str]:
@@ -140,7 +144,10 @@ def _known_events(observation: str, family: str) -> list[Event] | None:
 def spectra_answers(clean: pl.DataFrame, perturbed: pl.DataFrame, truth: pl.DataFrame, observation: str) -> AnswerKey:
     """The answer key of a spectra observation (bronze, perturbed and truth tables)."""
     keys = ["seq", "channel"]
-    tables = {name: _sorted(t, keys, name, observation) for name, t in (("perturbed", perturbed), ("clean", clean), ("truth", truth))}
+    tables = {
+        name: _sorted(t, keys, name, observation)
+        for name, t in (("perturbed", perturbed), ("clean", clean), ("truth", truth))
+    }
     _same_keys(tables, keys, observation)
     p, c, t = tables["perturbed"], tables["clean"], tables["truth"]
     seq = p["seq"].to_numpy()
@@ -168,7 +175,10 @@ def _planes(table: pl.DataFrame, column: str, dtype: str) -> np.ndarray:
 def images_answers(clean: pl.DataFrame, perturbed: pl.DataFrame, truth: pl.DataFrame, observation: str) -> AnswerKey:
     """The answer key of an image observation (tile tables and the truth's tile masks)."""
     keys = ["seq"]
-    tables = {name: _sorted(t, keys, name, observation) for name, t in (("perturbed", perturbed), ("clean", clean), ("truth", truth))}
+    tables = {
+        name: _sorted(t, keys, name, observation)
+        for name, t in (("perturbed", perturbed), ("clean", clean), ("truth", truth))
+    }
     _same_keys(tables, keys, observation)
     p, c, t = tables["perturbed"], tables["clean"], tables["truth"]
     shapes = np.stack([p["ny"].to_numpy(), p["nx"].to_numpy()], axis=1).astype(np.int64)
@@ -192,6 +202,8 @@ def images_answers(clean: pl.DataFrame, perturbed: pl.DataFrame, truth: pl.DataF
     return key
 
 
-def answer_key(family: str, clean: pl.DataFrame, perturbed: pl.DataFrame, truth: pl.DataFrame, observation: str) -> AnswerKey:
+def answer_key(
+    family: str, clean: pl.DataFrame, perturbed: pl.DataFrame, truth: pl.DataFrame, observation: str
+) -> AnswerKey:
     build = spectra_answers if family == "spectra" else images_answers
     return build(clean, perturbed, truth, observation)

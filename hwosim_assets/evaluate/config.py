@@ -26,9 +26,9 @@ keys, bounded size), like profiles.yaml and streams.yaml.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-import re
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -74,7 +74,9 @@ class ModelsConfig:
 
 
 Name = text("a slug: a-z or 0-9, then up to 63 of a-z, 0-9, '_' and '-'", pattern=SLUG, max_length=64)
-Reference = text("package.module:factory (a module path, a colon, a class or function)", pattern=REFERENCE, max_length=255)
+Reference = text(
+    "package.module:factory (a module path, a colon, a class or function)", pattern=REFERENCE, max_length=255
+)
 ParamName = text("a Python identifier", pattern=re.compile(r"[A-Za-z_]\w{0,63}"), max_length=64)
 
 
@@ -105,7 +107,9 @@ def _plain(value: Any) -> bool:
 class RatesBlock(StrictModel):
     """``rates:``: the live rate sweep."""
 
-    per_second: Annotated[list[number(1e-3, 1e5, "a number of packets per second")], Field(min_length=1, max_length=MAX_RATES)]
+    per_second: Annotated[
+        list[number(1e-3, 1e5, "a number of packets per second")], Field(min_length=1, max_length=MAX_RATES)
+    ]
     profile: text("a profile name (a slug)", pattern=SLUG, max_length=64) = DEFAULT_RATE_PROFILE
     packets: integer(1, 1_000_000, "a number of packets") = None
 
@@ -132,7 +136,9 @@ def load_models(path: str | Path | None = None) -> ModelsConfig:
     try:
         parsed = ModelsFile.model_validate(document)
     except ValidationError as error:
-        raise ModelsConfigError("\n".join(f"{path}: {_where(loc, document)}{message}" for loc, message in problems(error))) from None
+        raise ModelsConfigError(
+            "\n".join(f"{path}: {_where(loc, document)}{message}" for loc, message in problems(error))
+        ) from None
     models: dict[str, ModelSpec] = {}
     for entry in parsed.models:
         if entry.name in models:
@@ -145,7 +151,7 @@ def load_models(path: str | Path | None = None) -> ModelsConfig:
 
 
 def _where(loc, document: Any) -> str:
-    """"model 'sigma-clip': field params: " for a location in the models list."""
+    """ "model 'sigma-clip': field params: " for a location in the models list."""
     if len(loc) >= 2 and loc[0] == "models":
         try:
             label = document["models"][loc[1]]["name"]

@@ -136,7 +136,9 @@ class Session:
         prediction = check(raw, self.model, _END)
         for name in ("flags", "kinds", "scores", "cleaned"):
             if getattr(prediction, name) is not None:
-                raise self.model.failure(f"returned {name} from finish", None, "per-value answers belong to predict_one")
+                raise self.model.failure(
+                    f"returned {name} from finish", None, "per-value answers belong to predict_one"
+                )
         self._keep_stream_answers(prediction, self.last_event_time)
 
     def _keep(self, i: int, packet: Packet, p: Prediction) -> None:
@@ -201,7 +203,10 @@ class Session:
     ) -> dict[str, float]:
         """Every score this session supports, by name (``kind.metric``); NaN where undefined."""
         key = self.answers
-        out: dict[str, float] = {"run.packets_delivered": len(self.delivered), "run.packets_scored": int(self.seen.sum())}
+        out: dict[str, float] = {
+            "run.packets_delivered": len(self.delivered),
+            "run.packets_scored": int(self.seen.sum()),
+        }
         seen_elements = np.repeat(self.seen, np.diff(key.starts))
         scored = key.scorable & seen_elements
         out["run.values_scored"] = int(scored.sum())
@@ -219,9 +224,15 @@ class Session:
         seconds = np.asarray(self.model_seconds)
         if len(seconds):
             p50, p99 = m.percentiles(seconds * 1e3)
-            out.update({"timing.model_ms_p50": p50, "timing.model_ms_p99": p99, "timing.model_ms_max": float(seconds.max() * 1e3),
-                        "timing.model_s_total": float(seconds.sum()),
-                        "timing.sustainable_rate_per_s": float(1.0 / seconds.mean()) if seconds.mean() > 0 else math.inf})  # fmt: skip
+            out.update(
+                {
+                    "timing.model_ms_p50": p50,
+                    "timing.model_ms_p99": p99,
+                    "timing.model_ms_max": float(seconds.max() * 1e3),
+                    "timing.model_s_total": float(seconds.sum()),
+                    "timing.sustainable_rate_per_s": float(1.0 / seconds.mean()) if seconds.mean() > 0 else math.inf,
+                }
+            )
         emitted = np.asarray(self.emitted)
         if len(emitted) and np.isfinite(emitted).all():
             out.update(self._live_metrics(emitted, np.asarray(self.output), cadence_s))
@@ -231,9 +242,16 @@ class Session:
         key = self.answers
         truth, flags = key.corrupted[scored], self.flags[scored]
         c = m.counts(truth, flags)
-        out = {"flags.precision": c.precision, "flags.recall": c.recall, "flags.f1": c.f1, "flags.error": c.error,
-               "flags.positives": c.tp + c.fn, "flags.flagged": c.tp + c.fp, "flags.false_alarms": c.fp,
-               "flags.false_alarm_rate": c.fp / max(1, c.fp + c.tn)}  # fmt: skip
+        out = {
+            "flags.precision": c.precision,
+            "flags.recall": c.recall,
+            "flags.f1": c.f1,
+            "flags.error": c.error,
+            "flags.positives": c.tp + c.fn,
+            "flags.flagged": c.tp + c.fp,
+            "flags.false_alarms": c.fp,
+            "flags.false_alarm_rate": c.fp / max(1, c.fp + c.tn),
+        }
         for kind in key.kinds_present:
             of_kind = truth & key.kind_mask(kind)[scored]
             out[f"flags.recall.{kind}"] = m.counts(of_kind, flags & of_kind).recall
@@ -269,17 +287,27 @@ class Session:
         matched: dict[int, list[Event]] = {}
         false_alarms = 0
         for event in reported:
-            inside = [i for i, w in enumerate(windows) if w.start <= event.time <= w.end and reference[i].kind == event.kind]
+            inside = [
+                i for i, w in enumerate(windows) if w.start <= event.time <= w.end and reference[i].kind == event.kind
+            ]
             if not inside:
                 false_alarms += 1
                 continue
             nearest = min(inside, key=lambda i: abs(windows[i].time - event.time))
             matched.setdefault(nearest, []).append(event)
-        first = [min((e.detected_at for e in matched[i]), default=math.nan) if i in matched else math.nan for i in range(len(windows))]
-        out = {"events.true": len(windows), "events.reported": len(reported), "events.detected": len(matched),
-               "events.missed": len(windows) - len(matched), "events.false_alarms": false_alarms,
-               "events.false_alarms_per_hour": false_alarms / hours if hours > 0 else math.nan,
-               "events.nab_score": m.nab(windows, first, false_alarms)}  # fmt: skip
+        first = [
+            min((e.detected_at for e in matched[i]), default=math.nan) if i in matched else math.nan
+            for i in range(len(windows))
+        ]
+        out = {
+            "events.true": len(windows),
+            "events.reported": len(reported),
+            "events.detected": len(matched),
+            "events.missed": len(windows) - len(matched),
+            "events.false_alarms": false_alarms,
+            "events.false_alarms_per_hour": false_alarms / hours if hours > 0 else math.nan,
+            "events.nab_score": m.nab(windows, first, false_alarms),
+        }
         timing, bias = [], []
         for i, events in matched.items():
             best = min(events, key=lambda e: abs(e.time - windows[i].time))
@@ -316,8 +344,14 @@ class Session:
             total = m.Counts(total.tp + c.tp, total.fp + c.fp, total.fn + c.fn, total.tn + c.tn)
             out[f"health.{name}.true"] = len(truth[name])
             out[f"health.{name}.precision"], out[f"health.{name}.recall"] = c.precision, c.recall
-        out.update({"health.precision": total.precision, "health.recall": total.recall, "health.f1": total.f1,
-                    "health.error": total.error})  # fmt: skip
+        out.update(
+            {
+                "health.precision": total.precision,
+                "health.recall": total.recall,
+                "health.f1": total.f1,
+                "health.error": total.error,
+            }
+        )
         return out
 
     def _live_metrics(self, emitted: np.ndarray, output: np.ndarray, cadence_s: float | None) -> dict[str, float]:
@@ -325,9 +359,13 @@ class Session:
         p50, p99 = m.percentiles(latency * 1e3)
         order = np.sort(emitted)
         waiting = np.searchsorted(order, output, side="right") - (np.arange(len(output)) + 1)
-        out = {"live.latency_ms_p50": p50, "live.latency_ms_p99": p99, "live.latency_ms_max": float(latency.max() * 1e3),
-               "live.backlog_p99": float(np.percentile(np.clip(waiting, 0, None), 99)),
-               "live.backlog_max": int(np.clip(waiting, 0, None).max())}  # fmt: skip
+        out = {
+            "live.latency_ms_p50": p50,
+            "live.latency_ms_p99": p99,
+            "live.latency_ms_max": float(latency.max() * 1e3),
+            "live.backlog_p99": float(np.percentile(np.clip(waiting, 0, None), 99)),
+            "live.backlog_max": int(np.clip(waiting, 0, None).max()),
+        }
         if cadence_s:
             out["live.cadence_s"] = cadence_s
             out["live.within_cadence"] = float(np.mean(latency <= cadence_s))
@@ -350,7 +388,9 @@ def _late_arrivals(positions: list[tuple[int, int]]) -> set[tuple[int, int]]:
 
 def _with_scores(prediction: Prediction, scores, model: LoadedModel, packet: Packet) -> Prediction:
     checked = checked_array(model, packet, "scores (from score_one)", scores, "float")
-    return Prediction(prediction.flags, prediction.kinds, checked, prediction.cleaned, prediction.events, prediction.health)
+    return Prediction(
+        prediction.flags, prediction.kinds, checked, prediction.cleaned, prediction.events, prediction.health
+    )
 
 
 class _End:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import sqlalchemy as sa
@@ -42,7 +42,9 @@ from hwosim_assets.stream.replay import register_stream, replay_window, window_p
 from hwosim_assets.stream.status import reset
 
 
-def stream_fault_truth(engine: sa.Engine, stream: str, first_offset: int, last_offset: int, first_lap: int) -> StreamFaultTruth:
+def stream_fault_truth(
+    engine: sa.Engine, stream: str, first_offset: int, last_offset: int, first_lap: int
+) -> StreamFaultTruth:
     """Injected losses and duplicates of ``stream`` over what a reader read (offsets first..last)."""
     t = schema.truth_stream_faults
     with engine.connect() as conn:
@@ -155,9 +157,16 @@ def score_at_rates(
     cards = []
     for rate in rates:
         name = scratch_stream_name(spec, key, rate)
-        stream = StreamSpec(name=name, observation=_observation_slug(key.observation), profile=profile,
-                            family=key.family, pacing=Pacing("rate", rate=float(rate)), tick_seconds=1.0,
-                            window=max(1, table["seq"].n_unique()), loop=False)  # fmt: skip
+        stream = StreamSpec(
+            name=name,
+            observation=_observation_slug(key.observation),
+            profile=profile,
+            family=key.family,
+            pacing=Pacing("rate", rate=float(rate)),
+            tick_seconds=1.0,
+            window=max(1, table["seq"].n_unique()),
+            loop=False,
+        )
         try:
             model = load(spec, seed)  # before the stream starts: importing a model is not part of keeping up
         except ModelError as error:
@@ -170,14 +179,34 @@ def score_at_rates(
         errors = context.Queue()
         producer = context.Process(
             target=_replay_process,
-            args=(engine.url.render_as_string(hide_password=False), stream, table, stream_faults or {}, seed, profile_hash, lead_s, errors),
+            args=(
+                engine.url.render_as_string(hide_password=False),
+                stream,
+                table,
+                stream_faults or {},
+                seed,
+                profile_hash,
+                lead_s,
+                errors,
+            ),
             name=f"hwosim-replay-{name}",
             daemon=True,
-        )  # fmt: skip
+        )
         producer.start()
         try:
-            card = score_live(spec, key, engine, name, profile=profile, profile_hash=profile_hash, seed=seed, rate=float(rate),
-                              done=lambda: not producer.is_alive(), idle_timeout=60.0, model=model)  # fmt: skip
+            card = score_live(
+                spec,
+                key,
+                engine,
+                name,
+                profile=profile,
+                profile_hash=profile_hash,
+                seed=seed,
+                rate=float(rate),
+                done=lambda producer=producer: not producer.is_alive(),
+                idle_timeout=60.0,
+                model=model,
+            )
         finally:
             producer.join()
             _remove(engine, name)
@@ -189,14 +218,24 @@ def score_at_rates(
     return cards
 
 
-def _replay_process(url: str, stream: StreamSpec, table, faults: dict, seed: int, profile_hash: str, lead_s: float, errors) -> None:
+def _replay_process(
+    url: str, stream: StreamSpec, table, faults: dict, seed: int, profile_hash: str, lead_s: float, errors
+) -> None:
     """The producer of a scratch stream, in its own process: one paced window of every packet."""
     from hwosim_assets.stream.writer import make_engine
 
     engine = make_engine(url)
     try:
-        replay_window(engine, stream, window_packets(stream, table, 0), window_index=0, start_time=time.time() + lead_s,
-                      stream_faults=faults, seed=seed, profile_hash=profile_hash)  # fmt: skip
+        replay_window(
+            engine,
+            stream,
+            window_packets(stream, table, 0),
+            window_index=0,
+            start_time=time.time() + lead_s,
+            stream_faults=faults,
+            seed=seed,
+            profile_hash=profile_hash,
+        )
     except BaseException as error:  # noqa: BLE001 - reported to the scoring process
         errors.put(f"{type(error).__name__}: {error}")
         raise SystemExit(1) from None

@@ -145,7 +145,7 @@ def nab(windows: list[Window], detections: list[float], false_alarms: int) -> fl
     if not windows:
         return math.nan
     raw = -NAB_FALSE_ALARM_WEIGHT * false_alarms
-    for window, detected in zip(windows, detections):
+    for window, detected in zip(windows, detections, strict=False):
         if math.isnan(detected):
             raw -= NAB_MISS_WEIGHT
             continue

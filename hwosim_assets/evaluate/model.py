@@ -112,7 +112,9 @@ def _identity(factory: Any, params: dict[str, Any]) -> tuple[str, str]:
     return version, digest.hexdigest()[:16]
 
 
-def load_model(reference: str, params: dict[str, Any] | None = None, *, name: str | None = None, seed: int | None = None) -> LoadedModel:
+def load_model(
+    reference: str, params: dict[str, Any] | None = None, *, name: str | None = None, seed: int | None = None
+) -> LoadedModel:
     """Import ``reference`` and call its factory with ``params``; ModelError names what failed."""
     module_name, attribute = check_reference(reference)
     name = name or attribute.split(".")[-1]
@@ -126,7 +128,9 @@ def load_model(reference: str, params: dict[str, Any] | None = None, *, name: st
         raise ModelError(f"{label}: importing {module_name!r} raised {type(error).__name__}: {error}") from None
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise ModelError(f"{label}: {target.__name__ if hasattr(target, '__name__') else target!r} has no attribute {part!r}")
+            raise ModelError(
+                f"{label}: {target.__name__ if hasattr(target, '__name__') else target!r} has no attribute {part!r}"
+            )
         target = getattr(target, part)
     if not callable(target):
         raise ModelError(f"{label}: {attribute} is not a class or function")
@@ -141,9 +145,15 @@ def load_model(reference: str, params: dict[str, Any] | None = None, *, name: st
         obj = target(**call_params)
     except Exception as error:  # noqa: BLE001
         raise ModelError(f"{label}: {attribute}(**{params}) raised {type(error).__name__}: {error}") from None
-    calls = {m: getattr(obj, m) for m in ("predict_one", "score_one", "learn_one", "finish") if callable(getattr(obj, m, None))}
+    calls = {
+        m: getattr(obj, m)
+        for m in ("predict_one", "score_one", "learn_one", "finish")
+        if callable(getattr(obj, m, None))
+    }
     if not any(m in calls for m in METHODS):
-        raise ModelError(f"{label}: the object has neither predict_one nor score_one; see hwosim_assets/evaluate/model.py")
+        raise ModelError(
+            f"{label}: the object has neither predict_one nor score_one; see hwosim_assets/evaluate/model.py"
+        )
     families = getattr(obj, "families", ("spectra", "images"))
     if isinstance(families, str) or not all(f in ("spectra", "images") for f in families):
         raise ModelError(f"{label}: families must be a tuple of 'spectra' and/or 'images', got {families!r}")

@@ -18,8 +18,9 @@ clean data: a fresh instance of the model is run over the clean table once
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,8 @@ from hwosim_assets.evaluate.predictions import Event
 from hwosim_assets.evaluate.scorecard import Scorecard
 from hwosim_assets.records import PIXEL_DTYPES
 from hwosim_assets.stream.faults import plan_window
-from hwosim_assets.stream.packets import Packet
 from hwosim_assets.stream.pacing import Pacing, schedule_offsets
+from hwosim_assets.stream.packets import Packet
 
 
 @dataclass(frozen=True)
@@ -64,39 +65,85 @@ def packets(key: AnswerKey, order: np.ndarray | None = None, *, clean: bool = Fa
         starts = key.starts
         for offset, i in enumerate(order.tolist()):
             a, b = starts[i], starts[i + 1]
-            yield Packet("spectra", int(key.seqs[i]), 0, offset, float(key.event_time[i]), values[a:b], errors[a:b],
-                         dq[a:b], wavelength[a:b], channel[a:b], int(integration[a]))  # fmt: skip
+            yield Packet(
+                "spectra",
+                int(key.seqs[i]),
+                0,
+                offset,
+                float(key.event_time[i]),
+                values[a:b],
+                errors[a:b],
+                dq[a:b],
+                wavelength[a:b],
+                channel[a:b],
+                int(integration[a]),
+            )
         return
     columns = {name: table[name].to_list() for name in ("sci", "err", "dq", "wavelength", "source")}
     frame, y0, x0 = (table[c].to_numpy() for c in ("frame", "y0", "x0"))
     for offset, i in enumerate(order.tolist()):
         shape = tuple(int(v) for v in key.shapes[i])
-        plane = lambda name: None if columns[name][i] is None else np.frombuffer(columns[name][i], PIXEL_DTYPES[name]).reshape(shape)  # noqa: E731
-        yield Packet("images", int(key.seqs[i]), 0, offset, float(key.event_time[i]), plane("sci"), plane("err"),
-                     plane("dq"), plane("wavelength"), frame=int(frame[i]), source=columns["source"][i],
-                     y0=int(y0[i]), x0=int(x0[i]))  # fmt: skip
+
+        def plane(name: str, i: int = i, shape: tuple = shape) -> np.ndarray | None:
+            value = columns[name][i]
+            return None if value is None else np.frombuffer(value, PIXEL_DTYPES[name]).reshape(shape)
+
+        yield Packet(
+            "images",
+            int(key.seqs[i]),
+            0,
+            offset,
+            float(key.event_time[i]),
+            plane("sci"),
+            plane("err"),
+            plane("dq"),
+            plane("wavelength"),
+            frame=int(frame[i]),
+            source=columns["source"][i],
+            y0=int(y0[i]),
+            x0=int(x0[i]),
+        )
 
 
-def delivery(key: AnswerKey, stream_faults: dict, *, seed: int, profile_hash: str) -> tuple[np.ndarray, StreamFaultTruth]:
+def delivery(
+    key: AnswerKey, stream_faults: dict, *, seed: int, profile_hash: str
+) -> tuple[np.ndarray, StreamFaultTruth]:
     """Packet indices in the order the profile's stream faults deliver them, and the faults' truth."""
     due = schedule_offsets(Pacing("cadence", speed=1.0), key.n_packets, np.nan_to_num(key.event_time))
-    plan = plan_window(key.seqs, np.zeros(key.n_packets, dtype=np.int64), due, stream_faults or {}, seed=seed,
-                       profile_hash=profile_hash, observation=key.observation)  # fmt: skip
+    plan = plan_window(
+        key.seqs,
+        np.zeros(key.n_packets, dtype=np.int64),
+        due,
+        stream_faults or {},
+        seed=seed,
+        profile_hash=profile_hash,
+        observation=key.observation,
+    )
     kinds = plan.truth["kind"].to_list()
-    pairs = list(zip(plan.truth["lap"].to_list(), plan.truth["seq"].to_list()))
+    pairs = list(zip(plan.truth["lap"].to_list(), plan.truth["seq"].to_list(), strict=False))
     faults = StreamFaultTruth(
-        lost={p for p, k in zip(pairs, kinds) if k == "packet_loss"},
-        duplicated={p for p, k in zip(pairs, kinds) if k == "duplicates"},
+        lost={p for p, k in zip(pairs, kinds, strict=False) if k == "packet_loss"},
+        duplicated={p for p, k in zip(pairs, kinds, strict=False) if k == "duplicates"},
     )
     return plan.packet, faults
 
 
-def card_for(spec: ModelSpec, model: LoadedModel | None, key: AnswerKey, profile: str, profile_hash: str, seed: int, **live) -> Scorecard:
+def card_for(
+    spec: ModelSpec, model: LoadedModel | None, key: AnswerKey, profile: str, profile_hash: str, seed: int, **live
+) -> Scorecard:
     return Scorecard(
-        model=spec.name, model_ref=spec.reference, model_version=model.version if model else "",
-        model_hash=model.model_hash if model else "", model_params=model.params if model else dict(spec.params),
-        observation=key.observation, family=key.family, profile=profile, profile_hash=profile_hash, seed=seed, **live,
-    )  # fmt: skip
+        model=spec.name,
+        model_ref=spec.reference,
+        model_version=model.version if model else "",
+        model_hash=model.model_hash if model else "",
+        model_params=model.params if model else dict(spec.params),
+        observation=key.observation,
+        family=key.family,
+        profile=profile,
+        profile_hash=profile_hash,
+        seed=seed,
+        **live,
+    )
 
 
 def load(spec: ModelSpec, seed: int) -> LoadedModel:

@@ -30,8 +30,9 @@ so a model's bug is never scored as a bad answer.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,9 @@ def checked_array(model: LoadedModel, packet: Packet, name: str, value: Any, kin
             raise model.failure(f"returned malformed {name}", packet, f"not an array: {error}") from None
     shape = packet.values.shape
     if array.shape != shape:
-        raise model.failure(f"returned malformed {name}", packet, f"shape {array.shape}, expected {shape} like packet.values")
+        raise model.failure(
+            f"returned malformed {name}", packet, f"shape {array.shape}, expected {shape} like packet.values"
+        )
     if kind == "bool" and array.dtype != np.bool_:
         raise model.failure(f"returned malformed {name}", packet, f"dtype {array.dtype}, expected bool")
     if kind == "float" and array.dtype.kind not in "fiu":
@@ -100,22 +103,37 @@ def _event(model: LoadedModel, packet: Packet, value: Any) -> Event:
     elif isinstance(value, dict):
         unknown = sorted(set(value) - set(EVENT_FIELDS))
         if unknown:
-            raise model.failure("returned a malformed event", packet, f"unknown field {unknown[0]!r} (fields: {', '.join(EVENT_FIELDS)})")
+            raise model.failure(
+                "returned a malformed event",
+                packet,
+                f"unknown field {unknown[0]!r} (fields: {', '.join(EVENT_FIELDS)})",
+            )
         event = Event(**value)
     else:
-        raise model.failure("returned a malformed event", packet, f"expected an Event or a dict, got {type(value).__name__}")
+        raise model.failure(
+            "returned a malformed event", packet, f"expected an Event or a dict, got {type(value).__name__}"
+        )
     if not isinstance(event.kind, str) or not event.kind:
         raise model.failure("returned a malformed event", packet, f"kind must be a name, got {event.kind!r}")
     for name in ("time", "depth", "duration"):
         number = getattr(event, name)
         if number is None and name != "time":
             continue
-        if isinstance(number, bool) or not isinstance(number, (int, float, np.floating, np.integer)) or not math.isfinite(number):
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, (int, float, np.floating, np.integer))
+            or not math.isfinite(number)
+        ):
             raise model.failure("returned a malformed event", packet, f"{name} must be a finite number, got {number!r}")
     if event.id is not None and not isinstance(event.id, str):
         raise model.failure("returned a malformed event", packet, f"id must be text, got {event.id!r}")
-    return Event(event.kind, float(event.time), None if event.depth is None else float(event.depth),
-                 None if event.duration is None else float(event.duration), event.id)  # fmt: skip
+    return Event(
+        event.kind,
+        float(event.time),
+        None if event.depth is None else float(event.depth),
+        None if event.duration is None else float(event.duration),
+        event.id,
+    )
 
 
 def _pairs(model: LoadedModel, packet: Packet, name: str, values: Iterable) -> list[tuple[int, int]]:
@@ -127,7 +145,9 @@ def _pairs(model: LoadedModel, packet: Packet, name: str, values: Iterable) -> l
                 raise TypeError("a flag is not a packet number")
             pairs.append((int(lap), int(seq)))
     except (TypeError, ValueError) as error:
-        raise model.failure("returned malformed health", packet, f"{name}: expected (lap, seq) pairs or seqs ({error})") from None
+        raise model.failure(
+            "returned malformed health", packet, f"{name}: expected (lap, seq) pairs or seqs ({error})"
+        ) from None
     return pairs
 
 
@@ -140,10 +160,14 @@ def check(raw: Any, model: LoadedModel, packet: Packet) -> Prediction:
     elif isinstance(raw, dict):
         unknown = [k for k in raw if k not in FIELDS]
         if unknown:
-            raise model.failure("returned a malformed prediction", packet, f"unknown key {unknown[0]!r} (keys: {', '.join(FIELDS)})")
+            raise model.failure(
+                "returned a malformed prediction", packet, f"unknown key {unknown[0]!r} (keys: {', '.join(FIELDS)})"
+            )
         given = {name: raw.get(name) for name in FIELDS}
     else:
-        raise model.failure("returned a malformed prediction", packet, f"expected a dict or a Prediction, got {type(raw).__name__}")
+        raise model.failure(
+            "returned a malformed prediction", packet, f"expected a dict or a Prediction, got {type(raw).__name__}"
+        )
     out: dict[str, Any] = {}
     if given["flags"] is not None:
         out["flags"] = checked_array(model, packet, "flags", given["flags"], "bool")
@@ -154,7 +178,11 @@ def check(raw: Any, model: LoadedModel, packet: Packet) -> Prediction:
         for name, mask in given["kinds"].items():
             spec = ELEMENT_KINDS.get(name)
             if spec is None:
-                raise model.failure("returned malformed kinds", packet, f"{name!r} is not a perturbation kind (known: {', '.join(ELEMENT_KINDS)})")
+                raise model.failure(
+                    "returned malformed kinds",
+                    packet,
+                    f"{name!r} is not a perturbation kind (known: {', '.join(ELEMENT_KINDS)})",
+                )
             kinds[spec.alias_of or name] = checked_array(model, packet, f"kinds[{name!r}]", mask, "bool")
         out["kinds"] = kinds
     for name in ("scores", "cleaned"):
@@ -166,6 +194,8 @@ def check(raw: Any, model: LoadedModel, packet: Packet) -> Prediction:
         out["events"] = [_event(model, packet, e) for e in given["events"]]
     if given["health"] is not None:
         if not isinstance(given["health"], dict) or set(given["health"]) - set(HEALTH_KINDS):
-            raise model.failure("returned malformed health", packet, f"expected a dict with keys among {', '.join(HEALTH_KINDS)}")
+            raise model.failure(
+                "returned malformed health", packet, f"expected a dict with keys among {', '.join(HEALTH_KINDS)}"
+            )
         out["health"] = {name: _pairs(model, packet, name, values) for name, values in given["health"].items()}
     return Prediction(**out)

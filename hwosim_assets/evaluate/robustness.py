@@ -39,9 +39,11 @@ def level_curves(rows: pl.DataFrame) -> pl.DataFrame:
     """Headline error per (model, kind, family, observation, level), from offline scorecard rows."""
     wanted = {metric: kind for kind, metric in HEADLINE.items()}
     picked = rows.filter(
-        (pl.col("mode") == "offline") & (pl.col("status") == "ok") & pl.col("level").is_not_null()
+        (pl.col("mode") == "offline")
+        & (pl.col("status") == "ok")
+        & pl.col("level").is_not_null()
         & pl.col("metric").is_in(list(wanted))
-    )  # fmt: skip
+    )
     return (
         picked.with_columns(pl.col("metric").replace_strict(wanted, return_dtype=pl.Utf8).alias("kind"))
         .group_by(["model", "kind", "family", "observation", "level"])
@@ -64,7 +66,9 @@ def summary(curves: pl.DataFrame, baselines: list[str]) -> pl.DataFrame:
     for row in curves.iter_rows(named=True):
         table.setdefault((row["model"], row["kind"], row["observation"]), {})[row["level"]] = row["error"]
     kinds = sorted({k for _, k, _ in table})
-    reference = {kind: next((b for b in baselines if any(m == b and k == kind for m, k, _ in table)), None) for kind in kinds}
+    reference = {
+        kind: next((b for b in baselines if any(m == b and k == kind for m, k, _ in table)), None) for kind in kinds
+    }
     out = []
     for model, kind in sorted({(m, k) for m, k, _ in table}):
         ce, rce, per_level = [], [], {s: [] for s in LEVELS}
@@ -80,24 +84,46 @@ def summary(curves: pl.DataFrame, baselines: list[str]) -> pl.DataFrame:
                 ce.append(ours[0] / theirs[0] if theirs[0] else math.nan)
                 rce.append(ours[1] / theirs[1] if theirs[1] else math.nan)
         finite = lambda xs: [x for x in xs if math.isfinite(x)]  # noqa: E731
-        out.append({
-            "model": model, "kind": kind, "baseline": reference[kind],
-            "mce_pct": 100 * float(np.mean(finite(ce))) if finite(ce) else None,
-            "relative_mce_pct": 100 * float(np.mean(finite(rce))) if finite(rce) else None,
-            **{f"level_{s}": float(np.mean(v)) if v else None for s, v in per_level.items()},
-        })  # fmt: skip
-    schema = {"model": pl.Utf8, "kind": pl.Utf8, "baseline": pl.Utf8, "mce_pct": pl.Float64, "relative_mce_pct": pl.Float64,
-              **{f"level_{s}": pl.Float64 for s in LEVELS}}  # fmt: skip
+        out.append(
+            {
+                "model": model,
+                "kind": kind,
+                "baseline": reference[kind],
+                "mce_pct": 100 * float(np.mean(finite(ce))) if finite(ce) else None,
+                "relative_mce_pct": 100 * float(np.mean(finite(rce))) if finite(rce) else None,
+                **{f"level_{s}": float(np.mean(v)) if v else None for s, v in per_level.items()},
+            }
+        )
+    schema = {
+        "model": pl.Utf8,
+        "kind": pl.Utf8,
+        "baseline": pl.Utf8,
+        "mce_pct": pl.Float64,
+        "relative_mce_pct": pl.Float64,
+        **{f"level_{s}": pl.Float64 for s in LEVELS},
+    }
     return pl.DataFrame(out, schema=schema)
 
 
 def rate_curves(rows: pl.DataFrame) -> pl.DataFrame:
     """Per (model, observation, rate): within-cadence fraction, p99 latency (ms), largest backlog."""
-    metrics = {"live.within_cadence": "within_cadence", "live.latency_ms_p99": "latency_ms_p99", "live.backlog_max": "backlog_max"}
-    live = rows.filter((pl.col("mode") == "live") & pl.col("rate").is_not_null() & pl.col("metric").is_in(list(metrics)))
+    metrics = {
+        "live.within_cadence": "within_cadence",
+        "live.latency_ms_p99": "latency_ms_p99",
+        "live.backlog_max": "backlog_max",
+    }
+    live = rows.filter(
+        (pl.col("mode") == "live") & pl.col("rate").is_not_null() & pl.col("metric").is_in(list(metrics))
+    )
     if live.is_empty():
-        return pl.DataFrame(schema={"model": pl.Utf8, "observation": pl.Utf8, "rate": pl.Float64,
-                                    **{v: pl.Float64 for v in metrics.values()}})  # fmt: skip
+        return pl.DataFrame(
+            schema={
+                "model": pl.Utf8,
+                "observation": pl.Utf8,
+                "rate": pl.Float64,
+                **{v: pl.Float64 for v in metrics.values()},
+            }
+        )
     return (
         live.with_columns(pl.col("metric").replace_strict(metrics, return_dtype=pl.Utf8))
         .pivot(on="metric", index=["model", "observation", "rate"], values="value", aggregate_function="last")

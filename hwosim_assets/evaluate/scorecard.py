@@ -86,8 +86,19 @@ class Scorecard:
     @property
     def scorecard_id(self) -> str:
         """Same model, data, seed, mode and rate -> same id: a rerun replaces its rows."""
-        identity = [self.model, self.model_ref, self.model_hash, self.observation, self.family, self.profile,
-                    self.profile_hash, self.seed, self.mode, self.stream, self.rate]  # fmt: skip
+        identity = [
+            self.model,
+            self.model_ref,
+            self.model_hash,
+            self.observation,
+            self.family,
+            self.profile,
+            self.profile_hash,
+            self.seed,
+            self.mode,
+            self.stream,
+            self.rate,
+        ]
         return hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:24]
 
     def reproducible(self) -> dict[str, float]:
@@ -97,20 +108,36 @@ class Scorecard:
     def rows(self) -> pl.DataFrame:
         """Long rows, one per metric (one row with a null metric when there is none: a failure)."""
         base = {
-            "scorecard_id": self.scorecard_id, "created": self.created, "model": self.model, "model_ref": self.model_ref,
-            "model_version": self.model_version, "model_hash": self.model_hash,
-            "model_params": json.dumps(self.model_params, sort_keys=True, default=repr), "observation": self.observation,
-            "family": self.family, "profile": self.profile, "profile_hash": self.profile_hash, "level": self.level,
-            "seed": self.seed, "mode": self.mode, "stream": self.stream, "rate": self.rate, "status": self.status,
+            "scorecard_id": self.scorecard_id,
+            "created": self.created,
+            "model": self.model,
+            "model_ref": self.model_ref,
+            "model_version": self.model_version,
+            "model_hash": self.model_hash,
+            "model_params": json.dumps(self.model_params, sort_keys=True, default=repr),
+            "observation": self.observation,
+            "family": self.family,
+            "profile": self.profile,
+            "profile_hash": self.profile_hash,
+            "level": self.level,
+            "seed": self.seed,
+            "mode": self.mode,
+            "stream": self.stream,
+            "rate": self.rate,
+            "status": self.status,
             "error": self.error,
-        }  # fmt: skip
+        }
         items = sorted(self.metrics.items()) or [(None, None)]
         rows = [{**base, "metric": k, "value": _finite(v)} for k, v in items]
         return pl.DataFrame(rows, schema=ROW_SCHEMA)
 
     def text(self) -> str:
         """The scorecard as a person reads it."""
-        where = f"live from stream {self.stream}" + (f" at {self.rate:g} packets/s" if self.rate else "") if self.mode == "live" else "offline"
+        where = (
+            f"live from stream {self.stream}" + (f" at {self.rate:g} packets/s" if self.rate else "")
+            if self.mode == "live"
+            else "offline"
+        )
         lines = [
             f"model {self.model} ({self.model_ref}{', ' + self.model_version if self.model_version else ''}, hash {self.model_hash})",
             f"  {self.observation} under {self.profile} (profile hash {self.profile_hash}), seed {self.seed}, {where}",

@@ -17,10 +17,11 @@ from __future__ import annotations
 import os
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, overload
+from typing import Any, overload
 
 import numpy as np
 import polars as pl
@@ -41,7 +42,7 @@ from hwosim_assets.ingest.products import (
     verify_fits,
     verify_product,
 )
-from hwosim_assets.records import IMAGE_TILE_SCHEMA, OPTIONAL_PLANES, PIXEL_DTYPES, SPECTRA_SCHEMA, empty
+from hwosim_assets.records import IMAGE_TILE_SCHEMA, PIXEL_DTYPES, SPECTRA_SCHEMA, empty
 
 __all__ = [
     "FitsProductError",
@@ -199,7 +200,7 @@ def _mid_times(hdul: fits.HDUList, path: Path) -> Callable[[int], float]:
         numbers = table["integration_number"].tolist()
         if len(set(numbers)) != len(numbers):
             raise FitsProductError(f"{where}: integration_number repeats a value")
-        mids = dict(zip(numbers, table["int_mid_MJD_UTC"].tolist()))
+        mids = dict(zip(numbers, table["int_mid_MJD_UTC"].tolist(), strict=False))
 
         def from_table(n: int) -> float:
             if n not in mids:
@@ -284,10 +285,27 @@ def _dq_int32(values: np.ndarray, where: str) -> np.ndarray:
 # per table, these columns and no others. (The jwst >= 1.18 layout, one row
 # per integration with an INT_NUM column, has columns of its own.)
 SPECTABLE_COLUMNS = frozenset(
-    ("WAVELENGTH", "FLUX", "FLUX_ERROR", "FLUX_VAR_POISSON", "FLUX_VAR_RNOISE", "FLUX_VAR_FLAT", "SURF_BRIGHT",
-     "SB_ERROR", "SB_VAR_POISSON", "SB_VAR_RNOISE", "SB_VAR_FLAT", "DQ", "BACKGROUND", "BKGD_ERROR",
-     "BKGD_VAR_POISSON", "BKGD_VAR_RNOISE", "BKGD_VAR_FLAT", "NPIXELS")
-)  # fmt: skip
+    (
+        "WAVELENGTH",
+        "FLUX",
+        "FLUX_ERROR",
+        "FLUX_VAR_POISSON",
+        "FLUX_VAR_RNOISE",
+        "FLUX_VAR_FLAT",
+        "SURF_BRIGHT",
+        "SB_ERROR",
+        "SB_VAR_POISSON",
+        "SB_VAR_RNOISE",
+        "SB_VAR_FLAT",
+        "DQ",
+        "BACKGROUND",
+        "BKGD_ERROR",
+        "BKGD_VAR_POISSON",
+        "BKGD_VAR_RNOISE",
+        "BKGD_VAR_FLAT",
+        "NPIXELS",
+    )
+)
 
 
 def _column_names(hdu: fits.BinTableHDU, where: str) -> set[str]:
@@ -423,7 +441,7 @@ def _spectra_in_table(
         widths = _integer_column(data, "NELEMENTS", where) if "NELEMENTS" in names else [width] * len(data)
         if any(not 0 <= w <= width for w in widths):
             raise FitsProductError(f"{where}: NELEMENTS outside 0..{width}, the width of its array columns")
-        for row, (integration, w) in enumerate(zip(_integer_column(data, "INT_NUM", where), widths)):
+        for row, (integration, w) in enumerate(zip(_integer_column(data, "INT_NUM", where), widths, strict=False)):
             values = {name: column[row, :w] for name, column in columns.items()}
             spectra.append(_Spectrum(integration, order, (file_index, index, row), timed(integration), values))
     elif columns["wavelength"].ndim == 1:
@@ -583,7 +601,9 @@ def _frames(hdul: fits.HDUList, info: ProductInfo) -> Iterator[tuple[float, dict
         decoders = {plane: _image_decoder(hdu, plane, f"{path}: {plane.upper()}{label}") for plane, hdu in hdus.items()}
         zeros = np.zeros(shape[-2:], dtype=PIXEL_DTYPES["dq"])
 
-        def frame(index: tuple) -> dict[str, np.ndarray]:
+        def frame(
+            index: tuple, decoders: dict = decoders, hdus: dict = hdus, zeros: np.ndarray = zeros
+        ) -> dict[str, np.ndarray]:
             planes = {plane: decoders[plane](hdus[plane].data[index]) for plane in hdus}
             planes.setdefault("dq", zeros)
             return planes
@@ -638,7 +658,9 @@ def read_images(paths: Iterable[str | os.PathLike], tile_size: int = 128) -> pl.
                     tiles = _tiles(planes, tile_size)
                     n = len(tiles["y0"])
                     keys = {"seq": range(seq, seq + n), "frame": [frame] * n, "source": [info.name] * n}
-                    frame_table = pl.DataFrame({**keys, **tiles, "event_time": [event_time] * n}, schema=IMAGE_TILE_SCHEMA)
+                    frame_table = pl.DataFrame(
+                        {**keys, **tiles, "event_time": [event_time] * n}, schema=IMAGE_TILE_SCHEMA
+                    )
                     chunks.append(frame_table)
                     seq, frame = seq + n, frame + 1
     return pl.concat(chunks, rechunk=False)
@@ -663,18 +685,27 @@ def header_facts(paths: Iterable[str | os.PathLike]) -> pl.DataFrame:
     kinds = {**HEADER_FACTS, **SCIENCE_FACTS}
     polars_type = {str: pl.Utf8, int: pl.Int64, float: pl.Float64, bool: pl.Boolean}
     schema = {
-        "product": pl.Utf8, "file": pl.Utf8, "model": pl.Utf8, "family": pl.Utf8, "product_type": pl.Utf8,
-        "obs_id": pl.Utf8, **{key.lower(): polars_type[kind] for key, kind in kinds.items()},
-    }  # fmt: skip
+        "product": pl.Utf8,
+        "file": pl.Utf8,
+        "model": pl.Utf8,
+        "family": pl.Utf8,
+        "product_type": pl.Utf8,
+        "obs_id": pl.Utf8,
+        **{key.lower(): polars_type[kind] for key, kind in kinds.items()},
+    }
     rows = []
     for path in paths:
         info = identify(path)
         rows.append(
             {
-                "product": info.name, "file": info.path.name, "model": info.model, "family": info.family,
-                "product_type": info.product_type, "obs_id": info.obs_id,
+                "product": info.name,
+                "file": info.path.name,
+                "model": info.model,
+                "family": info.family,
+                "product_type": info.product_type,
+                "obs_id": info.obs_id,
                 **{key.lower(): info.facts.get(key) for key in kinds},
-            }  # fmt: skip
+            }
         )
     return pl.DataFrame(rows, schema=schema, orient="row").sort("product", "file")
 

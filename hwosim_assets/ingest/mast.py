@@ -17,8 +17,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -155,9 +156,7 @@ def _cell(row: Row, name: str) -> Any:
 # ------------------------------------------------------------------- query
 
 
-def query_catalog(
-    selection: Selection, *, server_url: str, timeout: float = 60, retries: int = 3
-) -> pl.DataFrame:
+def query_catalog(selection: Selection, *, server_url: str, timeout: float = 60, retries: int = 3) -> pl.DataFrame:
     """The JWST products MAST has for a selection, as a catalog manifest.
 
     Observations are queried with ``Observations.query_criteria`` (JWST only,
@@ -230,9 +229,7 @@ def query_catalog(
 # ---------------------------------------------------------------- download
 
 
-def download_product(
-    row: Mapping, dest_dir: Path, *, server_url: str, timeout: float = 60, retries: int = 3
-) -> Path:
+def download_product(row: Mapping, dest_dir: Path, *, server_url: str, timeout: float = 60, retries: int = 3) -> Path:
     """Download one catalog row's file to ``dest_dir/<filename>``, checked.
 
     The file goes to a temporary name in ``dest_dir`` first and is renamed

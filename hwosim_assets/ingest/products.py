@@ -19,10 +19,11 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from astropy.io import fits
 from astropy.io.fits.card import Card
@@ -285,7 +286,9 @@ def identify_headers(path: Path, primary: fits.Header, extensions: list[tuple[st
     science_index, science = next(
         ((i, h) for i, (name, h) in enumerate(extensions, start=1) if name in ("SCI", "EXTRACT1D")), (0, fits.Header())
     )
-    check_keyword_types(science, f"HDU {science_index} ({extensions[science_index - 1][0]})" if science_index else "", path)
+    check_keyword_types(
+        science, f"HDU {science_index} ({extensions[science_index - 1][0]})" if science_index else "", path
+    )
     _check_structure(model, extensions, path)
     try:
         obs_id = observation_id(primary)
@@ -408,7 +411,9 @@ def _check_cards(raw: bytes, where: str) -> None:
                 warnings.simplefilter("error", AstropyWarning)
                 Card.fromstring(image).verify("exception")
         except Exception as exc:  # VerifyError, or a warning raised as one
-            raise FitsProductError(f"{where}: card {number + 1} {image[:80].rstrip()!r} is not valid FITS ({exc})") from None
+            raise FitsProductError(
+                f"{where}: card {number + 1} {image[:80].rstrip()!r} is not valid FITS ({exc})"
+            ) from None
 
 
 def _check_mandatory(hdu: _BaseHDU, index: int, where: str) -> None:
@@ -486,14 +491,24 @@ def verify_fits(hdul: fits.HDUList, path: Path) -> None:
         if "DATASUM" in header and hdu.verify_datasum() != 1:
             raise FitsProductError(f"{path}: {_hdu_label(index, hdu)}: DATASUM does not match the data (corrupt)")
         if "CHECKSUM" in header and hdu.verify_checksum() != 1:
-            raise FitsProductError(f"{path}: {_hdu_label(index, hdu)}: CHECKSUM does not match the HDU's bytes (corrupt)")
+            raise FitsProductError(
+                f"{path}: {_hdu_label(index, hdu)}: CHECKSUM does not match the HDU's bytes (corrupt)"
+            )
 
 
 # datatype in a product's ASDF tree -> (BITPIX, BZERO) of the HDU holding the array
 _ASDF_DATATYPES = {
-    "float32": (-32, 0), "float64": (-64, 0), "int8": (8, -128), "uint8": (8, 0), "int16": (16, 0),
-    "uint16": (16, 2**15), "int32": (32, 0), "uint32": (32, 2**31), "int64": (64, 0), "uint64": (64, 2**63),
-}  # fmt: skip
+    "float32": (-32, 0),
+    "float64": (-64, 0),
+    "int8": (8, -128),
+    "uint8": (8, 0),
+    "int16": (16, 0),
+    "uint16": (16, 2**15),
+    "int32": (32, 0),
+    "uint32": (32, 2**31),
+    "int64": (64, 0),
+    "uint64": (64, 2**63),
+}
 _ASDF_ARRAY = re.compile(rb"source: fits:([A-Z0-9_]+),(\d+)\n *datatype: (\w+)\n")
 _ASDF_SOURCE = re.compile(rb"source: fits:([A-Z0-9_]+),(\d+)")
 

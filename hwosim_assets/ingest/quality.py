@@ -38,9 +38,6 @@ def bronze_nan_counts(table: pl.DataFrame, family: str) -> dict[str, int]:
     if family == "spectra":
         return {col: int(table[col].is_nan().sum()) for col in SPECTRA_VALUE_COLUMNS}
     return {
-        plane: sum(
-            int(np.isnan(np.frombuffer(payload, dtype=PIXEL_DTYPES[plane])).sum())
-            for payload in table[plane]
-        )
+        plane: sum(int(np.isnan(np.frombuffer(payload, dtype=PIXEL_DTYPES[plane])).sum()) for payload in table[plane])
         for plane in IMAGE_VALUE_PLANES
     }

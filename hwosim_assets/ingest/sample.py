@@ -25,6 +25,7 @@ make products of any shape.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -32,10 +33,9 @@ import inspect
 import io
 import os
 import tempfile
-import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import erfa
 import numpy as np
@@ -375,7 +375,9 @@ def injected_transit(**kwargs) -> dict[str, float]:
     wavelength = np.linspace(*p["wavelength_range"], n_wl)[2:-2]  # the two bins at each end are NaN
     star = stellar_spectrum(wavelength)
     radius = p["rp_rs"] * (1 + p["feature_amplitude"] * np.exp(-0.5 * ((wavelength - 1.4) / 0.12) ** 2))
-    at_mid = transit_light_curve(np.array([p["impact"]]), radius, 0.15 + 0.25 / wavelength, np.full(len(wavelength), 0.2))
+    at_mid = transit_light_curve(
+        np.array([p["impact"]]), radius, 0.15 + 0.25 / wavelength, np.full(len(wavelength), 0.2)
+    )
     chord = np.sqrt((1 + p["rp_rs"]) ** 2 - p["impact"] ** 2) / p["a_rs"]
     return {
         "mid_time": exp.expstart + p["exposure_hours"] / 24.0 / 2,

@@ -2,7 +2,7 @@
 perturbations of bronze JWST records at severity levels 0-5, with ground
 truth for every change. Plain numpy/polars/pyarrow - no Dagster here.
 
-Public API (what the Dagster assets and the stream replay call):
+Public API (what the Dagster assets, the fidelity report and the scorecards call):
 
 * :func:`load_profiles`, :class:`Profile`, :class:`ProfileError` - profiles.yaml
 * :func:`perturb_spectra`, :func:`perturb_images`, :func:`perturb_parquet`,
@@ -37,7 +37,6 @@ __all__ = [
     "ProfileError",
     "bit_table_markdown",
     "kinds_of",
-    "level_params",
     "levels_markdown",
     "load_profiles",
     "parse_profiles",
@@ -51,9 +50,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """levels_markdown / level_params, imported on first use so that
+    """levels_markdown, imported on first use so that
     ``python -m hwosim_assets.perturb.levels`` runs the module cleanly."""
-    if name in ("levels_markdown", "level_params"):
+    if name == "levels_markdown":
         from hwosim_assets.perturb import levels
 
         return getattr(levels, name)

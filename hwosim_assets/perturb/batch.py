@@ -175,7 +175,9 @@ class Batch:
         if isinstance(where, np.ndarray) and where.dtype == bool:
             self.dq[where] |= np.asarray(flags, dtype=self.dq.dtype)
         else:
-            np.bitwise_or.at(self.dq.reshape(-1), np.asarray(where, dtype=np.int64), np.asarray(flags, dtype=self.dq.dtype))
+            np.bitwise_or.at(
+                self.dq.reshape(-1), np.asarray(where, dtype=np.int64), np.asarray(flags, dtype=self.dq.dtype)
+            )
 
     def blank(self, where, flags: int) -> None:
         """Make elements unusable: value and error NaN (variances NaN), DQ ``flags``."""
@@ -317,7 +319,7 @@ class Effect:
     expected: tuple | None = None  # per packet: (mean, variance) of elements expected touched[, rare events]
 
     @classmethod
-    def nothing(cls, batch: Batch) -> "Effect":
+    def nothing(cls, batch: Batch) -> Effect:
         return cls(np.empty(0, dtype=np.int64), np.zeros(batch.n))
 
     def counts(self, batch: Batch) -> np.ndarray:

@@ -72,19 +72,55 @@ class Detector:
         return side * side * self.pixel_area_cm2
 
 
-_NRC_SW = dict(technology="H2RG", gain_e_per_dn=2.0, read_noise_cds_e=15.0, pixel_um=18.0, pixel_scale_mas=31.0,
-               full_well_e=100_000.0, large_events="snowball", large_events_flagged=True, stripes="rows",
-               source="[NRC-OV] [NRC-PERF] [SNOW] [1F]")  # fmt: skip
+_NRC_SW = dict(
+    technology="H2RG",
+    gain_e_per_dn=2.0,
+    read_noise_cds_e=15.0,
+    pixel_um=18.0,
+    pixel_scale_mas=31.0,
+    full_well_e=100_000.0,
+    large_events="snowball",
+    large_events_flagged=True,
+    stripes="rows",
+    source="[NRC-OV] [NRC-PERF] [SNOW] [1F]",
+)
 _NRC_LW = {**_NRC_SW, "pixel_scale_mas": 63.0}
-_NRS = dict(technology="H2RG", gain_e_per_dn=1.0, read_noise_cds_e=14.0, pixel_um=18.0, pixel_scale_mas=100.0,
-            full_well_e=100_000.0, large_events="snowball", large_events_flagged=True, stripes="columns",
-            source="[NRS-PERF] [SNOW] [1F]")  # fmt: skip
-_NIS = dict(technology="H2RG", gain_e_per_dn=1.5, read_noise_cds_e=23.0, pixel_um=18.0, pixel_scale_mas=65.4,
-            full_well_e=100_000.0, large_events="snowball", large_events_flagged=False, stripes="columns",
-            source="[NIS] [SNOW] [1F]")  # fmt: skip
-_MIRI = dict(technology="SiAs", gain_e_per_dn=4.0, read_noise_cds_e=24.0, pixel_um=25.0, pixel_scale_mas=110.0,
-             full_well_e=210_000.0, large_events="shower", large_events_flagged=False, stripes="none",
-             source="[MIRI-PERF] read noise ~6 DN x gain ~4; [MIRI-OV] [SNOW]")  # fmt: skip
+_NRS = dict(
+    technology="H2RG",
+    gain_e_per_dn=1.0,
+    read_noise_cds_e=14.0,
+    pixel_um=18.0,
+    pixel_scale_mas=100.0,
+    full_well_e=100_000.0,
+    large_events="snowball",
+    large_events_flagged=True,
+    stripes="columns",
+    source="[NRS-PERF] [SNOW] [1F]",
+)
+_NIS = dict(
+    technology="H2RG",
+    gain_e_per_dn=1.5,
+    read_noise_cds_e=23.0,
+    pixel_um=18.0,
+    pixel_scale_mas=65.4,
+    full_well_e=100_000.0,
+    large_events="snowball",
+    large_events_flagged=False,
+    stripes="columns",
+    source="[NIS] [SNOW] [1F]",
+)
+_MIRI = dict(
+    technology="SiAs",
+    gain_e_per_dn=4.0,
+    read_noise_cds_e=24.0,
+    pixel_um=25.0,
+    pixel_scale_mas=110.0,
+    full_well_e=210_000.0,
+    large_events="shower",
+    large_events_flagged=False,
+    stripes="none",
+    source="[MIRI-PERF] read noise ~6 DN x gain ~4; [MIRI-OV] [SNOW]",
+)
 
 DETECTORS: dict[str, Detector] = {
     **{f"NRC{m}{i}": Detector(f"NRC{m}{i}", **_NRC_SW) for m in "AB" for i in range(1, 5)},

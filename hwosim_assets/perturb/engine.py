@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import polars as pl
@@ -97,14 +97,18 @@ class _Run:
         self.settings: list[KindSetting] = [
             s for s in self.profile.element_kinds if self.family in ELEMENT_KINDS[s.kind].families
         ]
-        self.draws = {s.kind: Draws(self.seed, self.profile.config_hash, self.observation, s.kind) for s in self.settings}
+        self.draws = {
+            s.kind: Draws(self.seed, self.profile.config_hash, self.observation, s.kind) for s in self.settings
+        }
         self.params_json = {s.kind: json.dumps(dict(s.params), sort_keys=True) for s in self.settings}
         self.affected = {s.kind: 0 for s in self.settings}
         self.stage = self.profile.stage
         self.scale_sources: dict[str, int] = {}
         self.deltas: dict[str, list] = {s.kind: [] for s in self.settings} if self.trace else {}
         # bits of the kinds that touch every element, preset in every truth mask
-        self.dense_bits = np.uint32(sum({1 << ELEMENT_KINDS[s.kind].bit for s in self.settings if ELEMENT_KINDS[s.kind].marks_all}))
+        self.dense_bits = np.uint32(
+            sum({1 << ELEMENT_KINDS[s.kind].bit for s in self.settings if ELEMENT_KINDS[s.kind].marks_all})
+        )
 
     def new_truth(self, shape: tuple[int, ...]) -> np.ndarray:
         """A truth mask for a batch: the bits of every-element kinds already set."""
@@ -124,7 +128,9 @@ class _Run:
                 batch.trace[setting.kind] = records_delta
             if not spec.marks_all:  # every-element kinds are preset by new_truth
                 effect.mark(truth, spec.bit)
-            records.append((setting.kind, effect.counts(batch), np.asarray(effect.magnitude, dtype=np.float64), effect.expected))
+            records.append(
+                (setting.kind, effect.counts(batch), np.asarray(effect.magnitude, dtype=np.float64), effect.expected)
+            )
         return records
 
     def batch(self, **kwargs) -> Batch:
@@ -145,7 +151,9 @@ class _Run:
     def record(self, batch: Batch, records) -> None:
         """Account for one applied batch (main thread only)."""
         self.coverage.add(batch)
-        self.scale_sources[batch.scale_source] = self.scale_sources.get(batch.scale_source, 0) + batch.n * batch.elements
+        self.scale_sources[batch.scale_source] = (
+            self.scale_sources.get(batch.scale_source, 0) + batch.n * batch.elements
+        )
         for kind, counts, magnitude, expected in records:
             self.coverage.expect(kind, expected)
             self.affected[kind] += int(counts.sum())
@@ -154,7 +162,7 @@ class _Run:
     def _summary(self) -> pl.DataFrame:
         if not self.summaries:
             return pl.DataFrame(schema=SUMMARY_SCHEMA)
-        seq, kind, elements, counts, magnitude = zip(*self.summaries)
+        seq, kind, elements, counts, magnitude = zip(*self.summaries, strict=False)
         sizes = [len(s) for s in seq]
         kinds = pl.Series(np.repeat(np.array(kind, dtype=object), sizes), dtype=pl.Utf8)
         frame = pl.DataFrame(
@@ -180,9 +188,16 @@ class _Run:
             expect = ELEMENT_KINDS[s.kind].expect
             expected[s.kind] = expect(s.params, self.coverage) if expect and self.coverage.elements else None
         return PerturbResult(
-            data, truth, summary, fractions, expected, self.t_ref, rows,
-            stage=self.stage, scale_sources=dict(self.scale_sources),
-        )  # fmt: skip
+            data,
+            truth,
+            summary,
+            fractions,
+            expected,
+            self.t_ref,
+            rows,
+            stage=self.stage,
+            scale_sources=dict(self.scale_sources),
+        )
 
 
 def _workers() -> int:
@@ -240,8 +255,10 @@ def perturb_spectra(
     data, truth = _spectra(table, run)
     result = run.result(data, truth, len(table))
     if trace:
-        result.deltas = {kind: np.concatenate(parts)[np.argsort(np.concatenate(rows))] if parts else np.zeros(len(table))
-                         for kind, (parts, rows) in run.traced().items()}  # fmt: skip
+        result.deltas = {
+            kind: np.concatenate(parts)[np.argsort(np.concatenate(rows))] if parts else np.zeros(len(table))
+            for kind, (parts, rows) in run.traced().items()
+        }
     return result
 
 
@@ -326,7 +343,7 @@ def _binary_column(planes: list[tuple[np.ndarray, np.ndarray]], lengths: np.ndar
         data = np.empty(int(offsets[-1]), dtype=np.uint8)
         for rows, stack in planes:
             flat = stack.reshape(len(rows), -1).view(np.uint8)
-            for row, payload in zip(rows, flat):
+            for row, payload in zip(rows, flat, strict=False):
                 data[offsets[row] : offsets[row + 1]] = payload
     kind = pa.large_binary() if large else pa.binary()
     return pa.Array.from_buffers(kind, len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
@@ -335,7 +352,9 @@ def _binary_column(planes: list[tuple[np.ndarray, np.ndarray]], lengths: np.ndar
 IMAGE_PLANES = ("sci", "err", "dq", "var_poisson", "var_rnoise")  # what the kinds read and write
 
 
-def _apply_tiles(run: _Run, planes: dict[str, np.ndarray | None], truth, seq, frame, y0, x0, times, source=None, spectral_2d=False) -> None:
+def _apply_tiles(
+    run: _Run, planes: dict[str, np.ndarray | None], truth, seq, frame, y0, x0, times, source=None, spectral_2d=False
+) -> None:
     """Perturb a stack of same-shape tiles in place (sci, err and, where
     present, dq and the variances), marking truth.
 
@@ -367,7 +386,7 @@ def _apply_tiles(run: _Run, planes: dict[str, np.ndarray | None], truth, seq, fr
 
     units = [slice(i, i + per_unit) for i in range(0, len(sci), per_unit)]
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for (batch, records), part in zip(pool.map(work, units), units):
+        for (batch, records), part in zip(pool.map(work, units), units, strict=False):
             run.record(batch, records)
             run.keep_trace(batch, np.arange(len(sci))[part])
 
@@ -405,14 +424,23 @@ def perturb_tile_stack(
     run = _Run(profile, observation, seed, "images", t_ref, exposures, trace)
     truth = run.new_truth(sci.shape)
     planes = {"sci": sci, "err": err, "dq": dq, "var_poisson": var_poisson, "var_rnoise": var_rnoise}
-    _apply_tiles(run, planes, truth, as_int(seq), as_int(frame), as_int(y0), as_int(x0), np.nan_to_num(times, nan=t_ref),
-                 spectral_2d=spectral_2d)  # fmt: skip
+    _apply_tiles(
+        run,
+        planes,
+        truth,
+        as_int(seq),
+        as_int(frame),
+        as_int(y0),
+        as_int(x0),
+        np.nan_to_num(times, nan=t_ref),
+        spectral_2d=spectral_2d,
+    )
     result = run.result(None, None, len(sci))
     if trace:
         result.deltas = {}
         for kind, (parts, rows) in run.traced().items():
             delta = np.zeros(sci.size)
-            for d, r in zip(parts, rows):
+            for d, r in zip(parts, rows, strict=False):
                 delta.reshape(len(sci), -1)[r] = d.reshape(len(r), -1)
             result.deltas[kind] = delta.reshape(sci.shape)
     return truth, result
@@ -468,7 +496,9 @@ def _image_arrow(table: pa.Table, run: _Run, observation: str) -> tuple[pa.Table
 
     groups = []
     keys = np.stack([ny, nx], axis=1)
-    labels = np.zeros(len(ny), dtype=np.int64) if sources is None else np.unique(sources.astype(str), return_inverse=True)[1]
+    labels = (
+        np.zeros(len(ny), dtype=np.int64) if sources is None else np.unique(sources.astype(str), return_inverse=True)[1]
+    )
     for shape in np.unique(keys, axis=0):
         shape = (int(shape[0]), int(shape[1]))
         same = (keys == shape).all(axis=1)
@@ -479,8 +509,18 @@ def _image_arrow(table: pa.Table, run: _Run, observation: str) -> tuple[pa.Table
                 group[name] = stack(name, rows, shape) if name in planes and present[name][rows].all() else None
             wavelength = "wavelength" in present and present["wavelength"][rows].any()
             source = str(sources[rows[0]]) if sources is not None else None
-            _apply_tiles(run, group, group["truth"], seq[rows], frame[rows], y0[rows], x0[rows], times[rows],
-                         source=source, spectral_2d=bool(wavelength))  # fmt: skip
+            _apply_tiles(
+                run,
+                group,
+                group["truth"],
+                seq[rows],
+                frame[rows],
+                y0[rows],
+                x0[rows],
+                times[rows],
+                source=source,
+                spectral_2d=bool(wavelength),
+            )
             groups.append(group)
     pixels = ny * nx
     data = table
@@ -494,12 +534,17 @@ def _image_arrow(table: pa.Table, run: _Run, observation: str) -> tuple[pa.Table
         else:  # some tiles lack the plane: keep their nulls, write the others
             payloads = table.column(name).to_pylist()
             for rows, stack_ in written:
-                for row, tile in zip(rows, stack_):
+                for row, tile in zip(rows, stack_, strict=False):
                     payloads[row] = tile.tobytes()
             column = pa.array(payloads, type=kind)
         data = data.set_column(data.schema.get_field_index(name), name, column)
     sci_type = table.schema.field("sci").type
-    truth_table = pa.table({"seq": pa.array(seq, pa.int64()), "truth": _binary_column([(g["rows"], g["truth"]) for g in groups], pixels * 4, sci_type)})
+    truth_table = pa.table(
+        {
+            "seq": pa.array(seq, pa.int64()),
+            "truth": _binary_column([(g["rows"], g["truth"]) for g in groups], pixels * 4, sci_type),
+        }
+    )
     return data, truth_table
 
 
@@ -609,10 +654,14 @@ def _spectra_batches(source: pq.ParquetFile, batch_rows: int, run: _Run, observa
         if ready.is_empty():
             continue
         if ready["seq"].min() <= done:
-            raise PerturbError(f"observation {observation!r}: rows are not grouped by 'seq'; sort the table by seq first")
+            raise PerturbError(
+                f"observation {observation!r}: rows are not grouped by 'seq'; sort the table by seq first"
+            )
         done = ready["seq"].max()
         yield _spectra(ready, run)
     if carry is not None and not carry.is_empty():
         if carry["seq"][0] <= done:
-            raise PerturbError(f"observation {observation!r}: rows are not grouped by 'seq'; sort the table by seq first")
+            raise PerturbError(
+                f"observation {observation!r}: rows are not grouped by 'seq'; sort the table by seq first"
+            )
         yield _spectra(carry, run)

@@ -32,8 +32,8 @@ CDS noise, as it should. This is the floor the products' own
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 from hwosim_assets.perturb.detectors import Detector, detector
 
@@ -116,18 +116,29 @@ class Exposure:
             return per_dn_s * self.photmjsr * self.pixar_sr
         return None
 
-    def with_product_type(self, product_type: str) -> "Exposure":
+    def with_product_type(self, product_type: str) -> Exposure:
         return replace(self, product_type=product_type)
 
 
 GENERIC = Exposure()
 
 _COLUMNS = {
-    "product": "product", "product_type": "product_type", "instrument": "instrume", "detector_name": "detector",
-    "exp_type": "exp_type", "readpatt": "readpatt", "ngroups": "ngroups", "nframes": "nframes", "tgroup": "tgroup",
-    "effinttm": "effinttm", "effexptm": "effexptm", "nints": "nints", "bunit": "bunit", "photmjsr": "photmjsr",
+    "product": "product",
+    "product_type": "product_type",
+    "instrument": "instrume",
+    "detector_name": "detector",
+    "exp_type": "exp_type",
+    "readpatt": "readpatt",
+    "ngroups": "ngroups",
+    "nframes": "nframes",
+    "tgroup": "tgroup",
+    "effinttm": "effinttm",
+    "effexptm": "effexptm",
+    "nints": "nints",
+    "bunit": "bunit",
+    "photmjsr": "photmjsr",
     "pixar_sr": "pixar_sr",
-}  # fmt: skip
+}
 
 
 def from_facts(row: Mapping) -> Exposure:

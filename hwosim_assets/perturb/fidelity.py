@@ -88,7 +88,6 @@ class Row:
 
 def _read(paths: list[Path], family: str, tile: int = 4096):
     from hwosim_assets.ingest.fits_reader import header_facts, read_family  # astropy: only where FITS is read
-
     from hwosim_assets.perturb.exposure import exposures
 
     return read_family(family, paths, tile), exposures(header_facts(paths))
@@ -116,7 +115,9 @@ def products() -> dict[str, Product]:
         soss = [p for p in paths if p.name.endswith("x1dints.fits")]
         table, facts = _read(soss, "spectra")
         found["NIRISS SOSS x1dints (sample)"] = Product("NIRISS SOSS x1dints (sample)", table, pick(facts), True)
-        found["long series (synthetic, MIRI facts)"] = _long_series(pick(facts) if not miri.is_file() else found["MIRI LRS x1dints (real)"].exposure)
+        found["long series (synthetic, MIRI facts)"] = _long_series(
+            pick(facts) if not miri.is_file() else found["MIRI LRS x1dints (real)"].exposure
+        )
         cal = sorted(p for p in paths if p.name.endswith("cal.fits"))[:1]
         table, facts = _read(cal, "images")
         found["NIRCam cal (sample)"] = _image_product("NIRCam cal (sample)", table, pick(facts), True)
@@ -159,8 +160,14 @@ def _profile(kind: str, level: int):
 
 
 def _run(product: Product, kind: str, level: int, seed: int, trace: bool = False):
-    return perturb_spectra(product.table, _profile(kind, level), observation=f"fidelity-{seed}", seed=seed,
-                           exposures=product.exposure, trace=trace)  # fmt: skip
+    return perturb_spectra(
+        product.table,
+        _profile(kind, level),
+        observation=f"fidelity-{seed}",
+        seed=seed,
+        exposures=product.exposure,
+        trace=trace,
+    )
 
 
 def _seeds(per_run: float, max_seeds: int = MAX_SEEDS) -> int | None:
@@ -198,7 +205,9 @@ def noise_ratio(product: Product, kind: str, level: int, seeds: int = 3) -> Row:
     use = np.isfinite(sigma) & (sigma > 0) & np.isfinite(product.table["flux"].to_numpy())
     if kind == "shot_noise":
         use &= product.table["flux"].to_numpy() > 0
-    parts = [(_run(product, kind, level, s, trace=True).deltas[kind] / np.where(use, sigma, 1.0))[use] for s in range(seeds)]
+    parts = [
+        (_run(product, kind, level, s, trace=True).deltas[kind] / np.where(use, sigma, 1.0))[use] for s in range(seeds)
+    ]
     name = "added sigma / sqrt(VAR_RNOISE)" if kind == "read_noise" else "added sigma / sqrt(VAR_POISSON)"
     return Row(kind, product.name, level, name, float(np.std(np.concatenate(parts))), target, use.sum() * seeds, seeds)
 
@@ -210,12 +219,32 @@ def striping_ratio(product: Product, level: int) -> Row:
     flux, _, per_electron, npix = _columns(product)
     rn = product.exposure.read_noise_e()
     if product.exposure.detector.stripes != "columns":
-        return Row("striping_1f", product.name, level, "-", None, None, 0, 0, f"{product.exposure.detector.name}: no column stripes")
+        return Row(
+            "striping_1f",
+            product.name,
+            level,
+            "-",
+            None,
+            None,
+            0,
+            0,
+            f"{product.exposure.detector.name}: no column stripes",
+        )
     unit = npix * rn * per_electron
     use = np.isfinite(unit) & (unit > 0)
-    parts = [(_run(product, "striping_1f", level, s, trace=True).deltas["striping_1f"][use] / unit[use]) for s in range(4)]
-    return Row("striping_1f", product.name, level, "channel offset rms / (NPIXELS x read noise)",
-               float(np.std(np.concatenate(parts))), p["sigma_rn"], use.sum() * 4, 4)  # fmt: skip
+    parts = [
+        (_run(product, "striping_1f", level, s, trace=True).deltas["striping_1f"][use] / unit[use]) for s in range(4)
+    ]
+    return Row(
+        "striping_1f",
+        product.name,
+        level,
+        "channel offset rms / (NPIXELS x read noise)",
+        float(np.std(np.concatenate(parts))),
+        p["sigma_rn"],
+        use.sum() * 4,
+        4,
+    )
 
 
 def cosmic_expected(product: Product, p: dict) -> np.ndarray:
@@ -237,12 +266,36 @@ def cosmic_ratio(product: Product, level: int) -> Row:
     seeds = _seeds(expected.sum())
     stat = "touched channels per integration"
     if seeds is None:
-        return Row("cosmic_rays", product.name, level, stat, None, expected.sum() / integrations, expected.sum(), 0, "too few hits")
-    touched = sum(int(((_run(product, "cosmic_rays", level, s).truth["truth"].to_numpy() & _bit("cosmic_rays")) > 0).sum()) for s in range(seeds))
-    return Row("cosmic_rays", product.name, level, stat, touched / seeds / integrations, expected.sum() / integrations, expected.sum() * seeds, seeds)
+        return Row(
+            "cosmic_rays",
+            product.name,
+            level,
+            stat,
+            None,
+            expected.sum() / integrations,
+            expected.sum(),
+            0,
+            "too few hits",
+        )
+    touched = sum(
+        int(((_run(product, "cosmic_rays", level, s).truth["truth"].to_numpy() & _bit("cosmic_rays")) > 0).sum())
+        for s in range(seeds)
+    )
+    return Row(
+        "cosmic_rays",
+        product.name,
+        level,
+        stat,
+        touched / seeds / integrations,
+        expected.sum() / integrations,
+        expected.sum() * seeds,
+        seeds,
+    )
 
 
-def count_ratio(product: Product, kind: str, level: int, expected: np.ndarray, stat: str, count, max_seeds: int = MAX_SEEDS) -> Row:
+def count_ratio(
+    product: Product, kind: str, level: int, expected: np.ndarray, stat: str, count, max_seeds: int = MAX_SEEDS
+) -> Row:
     """Generic: elements (or events) counted by ``count(result)`` vs ``expected`` per run."""
     per_run = float(np.sum(expected))
     seeds = _seeds(per_run, max_seeds)
@@ -265,16 +318,29 @@ def hot_ratio(product: Product, level: int) -> Row:
     first = _first(product)
     rate = p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]
     expected = -np.expm1(-rate * np.minimum(npix[first], APERTURE_ROWS))
-    return count_ratio(product, "hot_pixels", level, expected, "channels of an integration with a defect in the aperture",
-                       lambda r: int(((r.truth["truth"].to_numpy()[first] & _bit("hot_pixels")) > 0).sum()))  # fmt: skip
+    return count_ratio(
+        product,
+        "hot_pixels",
+        level,
+        expected,
+        "channels of an integration with a defect in the aperture",
+        lambda r: int(((r.truth["truth"].to_numpy()[first] & _bit("hot_pixels")) > 0).sum()),
+    )
 
 
 def dead_ratio(product: Product, level: int) -> Row:
     p = ELEMENT_KINDS["dead_columns"].at_level(level)
     first = _first(product)
     expected = np.full(int(first.sum()), p["columns"] / G)
-    return count_ratio(product, "dead_columns", level, expected, "channels of an integration on a dead column (NaN, DEAD)",
-                       lambda r: int(((r.data["dq"].to_numpy()[first] & DQ["DEAD"]) > 0).sum()), max_seeds=1000)  # fmt: skip
+    return count_ratio(
+        product,
+        "dead_columns",
+        level,
+        expected,
+        "channels of an integration on a dead column (NaN, DEAD)",
+        lambda r: int(((r.data["dq"].to_numpy()[first] & DQ["DEAD"]) > 0).sum()),
+        max_seeds=1000,
+    )
 
 
 def loss_ratio(product: Product, kind: str, level: int) -> Row:
@@ -286,8 +352,13 @@ def loss_ratio(product: Product, kind: str, level: int) -> Row:
     else:  # bit_flips
         expected = np.full(n, -math.expm1(-p["probability"]))
         flag = None
-    count = (lambda r: int(((r.truth["truth"].to_numpy() & _bit(kind)) > 0).sum())) if flag is None else (
-        lambda r: int((((r.data["dq"].to_numpy() & flag) > 0) & (product.table["dq"].to_numpy() & flag == 0)).sum()))
+    count = (
+        (lambda r: int(((r.truth["truth"].to_numpy() & _bit(kind)) > 0).sum()))
+        if flag is None
+        else (
+            lambda r: int((((r.data["dq"].to_numpy() & flag) > 0) & (product.table["dq"].to_numpy() & flag == 0)).sum())
+        )
+    )
     stat = "values lost (DO_NOT_USE)" if kind == "missing_values" else "values upset"
     return count_ratio(product, kind, level, expected, stat, count)
 
@@ -303,8 +374,13 @@ def dropout_ratio(product: Product, level: int) -> Row:
     stat = "values lost in dropouts (DROPOUT)"
     if seeds is None:
         return Row("dropouts", product.name, level, stat, None, expected.sum(), events, 0, "too few lost packets")
-    measured = sum(int(((r.data["dq"].to_numpy() & DQ["DROPOUT"]) > 0).sum())
-                   for r in (_run(product, "dropouts", level, s) for s in range(seeds))) / seeds  # fmt: skip
+    measured = (
+        sum(
+            int(((r.data["dq"].to_numpy() & DQ["DROPOUT"]) > 0).sum())
+            for r in (_run(product, "dropouts", level, s) for s in range(seeds))
+        )
+        / seeds
+    )
     return Row("dropouts", product.name, level, stat, measured, expected.sum(), events * seeds, seeds)
 
 
@@ -317,14 +393,33 @@ def saturation_ratio(product: Product, level: int) -> Row:
     expected = (electrons * p["core_fraction"] > well).astype(float)
     count = lambda r: int(((r.data["dq"].to_numpy() & DQ["SATURATED"]) > 0).sum())  # noqa: E731
     if expected.sum() < MIN_EVENTS:
-        return Row("saturation", product.name, level, "channels saturated (SATURATED)", None, float(expected.sum()), float(expected.sum()), 0,
-                   "few channels reach the well")  # fmt: skip
-    return Row("saturation", product.name, level, "channels saturated (SATURATED)", float(count(_run(product, "saturation", level, 0))),
-               float(expected.sum()), float(expected.sum()), 1)  # fmt: skip
+        return Row(
+            "saturation",
+            product.name,
+            level,
+            "channels saturated (SATURATED)",
+            None,
+            float(expected.sum()),
+            float(expected.sum()),
+            0,
+            "few channels reach the well",
+        )
+    return Row(
+        "saturation",
+        product.name,
+        level,
+        "channels saturated (SATURATED)",
+        float(count(_run(product, "saturation", level, 0))),
+        float(expected.sum()),
+        float(expected.sum()),
+        1,
+    )
 
 
 def _drift_target(product: Product, slope: float, settle: float, tau: float) -> np.ndarray:
-    times = product.table.group_by("seq", maintain_order=True).agg(pl.col("event_time").first())["event_time"].to_numpy()
+    times = (
+        product.table.group_by("seq", maintain_order=True).agg(pl.col("event_time").first())["event_time"].to_numpy()
+    )
     dt = (times - np.nanmin(times)) * SECONDS_PER_DAY
     return slope * dt / 3600.0 + settle * np.exp(-dt / tau)
 
@@ -340,7 +435,9 @@ def drift_ratio(product: Product, kind: str, level: int, seeds: int = 40) -> Row
     for s in range(seeds):
         delta = _run(product, kind, level, s, trace=True).deltas[kind]
         value = delta / flux if kind == "gain_drift" else delta / (per_electron * np.maximum(npix, 1))
-        per_packet = pl.DataFrame({"seq": seq[use], "v": value[use]}).group_by("seq").agg(pl.col("v").median())["v"].to_numpy()
+        per_packet = (
+            pl.DataFrame({"seq": seq[use], "v": value[use]}).group_by("seq").agg(pl.col("v").median())["v"].to_numpy()
+        )
         measured.append(per_packet.mean())
     if kind == "gain_drift":
         target = _drift_target(product, p["slope_per_hour"], p["settle_amplitude"], p["settle_tau_s"]).mean()
@@ -367,7 +464,16 @@ def shift_ratio(product: Product, level: int, seeds: int = 10) -> Row:
         ok = np.isfinite(slope) & np.isfinite(delta)
         estimates.append(-(delta[ok] * slope[ok]).sum() / (slope[ok] ** 2).sum())
     target = p["offset_px"] + p["slope_px_per_hour"] * _drift_target(product, 1.0, 0.0, 1.0).mean()
-    return Row("spectral_shift", product.name, level, "fitted shift of the flux (px)", float(np.mean(estimates)), float(target), seeds * m, seeds)
+    return Row(
+        "spectral_shift",
+        product.name,
+        level,
+        "fitted shift of the flux (px)",
+        float(np.mean(estimates)),
+        float(target),
+        seeds * m,
+        seeds,
+    )
 
 
 def persistence_ratio(product: Product, level: int) -> Row:
@@ -385,11 +491,31 @@ def persistence_ratio(product: Product, level: int) -> Row:
         sci = np.full((1, G, G), 10.0, dtype=np.float32)
         err = np.ones_like(sci)
         t = 60000.0 + k * 6 * p["tau_s"] / SECONDS_PER_DAY
-        _, result = perturb_tile_stack(sci, err, seq=[k], frame=[k], y0=[0], x0=[0], event_time=[t], t_ref=60000.0,
-                                       profile=profile, observation="fidelity", seed=0, exposures=product.exposure)  # fmt: skip
+        _, result = perturb_tile_stack(
+            sci,
+            err,
+            seq=[k],
+            frame=[k],
+            y0=[0],
+            x0=[0],
+            event_time=[t],
+            t_ref=60000.0,
+            profile=profile,
+            observation="fidelity",
+            seed=0,
+            exposures=product.exposure,
+        )
         counts.append(result.summary["magnitude"].sum())
-    return Row("persistence", "full frame (" + product.exposure.detector.name + " facts)", level, stat, float(np.mean(counts)), per_frame,
-               per_frame * seeds, seeds)  # fmt: skip
+    return Row(
+        "persistence",
+        "full frame (" + product.exposure.detector.name + " facts)",
+        level,
+        stat,
+        float(np.mean(counts)),
+        per_frame,
+        per_frame * seeds,
+        seeds,
+    )
 
 
 def jitter_ratio(product: Product, level: int, seeds: int = 60) -> Row:
@@ -404,8 +530,19 @@ def jitter_ratio(product: Product, level: int, seeds: int = 60) -> Row:
     offsets = []
     for s in range(seeds):
         a, e = sci.copy(), err.copy()
-        perturb_tile_stack(a, e, seq=[0], frame=[s], y0=[0], x0=[0], event_time=[60000.0], profile=_profile("pointing_jitter", level),
-                           observation="fidelity", seed=s, exposures=product.exposure)  # fmt: skip
+        perturb_tile_stack(
+            a,
+            e,
+            seq=[0],
+            frame=[s],
+            y0=[0],
+            x0=[0],
+            event_time=[60000.0],
+            profile=_profile("pointing_jitter", level),
+            observation="fidelity",
+            seed=s,
+            exposures=product.exposure,
+        )
         target = a.astype(np.float64)
         fits = []  # bilinear shifting is piecewise linear in the offset: fit from each quadrant, keep the best
         for start in ((1e-3, 1e-3), (1e-3, -1e-3), (-1e-3, 1e-3), (-1e-3, -1e-3)):
@@ -413,7 +550,10 @@ def jitter_ratio(product: Product, level: int, seeds: int = 60) -> Row:
             for _ in range(3):
                 model = _shift_tiles(base, d[0], d[1])
                 h = np.sign(d) * 1e-4
-                jac = [((_shift_tiles(base, d[0] + dy, d[1] + dx) - model) / (dy + dx)).ravel() for dy, dx in ((h[0], 0), (0, h[1]))]
+                jac = [
+                    ((_shift_tiles(base, d[0] + dy, d[1] + dx) - model) / (dy + dx)).ravel()
+                    for dy, dx in ((h[0], 0), (0, h[1]))
+                ]
                 jac = np.stack(jac, axis=1)
                 residual = (target - model).ravel()
                 ok = np.isfinite(residual) & np.isfinite(jac).all(axis=1)
@@ -423,7 +563,9 @@ def jitter_ratio(product: Product, level: int, seeds: int = 60) -> Row:
             fits.append((misfit, tuple(d)))
         offsets.extend(min(fits)[1])
     measured = float(np.sqrt(np.mean(np.square(offsets)))) * product.exposure.detector.pixel_scale_mas
-    return Row("pointing_jitter", product.name, level, "rms offset per axis (mas)", measured, p["sigma_mas"], 2 * seeds, seeds)
+    return Row(
+        "pointing_jitter", product.name, level, "rms offset per axis (mas)", measured, p["sigma_mas"], 2 * seeds, seeds
+    )
 
 
 def image_read_noise(product: Product, level: int, seeds: int = 2) -> Row:
@@ -436,11 +578,31 @@ def image_read_noise(product: Product, level: int, seeds: int = 2) -> Row:
     parts = []
     for s in range(seeds):
         a, e, v = sci.copy(), err.copy(), var_rn.copy()
-        perturb_tile_stack(a, e, seq=[0], frame=[0], y0=[0], x0=[0], event_time=[60000.0], profile=_profile("read_noise", level),
-                           observation=f"fidelity-{s}", seed=s, var_rnoise=v, exposures=product.exposure)  # fmt: skip
+        perturb_tile_stack(
+            a,
+            e,
+            seq=[0],
+            frame=[0],
+            y0=[0],
+            x0=[0],
+            event_time=[60000.0],
+            profile=_profile("read_noise", level),
+            observation=f"fidelity-{s}",
+            seed=s,
+            var_rnoise=v,
+            exposures=product.exposure,
+        )
         parts.append(((a[0] - sci[0]) / np.where(use, sigma, 1.0))[use])
-    return Row("read_noise", product.name, level, "added sigma / sqrt(VAR_RNOISE)", float(np.std(np.concatenate(parts))), p["excess"],
-               use.sum() * seeds, seeds)  # fmt: skip
+    return Row(
+        "read_noise",
+        product.name,
+        level,
+        "added sigma / sqrt(VAR_RNOISE)",
+        float(np.std(np.concatenate(parts))),
+        p["excess"],
+        use.sum() * seeds,
+        seeds,
+    )
 
 
 def read_noise_model(product: Product) -> Row:
@@ -450,8 +612,17 @@ def read_noise_model(product: Product) -> Row:
     own = np.sqrt(product.table["flux_var_rnoise"].to_numpy()) / per_electron
     model = product.exposure.read_noise_e() * np.sqrt(npix)
     ok = np.isfinite(own) & (own > 0) & (model > 0)
-    return Row("(read-noise model)", product.name, 0, "detector-table read noise / product VAR_RNOISE (median)",
-               float(np.median(model[ok] / own[ok])), 1.0, ok.sum(), 0, "informative: the kinds use the product's own VAR_RNOISE")  # fmt: skip
+    return Row(
+        "(read-noise model)",
+        product.name,
+        0,
+        "detector-table read noise / product VAR_RNOISE (median)",
+        float(np.median(model[ok] / own[ok])),
+        1.0,
+        ok.sum(),
+        0,
+        "informative: the kinds use the product's own VAR_RNOISE",
+    )
 
 
 # --- the report ----------------------------------------------------------------
@@ -502,7 +673,9 @@ def markdown(rows: list[Row]) -> str:
     ]
     for r in sorted(rows, key=lambda r: (r.kind, r.level)):
         ratio = "-" if r.ratio is None else f"{r.ratio:.3f}"
-        lines.append(f"| `{r.kind}` | {r.product} | {r.level} | {r.statistic} | {_fmt(r.measured)} | {_fmt(r.target)} | {ratio} | {r.seeds} | {r.note} |")
+        lines.append(
+            f"| `{r.kind}` | {r.product} | {r.level} | {r.statistic} | {_fmt(r.measured)} | {_fmt(r.target)} | {ratio} | {r.seeds} | {r.note} |"
+        )
     return "\n".join(lines)
 
 
@@ -513,8 +686,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = report(tuple(int(x) for x in args.levels.split(",")))
     print(markdown(rows))
     bad = [r for r in rows if r.ok is False and not r.kind.startswith("(")]
-    print(f"\n{sum(r.ok is True for r in rows)} within {TOLERANCE:.0%}, {len(bad)} outside, "
-          f"{sum(r.ok is None for r in rows)} not measurable")  # fmt: skip
+    print(
+        f"\n{sum(r.ok is True for r in rows)} within {TOLERANCE:.0%}, {len(bad)} outside, "
+        f"{sum(r.ok is None for r in rows)} not measurable"
+    )
     return 1 if bad else 0
 
 

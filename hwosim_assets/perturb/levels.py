@@ -16,13 +16,6 @@ from hwosim_assets.perturb.kinds import KINDS
 from hwosim_assets.perturb.spec import LEVELS, KindSpec
 
 
-def level_params(kind: str, level: int) -> dict[str, float]:
-    """Parameters of ``kind`` at ``level`` (0-5)."""
-    if level not in LEVELS:
-        raise ValueError(f"level must be 0-5, got {level}")
-    return KINDS[kind].at_level(level)
-
-
 def _fmt(value: float) -> str:
     if math.isinf(value):
         return "∞"
@@ -66,7 +59,11 @@ def anchors_markdown() -> str:
             if text is None:
                 below = max((k for k in spec.anchors if k < level), default=None)
                 above = min((k for k in spec.anchors if k > level), default=None)
-                text = f"interpolated between levels {below} and {above}" if below and above else "assumed (no record found)"
+                text = (
+                    f"interpolated between levels {below} and {above}"
+                    if below and above
+                    else "assumed (no record found)"
+                )
             name = f"`{spec.name}`" if level == 1 else ""
             lines.append(f"| {name} | {level} | {text} |")
     return "\n".join(lines)

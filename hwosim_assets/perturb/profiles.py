@@ -36,10 +36,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationError, create_model, model_validator
 
@@ -213,7 +214,9 @@ class KindsModel(StrictModel):
         return self
 
 
-Kinds = create_model("Kinds", __base__=KindsModel, **{kind: (_setting_model(spec), None) for kind, spec in KINDS.items()})
+Kinds = create_model(
+    "Kinds", __base__=KindsModel, **{kind: (_setting_model(spec), None) for kind, spec in KINDS.items()}
+)
 
 
 class ProfileBody(StrictModel):
@@ -231,7 +234,9 @@ class ProfilesFile(StrictModel):
     key_word = "top-level key"
 
     version: Version = 1
-    profiles: Annotated[dict[ProfileName, Annotated[ProfileBody, BeforeValidator(_empty_when_null)]], Field(min_length=1)]
+    profiles: Annotated[
+        dict[ProfileName, Annotated[ProfileBody, BeforeValidator(_empty_when_null)]], Field(min_length=1)
+    ]
 
 
 def _profile(name: str, body: ProfileBody, source: str) -> Profile:

@@ -174,7 +174,12 @@ class Stream:
         nwords = -(-count // 4)
 
         def restart(row: int) -> None:
-            generator.state = {"bit_generator": "SFC64", "state": {"state": states[row]}, "has_uint32": 0, "uinteger": 0}
+            generator.state = {
+                "bit_generator": "SFC64",
+                "state": {"state": states[row]},
+                "has_uint32": 0,
+                "uinteger": 0,
+            }
 
         tail_keys = states[:, 0] ^ np.uint64(0xD1B54A32D192ED03)
         low, high = TAIL_BINS, 65536 - TAIL_BINS

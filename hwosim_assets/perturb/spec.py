@@ -11,9 +11,10 @@ from the same declarations.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError, create_model
 
@@ -89,7 +90,7 @@ class ParamsModel(StrictModel):
     key_word = "parameter"
 
 
-@lru_cache(maxsize=None)
+@cache
 def params_model(params: tuple[Param, ...], complete: bool) -> type[ParamsModel]:
     """The model of a kind's parameters: every one required (``complete``), or
     each optional (the overrides of a profile, laid over a level). An omitted

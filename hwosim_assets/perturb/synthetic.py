@@ -8,7 +8,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from hwosim_assets.records import IMAGE_TILE_SCHEMA, OPTIONAL_PLANES, PIXEL_DTYPES, SPECTRA_OPTIONAL, SPECTRA_SCHEMA, complete
+from hwosim_assets.records import (
+    IMAGE_TILE_SCHEMA,
+    OPTIONAL_PLANES,
+    PIXEL_DTYPES,
+    SPECTRA_OPTIONAL,
+    SPECTRA_SCHEMA,
+    complete,
+)
 
 
 def spectra_table(
@@ -29,19 +36,22 @@ def spectra_table(
     error = np.tile(flux * 3e-3 + 1e-5, n_integrations)
     values = np.tile(flux, n_integrations) + error * rng.standard_normal(seq.size)
     values[rng.random(seq.size) < 0.002] = np.nan
-    return complete(pl.DataFrame(
-        {
-            "seq": seq,
-            "integration": seq + 1,
-            "channel": np.tile(np.arange(n_channels), n_integrations),
-            "event_time": start_mjd + seq * cadence_s / 86400.0,
-            "wavelength": np.tile(wavelength, n_integrations),
-            "flux": values,
-            "flux_error": error,
-            "dq": np.zeros(seq.size, dtype=np.int32),
-        },
-        schema={k: SPECTRA_SCHEMA[k] for k in SPECTRA_SCHEMA if k not in SPECTRA_OPTIONAL},
-    ), "spectra")
+    return complete(
+        pl.DataFrame(
+            {
+                "seq": seq,
+                "integration": seq + 1,
+                "channel": np.tile(np.arange(n_channels), n_integrations),
+                "event_time": start_mjd + seq * cadence_s / 86400.0,
+                "wavelength": np.tile(wavelength, n_integrations),
+                "flux": values,
+                "flux_error": error,
+                "dq": np.zeros(seq.size, dtype=np.int32),
+            },
+            schema={k: SPECTRA_SCHEMA[k] for k in SPECTRA_SCHEMA if k not in SPECTRA_OPTIONAL},
+        ),
+        "spectra",
+    )
 
 
 def star_field(shape: tuple[int, int], *, seed: int = 0, stars: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +70,14 @@ def star_field(shape: tuple[int, int], *, seed: int = 0, stars: int = 20) -> tup
 
 
 def tile_rows(
-    sci: np.ndarray, err: np.ndarray, *, tile: int, frame: int, first_seq: int, event_time: float, source: str = "synthetic.fits"
+    sci: np.ndarray,
+    err: np.ndarray,
+    *,
+    tile: int,
+    frame: int,
+    first_seq: int,
+    event_time: float,
+    source: str = "synthetic.fits",
 ) -> dict[str, list]:
     """Cut one frame into tile packets (row-major, edge tiles smaller)."""
     rows: dict[str, list] = {name: [] for name in IMAGE_TILE_SCHEMA}
@@ -78,7 +95,9 @@ def tile_rows(
             rows["nx"].append(s.shape[1])
             rows["event_time"].append(event_time)
             rows["sci"].append(np.ascontiguousarray(s, dtype=PIXEL_DTYPES["sci"]).tobytes())
-            rows["err"].append(np.ascontiguousarray(err[y0 : y0 + tile, x0 : x0 + tile], dtype=PIXEL_DTYPES["err"]).tobytes())
+            rows["err"].append(
+                np.ascontiguousarray(err[y0 : y0 + tile, x0 : x0 + tile], dtype=PIXEL_DTYPES["err"]).tobytes()
+            )
             rows["dq"].append(np.zeros(s.shape, dtype=PIXEL_DTYPES["dq"]).tobytes())
             for plane in OPTIONAL_PLANES:
                 rows[plane].append(None)
@@ -100,7 +119,14 @@ def image_table(
     columns: dict[str, list] = {name: [] for name in IMAGE_TILE_SCHEMA}
     for frame in range(n_frames):
         sci, err = star_field(shape, seed=seed * 1000 + frame)
-        rows = tile_rows(sci, err, tile=tile, frame=frame, first_seq=len(columns["seq"]), event_time=start_mjd + frame * cadence_s / 86400)
+        rows = tile_rows(
+            sci,
+            err,
+            tile=tile,
+            frame=frame,
+            first_seq=len(columns["seq"]),
+            event_time=start_mjd + frame * cadence_s / 86400,
+        )
         for name in columns:
             columns[name] += rows[name]
     return pl.DataFrame(columns, schema=IMAGE_TILE_SCHEMA)

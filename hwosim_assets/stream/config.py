@@ -40,7 +40,7 @@ checked by the strict models below; every error is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -276,7 +276,7 @@ class StreamEntry(StrictModel):
         )
         start = self.start
         if start is not None and start.tzinfo is None:
-            start = start.replace(tzinfo=timezone.utc)
+            start = start.replace(tzinfo=UTC)
         return StreamSpec(
             name=self.name,
             observation=self.observation,

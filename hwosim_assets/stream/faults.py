@@ -160,7 +160,7 @@ def stream_speed(due_s: np.ndarray, event_time_mjd: np.ndarray | None, speed: fl
     return span_mission / span_stream if span_mission > 0 and span_stream > 0 else 1.0
 
 
-def downlink_delays(p: dict[str, float], event_time_mjd: np.ndarray, rnd: "FaultRandom", lap, seq, key: int):
+def downlink_delays(p: dict[str, float], event_time_mjd: np.ndarray, rnd: FaultRandom, lap, seq, key: int):
     """Mission-time delay (s) of each packet and its fate under store and forward:
     (delay_s, lost, missed_contacts, retransmitted)."""
     period = SECONDS_PER_DAY / p["contacts_per_day"]
@@ -181,7 +181,9 @@ def downlink_delays(p: dict[str, float], event_time_mjd: np.ndarray, rnd: "Fault
             in_contact &= ~skipped
     start = contact * period
     delay = np.where(in_contact & (missed == 0), 0.0, np.maximum(start - t, 0.0))
-    retransmitted = rnd.uniform("downlink", lap, seq, 1) < p["p_retransmit"] if p["p_retransmit"] > 0 else np.zeros(len(t), bool)
+    retransmitted = (
+        rnd.uniform("downlink", lap, seq, 1) < p["p_retransmit"] if p["p_retransmit"] > 0 else np.zeros(len(t), bool)
+    )
     delay = delay + np.where(retransmitted, p["retransmit_s"], 0.0)
     lost = rnd.uniform("downlink", lap, seq, 2) < p["p_lost"] if p["p_lost"] > 0 else np.zeros(len(t), bool)
     return delay, lost, missed, retransmitted
@@ -262,12 +264,17 @@ def plan_window(
     )
     held &= ~dup[order]  # a duplicated packet keeps its place (keeps the truth readable)
     max_delay = int(p("reordering", "max_delay_packets"))
-    delay = 1 + np.floor(rnd.uniform("reordering", lap[deliv_packet], seq[deliv_packet], 1) * max(max_delay, 1)).astype(np.int64)
+    delay = 1 + np.floor(rnd.uniform("reordering", lap[deliv_packet], seq[deliv_packet], 1) * max(max_delay, 1)).astype(
+        np.int64
+    )
     key = np.arange(len(order), dtype=np.float64) + np.where(held, delay + 0.5, 0.0)
     perm = np.argsort(key, kind="stable")
     deliv_packet, t, held, is_copy, delay = deliv_packet[perm], t[perm], held[perm], is_copy[perm], delay[perm]
     t = np.maximum.accumulate(t) if len(t) else t  # a held packet is due when the one before it is
-    events += [(int(i), "reordering", f"held back {int(d)} positions") for i, d in zip(deliv_packet[held], delay[held])]
+    events += [
+        (int(i), "reordering", f"held back {int(d)} positions")
+        for i, d in zip(deliv_packet[held], delay[held], strict=False)
+    ]
     events += [(int(i), "duplicates", "second copy") for i in deliv_packet[is_copy]]
 
     # 4. latency jitter (a copy gets its original's delay: same seq, same draw)
@@ -276,7 +283,9 @@ def plan_window(
         jitter = sigma * np.abs(rnd.normal("latency_jitter", lap[deliv_packet], seq[deliv_packet]))
         t = t + jitter
         events += [
-            (int(i), "latency_jitter", f"+{j:.6f} s") for i, j, c in zip(deliv_packet, jitter, is_copy) if not c
+            (int(i), "latency_jitter", f"+{j:.6f} s")
+            for i, j, c in zip(deliv_packet, jitter, is_copy, strict=False)
+            if not c
         ]
         perm = np.argsort(t, kind="stable")
         deliv_packet, t, is_copy = deliv_packet[perm], t[perm], is_copy[perm]
@@ -288,7 +297,10 @@ def plan_window(
         starts = rnd.uniform("outage", lap, seq) < -np.expm1(-rate * gaps / 3600.0)
         for a in schedule_s[starts]:
             inside = (t >= a) & (t < a + duration)
-            events += [(int(i), "outage", f"held {a + duration - ti:.6f} s") for i, ti in zip(deliv_packet[inside], t[inside])]
+            events += [
+                (int(i), "outage", f"held {a + duration - ti:.6f} s")
+                for i, ti in zip(deliv_packet[inside], t[inside], strict=False)
+            ]
             t = np.where(inside, a + duration, t)
         perm = np.argsort(t, kind="stable")
         deliv_packet, t = deliv_packet[perm], t[perm]

@@ -23,8 +23,9 @@ times are UTC epoch seconds from ``time.time()``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Sequence, get_args
+from typing import Literal, get_args
 
 import numpy as np
 

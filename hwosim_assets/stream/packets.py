@@ -18,8 +18,8 @@ the model has seen them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -81,10 +81,12 @@ def packets_from_rows(rows: Sequence, family: str, stream: str | None = None) ->
 
 
 def _spectra_packets(rows: Sequence, stream: str | None) -> list[Packet]:
-    columns = dict(zip(rows[0]._fields, zip(*rows)))  # transpose once: a poll may hold 100k rows
+    columns = dict(
+        zip(rows[0]._fields, zip(*rows, strict=False), strict=False)
+    )  # transpose once: a poll may hold 100k rows
     offset = np.array(columns["offset"], dtype=np.int64)
     cuts = np.flatnonzero(np.diff(offset)) + 1
-    bounds = zip(np.r_[0, cuts], np.r_[cuts, len(offset)])
+    bounds = zip(np.r_[0, cuts], np.r_[cuts, len(offset)], strict=False)
     flux, error = _floats(columns["flux"]), _floats(columns["flux_error"])
     wavelength = _floats(columns["wavelength"])
     dq = np.array([0 if v is None else v for v in columns["dq"]], dtype=np.int64).astype(np.uint32)

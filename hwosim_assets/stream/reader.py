@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import sqlalchemy as sa
@@ -84,7 +84,11 @@ class StreamReader:
         read, as of the last poll: 0 when the reader has caught up."""
         if self._newest_scheduled is None:
             return 0.0
-        return max(0.0, self._newest_scheduled - (self._read_scheduled if self._read_scheduled is not None else self._newest_scheduled))
+        return max(
+            0.0,
+            self._newest_scheduled
+            - (self._read_scheduled if self._read_scheduled is not None else self._newest_scheduled),
+        )
 
     def lateness(self) -> dict[str, float | None]:
         """Emitted minus scheduled time of the packets read (the last 100,000), in seconds."""
@@ -174,7 +178,10 @@ class StreamReader:
         # a lap starts at seq 0, except the first one of a reader that joined mid-stream
         start = {lap: lowest[lap] if lap == first_lap and self.start_offset > 0 else 0 for lap in lowest}
         return [
-            (lap, s) for lap in sorted(highest) for s in range(start[lap], highest[lap] + 1) if (lap, s) not in self._seen
+            (lap, s)
+            for lap in sorted(highest)
+            for s in range(start[lap], highest[lap] + 1)
+            if (lap, s) not in self._seen
         ]
 
     def duplicates(self) -> list[tuple[int, int]]:

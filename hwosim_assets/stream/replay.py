@@ -1,4 +1,4 @@
-"""One replay run: the next window of a stream's packets, faulted, paced and written exactly once.
+"""One window of a stream's packets, faulted, paced and written exactly once.
 
 A stream's source is the perturbed table of its observation x profile, its
 packets in ``seq`` order. Window ``w`` covers source positions
@@ -6,7 +6,8 @@ packets in ``seq`` order. Window ``w`` covers source positions
 stream (``seq = position % n_packets``, ``lap = position // n_packets``), so
 consecutive windows abut with no gap or overlap, across the wrap too.
 
-A stream's sensor computes ``window_index`` from its cursor and calls::
+A replay run (:func:`hwosim_assets.stream.runs.replay_run`, launched by the
+stream's sensor for the windows its schedule says are due) calls, per window::
 
     packets = window_packets(spec, perturbed_table, w)
     report = replay_window(engine, spec, packets, window_index=w,
@@ -24,8 +25,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -86,7 +88,9 @@ def window_bounds(spec: StreamSpec, window_index: int, n_packets: int) -> Window
     return WindowBounds(window_index, start, stop, n_packets, spec.loop)
 
 
-def window_packets(spec: StreamSpec, table: pl.DataFrame, window_index: int, seqs: pl.Series | None = None) -> pl.DataFrame:
+def window_packets(
+    spec: StreamSpec, table: pl.DataFrame, window_index: int, seqs: pl.Series | None = None
+) -> pl.DataFrame:
     """The rows of ``table`` (a perturbed table) for one window, in delivery order, with ``lap`` and ``position``.
 
     ``seqs`` (the table's packet numbers, unique and sorted) may be passed by
@@ -138,7 +142,11 @@ class WindowReport:
 
 
 def register_stream(
-    engine: sa.Engine, spec: StreamSpec, profile_hash: str, status: str = "registered", source_packets: int | None = None
+    engine: sa.Engine,
+    spec: StreamSpec,
+    profile_hash: str,
+    status: str = "registered",
+    source_packets: int | None = None,
 ) -> None:
     """Insert or update the stream's row in ``hwosim_streams`` (safe when runs race to do it)."""
     s = schema.streams
@@ -148,7 +156,9 @@ def register_stream(
         profile=spec.profile,
         profile_hash=profile_hash,
         family=spec.family,
-        pacing=json.dumps({**spec.pacing.as_dict(), "tick_seconds": spec.tick_seconds, "window": spec.window, "loop": spec.loop}),
+        pacing=json.dumps(
+            {**spec.pacing.as_dict(), "tick_seconds": spec.tick_seconds, "window": spec.window, "loop": spec.loop}
+        ),
         status=status,
         updated=now,
     )
@@ -165,7 +175,7 @@ def register_stream(
 def in_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], retries: int = 8) -> T:
     """Run ``work(conn)`` in one transaction, again after a transient error (connection lost, SQLite
     busy beyond its timeout while other streams' runs commit, deadlock), with the writer's backoff."""
-    for attempt, sleep in enumerate([*backoff_schedule(0.1, 4.0, retries), None]):
+    for sleep in [*backoff_schedule(0.1, 4.0, retries), None]:
         try:
             with engine.begin() as conn:
                 return work(conn)
@@ -252,9 +262,16 @@ def replay_window(
     report.next_start_time = start_time + window_duration(spec.pacing, n, event_time)
     speed = spec.pacing.speed if spec.pacing.mode == "cadence" else None
     plan = plan_window(
-        seq, lap, due, stream_faults, seed=seed, profile_hash=profile_hash, observation=spec.observation,
-        event_time_mjd=event_time, speed=speed,
-    )  # fmt: skip
+        seq,
+        lap,
+        due,
+        stream_faults,
+        seed=seed,
+        profile_hash=profile_hash,
+        observation=spec.observation,
+        event_time_mjd=event_time,
+        speed=speed,
+    )
     kinds = plan.truth["kind"]
     report.planned_deliveries = len(plan)
     report.drops = int((kinds == "packet_loss").sum())
@@ -397,7 +414,10 @@ def _deliver(report, writer, spec, df, plan, lap, row_start, row_count, state, s
     stats = pace_stats(scheduled, emitted)
     report.achieved_rate = stats.achieved_rate
     report.lateness_p50, report.lateness_p99, report.lateness_max = (
-        stats.lateness_p50, stats.lateness_p99, stats.lateness_max)
+        stats.lateness_p50,
+        stats.lateness_p99,
+        stats.lateness_max,
+    )
     lag = committed_at - emitted
     report.commit_lag_p99 = float(np.nanpercentile(lag, 99)) if np.isfinite(lag).any() else 0.0
 
@@ -410,20 +430,24 @@ def _spectra_rows(df, packets, row_start, row_count, lap, offsets, scheduled, em
     counts = row_count[packets]
     first_row_of_packet = np.repeat(np.cumsum(counts) - counts, counts)
     idx = np.repeat(row_start[packets], counts) + (np.arange(counts.sum()) - first_row_of_packet)
-    return df[idx].hstack([
-        pl.Series("offset", np.repeat(offsets, counts), dtype=pl.Int64),
-        pl.Series("lap", np.repeat(lap[packets], counts), dtype=pl.Int32),
-        pl.Series("scheduled_time", np.repeat(scheduled, counts), dtype=pl.Float64),
-        pl.Series("emitted_time", np.repeat(emitted, counts), dtype=pl.Float64),
-    ])
+    return df[idx].hstack(
+        [
+            pl.Series("offset", np.repeat(offsets, counts), dtype=pl.Int64),
+            pl.Series("lap", np.repeat(lap[packets], counts), dtype=pl.Int32),
+            pl.Series("scheduled_time", np.repeat(scheduled, counts), dtype=pl.Float64),
+            pl.Series("emitted_time", np.repeat(emitted, counts), dtype=pl.Float64),
+        ]
+    )
 
 
 def _image_rows(df, packets, row_start, row_count, lap, offsets, scheduled, emitted) -> pl.DataFrame:
     n = len(packets)
-    return df[row_start[packets]].hstack([
-        pl.Series("offset", offsets, dtype=pl.Int64),
-        pl.Series("lap", lap[packets], dtype=pl.Int32),
-        pl.Series("dtype", [IMAGE_DTYPE] * n, dtype=pl.Utf8),
-        pl.Series("scheduled_time", scheduled, dtype=pl.Float64),
-        pl.Series("emitted_time", emitted, dtype=pl.Float64),
-    ])
+    return df[row_start[packets]].hstack(
+        [
+            pl.Series("offset", offsets, dtype=pl.Int64),
+            pl.Series("lap", lap[packets], dtype=pl.Int32),
+            pl.Series("dtype", [IMAGE_DTYPE] * n, dtype=pl.Utf8),
+            pl.Series("scheduled_time", scheduled, dtype=pl.Float64),
+            pl.Series("emitted_time", emitted, dtype=pl.Float64),
+        ]
+    )

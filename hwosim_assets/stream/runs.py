@@ -22,8 +22,8 @@ rows older than the kept laps or hours.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -96,7 +96,9 @@ class RunReport:
             "lateness_p99_ms": ms(99),
             "lateness_max_ms": round(float(late.max()) * 1e3, 3) if len(late) else None,
             # released -> visible to readers: what the database adds after the pacer released a packet
-            "commit_lag_p99_ms": round(float(np.nanpercentile(commit_lag, 99)) * 1e3, 3) if np.isfinite(commit_lag).any() else None,
+            "commit_lag_p99_ms": round(float(np.nanpercentile(commit_lag, 99)) * 1e3, 3)
+            if np.isfinite(commit_lag).any()
+            else None,
             "waited_s": round(self.waited_s, 3),
             "took_over_from_window": self.took_over_from,
             "drops": sums("drops"),

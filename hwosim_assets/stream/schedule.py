@@ -64,7 +64,7 @@ class Cursor:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | None) -> "Cursor":
+    def from_json(cls, text: str | None) -> Cursor:
         if not text:
             return cls()
         raw = json.loads(text)
@@ -158,7 +158,9 @@ def decide(
     if t0 is None:  # a new stream, or a cursor lost: continue after what is committed, one lead from now
         t0 = spec.start if spec.start is not None else now + lead_s - delivered_next * window_s
     # how far past its end the first undelivered window is (0 while the windows keep their schedule)
-    lag = max(0.0, now - window_due(spec, t0, delivered_next + 1)) if rate_mode and cursor.start_time is not None else 0.0
+    lag = (
+        max(0.0, now - window_due(spec, t0, delivered_next + 1)) if rate_mode and cursor.start_time is not None else 0.0
+    )
 
     if rate_mode:  # a run whose windows are long overdue no longer counts as in flight
         live = [f for f in in_flight if window_due(spec, t0, f.last) + window_s + stale_s > now]
@@ -201,11 +203,19 @@ def decide(
         overdue = sum(1 for n in range(first, last + 1) if window_due(spec, t0, n + 1) <= now)
     else:
         if live:
-            return skip(f"waiting: run for window {live[0].first} is in flight ({spec.pacing.mode} streams run one at a time)")
+            return skip(
+                f"waiting: run for window {live[0].first} is in flight ({spec.pacing.mode} streams run one at a time)"
+            )
         last = first if spec.pacing.mode == "cadence" else first + max_windows - 1
-        start = chained_start if (spec.pacing.mode == "cadence" and first > 0 and chained_start) else (t0 if first == 0 else now)
+        start = (
+            chained_start
+            if (spec.pacing.mode == "cadence" and first > 0 and chained_start)
+            else (t0 if first == 0 else now)
+        )
         overdue = 0
     key = f"{spec.name}@{int(t0)}:{first}-{last}" + (f"#{attempts}" if retry_window is not None and attempts else "")
     request = Request(first=first, last=last, start_time=start, run_key=key, overdue=overdue)
-    new_cursor = Cursor(start_time=t0, next_window=max(cursor.next_window, last + 1), retry_window=retry_window, attempts=attempts)
+    new_cursor = Cursor(
+        start_time=t0, next_window=max(cursor.next_window, last + 1), retry_window=retry_window, attempts=attempts
+    )
     return Decision(request, None, new_cursor, lag, len(live), notes)

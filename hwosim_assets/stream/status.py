@@ -83,7 +83,9 @@ def stream_status(engine: sa.Engine, name: str, now: float | None = None) -> Str
         low = conn.execute(sa.select(sa.func.min(table.c.offset)).where(table.c.stream == name)).scalar()
         delivered = 0
         if low is not None:
-            delivered = next_offset - _first_offset_emitted_after(conn, table, name, now - WINDOW_S, int(low), next_offset)
+            delivered = next_offset - _first_offset_emitted_after(
+                conn, table, name, now - WINDOW_S, int(low), next_offset
+            )
         watermark = conn.execute(sa.select(sa.func.max(table.c.event_time)).where(table.c.stream == name)).scalar()
     return StreamStatus(
         name=name,

@@ -150,10 +150,7 @@ def is_retryable(error: BaseException) -> bool:
 
 def _finite_or_null(df: pl.DataFrame) -> pl.DataFrame:
     """NaN/inf -> NULL: MySQL DOUBLE cannot store them. (Checked first: most batches have none.)"""
-    bad = [
-        c for c, t in df.schema.items()
-        if t in (pl.Float64, pl.Float32) and not np.isfinite(df[c].to_numpy()).all()
-    ]
+    bad = [c for c, t in df.schema.items() if t in (pl.Float64, pl.Float32) and not np.isfinite(df[c].to_numpy()).all()]
     if not bad:
         return df
     return df.with_columns([pl.when(pl.col(c).is_finite()).then(pl.col(c)).otherwise(None).alias(c) for c in bad])
@@ -207,7 +204,9 @@ class StreamWriter:
             "SELECT next_offset, next_seq_position, window_, window_first_offset, window_end_offset "
             f"FROM hwosim_offsets WHERE stream = {marker}{lock}"
         ).replace("window_,", engine.dialect.identifier_preparer.quote_identifier("window") + ",")
-        self._advance_sql = f"UPDATE hwosim_offsets SET next_offset = {marker}, updated = {marker} WHERE stream = {marker}"
+        self._advance_sql = (
+            f"UPDATE hwosim_offsets SET next_offset = {marker}, updated = {marker} WHERE stream = {marker}"
+        )
         self._claim_sql = (
             f"{self._advance_sql} AND {engine.dialect.identifier_preparer.quote_identifier('window')} = {marker} "
             f"AND next_offset = {marker}"

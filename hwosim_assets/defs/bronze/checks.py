@@ -11,9 +11,7 @@ def specs(asset: str) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec("schema", asset=asset, description="columns and types are the shared bronze schema"),
         dg.AssetCheckSpec("non_empty", asset=asset, description="at least one row"),
-        dg.AssetCheckSpec(
-            "no_new_nans", asset=asset, description="no NaN where astropy's read of the FITS has none"
-        ),
+        dg.AssetCheckSpec("no_new_nans", asset=asset, description="no NaN where astropy's read of the FITS has none"),
     ]
 
 
@@ -30,7 +28,9 @@ def schema(asset: str, table: pl.DataFrame, expected: dict[str, pl.DataType]) ->
 
 
 def non_empty(asset: str, table: pl.DataFrame) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(check_name="non_empty", asset_key=asset, passed=len(table) > 0, metadata={"rows": len(table)})
+    return dg.AssetCheckResult(
+        check_name="non_empty", asset_key=asset, passed=len(table) > 0, metadata={"rows": len(table)}
+    )
 
 
 def no_new_nans(asset: str, source: dict[str, int], bronze: dict[str, int]) -> dg.AssetCheckResult:

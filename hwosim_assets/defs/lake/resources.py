@@ -31,9 +31,10 @@ import shutil
 import tempfile
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import dagster as dg
@@ -570,7 +571,9 @@ class S3Lake(LakeResource):
             )
             return 0
         if open_ids:
-            _log.info(f"aborted {len(open_ids)} multipart upload(s) left open for {self.uri(key)} by an interrupted write")
+            _log.info(
+                f"aborted {len(open_ids)} multipart upload(s) left open for {self.uri(key)} by an interrupted write"
+            )
         return len(open_ids)
 
     # -- the lake API ---------------------------------------------------------------
@@ -624,7 +627,9 @@ class S3Lake(LakeResource):
         full = self._full(key)
         # the body is read inside the attempt: a connection dropped mid-body is retried too
         return self._retrying(
-            f"reading {key}", lambda: self._client().get_object(Bucket=self.bucket, Key=full)["Body"].read(), missing=key
+            f"reading {key}",
+            lambda: self._client().get_object(Bucket=self.bucket, Key=full)["Body"].read(),
+            missing=key,
         )
 
     def get_file(self, key, dest_path) -> Path:
@@ -705,7 +710,9 @@ def _s3_location(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     bucket, path = parts.netloc, parts.path
     if "@" in bucket:
-        raise ValueError(f"{where}: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        raise ValueError(
+            f"{where}: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
     if not bucket:
         raise ValueError(f"{where}: expected s3://bucket/prefix")
     if not _BUCKET.fullmatch(bucket) or ".." in bucket:

@@ -81,9 +81,7 @@ def jwst_catalog(
 
 
 @dg.asset(group_name="mast", partitions_def=OBSERVATIONS, deps=[jwst_catalog], kinds={"s3", "fits"})
-def raw_products(
-    context: dg.AssetExecutionContext, source: ProductSource, lake: LakeResource
-) -> dg.MaterializeResult:
+def raw_products(context: dg.AssetExecutionContext, source: ProductSource, lake: LakeResource) -> dg.MaterializeResult:
     """Byte-exact FITS files of one observation under `raw/jwst/<program>/<obs_id>/`.
 
     Idempotent and resumable: a file already in the lake with the expected size
@@ -116,7 +114,9 @@ def raw_products(
             try:
                 identify(path)
             except FitsProductError as exc:
-                raise dg.Failure(f"observation {obs_id!r} from {source.name}: {exc}; nothing landed in the lake") from exc
+                raise dg.Failure(
+                    f"observation {obs_id!r} from {source.name}: {exc}; nothing landed in the lake"
+                ) from exc
             fetched.append((key, row, path))
             context.log.info(f"[{i}/{len(products)}] {row['filename']}: {path.stat().st_size / 1e6:.1f} MB fetched")
         for key, row, path in fetched:

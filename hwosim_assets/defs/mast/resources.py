@@ -125,7 +125,7 @@ class FilesSource(ProductSource):
         prefix = store.uri()
         if not row["data_uri"].startswith(prefix):
             raise ValueError(f"{row['data_uri']} is not under the source {prefix} (HWOSIM_SOURCE_URL changed?)")
-        key = row["data_uri"][len(prefix):].lstrip("/")
+        key = row["data_uri"][len(prefix) :].lstrip("/")
         path = store.get_file(key, Path(dest_dir) / row["filename"])
         digest = sha256_of(path)
         if row.get("checksum") and digest != row["checksum"]:

@@ -93,7 +93,9 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
         try:
             lake.get_file(bronze_key(family, obs_id), bronze)
         except LakeKeyError:
-            raise dg.Failure(f"bronze {family} partition {obs_id!r} is missing: materialize bronze_{family} first") from None
+            raise dg.Failure(
+                f"bronze {family} partition {obs_id!r} is missing: materialize bronze_{family} first"
+            ) from None
         facts = _header_facts(context, lake, family, obs_id)
         result = perturb_parquet(bronze, data, truth, family, profile, obs_id, hwosim.seed, exposures=facts)
 
@@ -114,7 +116,9 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
     changed = pl.DataFrame(
         {"kind": list(result.fractions), "fraction": [round(v, 6) for v in result.fractions.values()]}
     )
-    context.log.info(f"{obs_id} x {name}: {result.rows} rows perturbed -> {lake.uri(perturbed_key(family, name, obs_id))}")
+    context.log.info(
+        f"{obs_id} x {name}: {result.rows} rows perturbed -> {lake.uri(perturbed_key(family, name, obs_id))}"
+    )
     return dg.MaterializeResult(
         data_version=dg.DataVersion(profile.config_hash),
         metadata={

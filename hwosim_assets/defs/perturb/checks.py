@@ -29,7 +29,9 @@ def fractions(asset: str, result: PerturbResult) -> dg.AssetCheckResult:
             continue
         ok = expected.accepts(measured)
         failed += [] if ok else [kind]
-        rows.append(f"| {kind} | {measured:.3g} | {expected.fraction:.3g} ± {expected.tolerance:.2g} | {'ok' if ok else 'OUT'} |")
+        rows.append(
+            f"| {kind} | {measured:.3g} | {expected.fraction:.3g} ± {expected.tolerance:.2g} | {'ok' if ok else 'OUT'} |"
+        )
     table = "| kind | measured | expected | |\n| --- | --- | --- | --- |\n" + "\n".join(rows)
     return dg.AssetCheckResult(
         check_name="fractions_within_tolerance",

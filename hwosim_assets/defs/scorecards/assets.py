@@ -33,8 +33,16 @@ from hwosim_assets.evaluate.scorecard import Scorecard, frame
 from hwosim_assets.records import FAMILIES, Family
 
 # the one figure of each prediction kind shown per model in the UI
-SHOWN = ["flags.f1", "flags.error", "cleaned.mae_err", "events.depth_bias", "events.false_alarms_per_hour",
-         "events.nab_score", "health.f1", "timing.model_ms_p99"]  # fmt: skip
+SHOWN = [
+    "flags.f1",
+    "flags.error",
+    "cleaned.mae_err",
+    "events.depth_bias",
+    "events.false_alarms_per_hour",
+    "events.nab_score",
+    "health.f1",
+    "timing.model_ms_p99",
+]
 
 
 def _models(hwosim: HwosimConfig):
@@ -56,7 +64,11 @@ def headline(cards: list[Scorecard]) -> pl.DataFrame:
 
 
 def score_partition(
-    context: dg.AssetExecutionContext, family: Family, lake: LakeResource, stream_db: StreamDatabase, hwosim: HwosimConfig
+    context: dg.AssetExecutionContext,
+    family: Family,
+    lake: LakeResource,
+    stream_db: StreamDatabase,
+    hwosim: HwosimConfig,
 ) -> dg.MaterializeResult:
     from hwosim_assets.evaluate.offline import score_offline
 
@@ -70,8 +82,14 @@ def score_partition(
         raise dg.Failure(str(error)) from None
     cards = []
     for spec in models.models.values():
-        card = score_offline(spec, key, profile=name, profile_hash=profile.config_hash, seed=hwosim.seed,
-                             stream_faults=profile.stream_faults)  # fmt: skip
+        card = score_offline(
+            spec,
+            key,
+            profile=name,
+            profile_hash=profile.config_hash,
+            seed=hwosim.seed,
+            stream_faults=profile.stream_faults,
+        )
         (context.log.warning if card.status == "failed" else context.log.info)(
             f"{spec.name} on {obs_id} x {name}: {card.status}{': ' + card.error if card.error else ''}"
         )
@@ -122,7 +140,9 @@ SCORECARDS = {name: scorecards_asset(family) for name, family in FAMILIES.items(
 scorecards_assets = list(SCORECARDS.values())
 
 
-def _rate_sweep(context, lake: LakeResource, stream_db: StreamDatabase, hwosim: HwosimConfig, models) -> list[Scorecard]:
+def _rate_sweep(
+    context, lake: LakeResource, stream_db: StreamDatabase, hwosim: HwosimConfig, models
+) -> list[Scorecard]:
     """Every model scored live at the configured rates, on every observation whose partition of the
     sweep's profile is in the lake."""
     from hwosim_assets.evaluate.live import score_at_rates
@@ -136,9 +156,17 @@ def _rate_sweep(context, lake: LakeResource, stream_db: StreamDatabase, hwosim: 
         key = partition_answers(lake, family, obs_id, profile, hwosim.seed)
         found = []
         for spec in models.models.values():
-            found += score_at_rates(spec, key, stream_db.engine(), list(sweep.per_second), profile=sweep.profile,
-                                    profile_hash=profile.config_hash, seed=hwosim.seed,
-                                    stream_faults=profile.stream_faults, n_packets=sweep.packets)  # fmt: skip
+            found += score_at_rates(
+                spec,
+                key,
+                stream_db.engine(),
+                list(sweep.per_second),
+                profile=sweep.profile,
+                profile_hash=profile.config_hash,
+                seed=hwosim.seed,
+                stream_faults=profile.stream_faults,
+                n_packets=sweep.packets,
+            )
         context.log.info(f"rate sweep on {obs_id}: {len(found)} live scorecards at {list(sweep.per_second)} packets/s")
         lake.write_parquet(rate_score_key(obs_id), frame(found))
         cards += found
@@ -162,7 +190,9 @@ def robustness(
     rows = rows_under(lake, "scores/spectra/"), rows_under(lake, "scores/images/")
     offline = [r for r in rows if r is not None]
     if not offline:
-        raise dg.Failure("no scorecards in the lake: backfill scorecards_spectra / scorecards_images over level-0 ... level-5")
+        raise dg.Failure(
+            "no scorecards in the lake: backfill scorecards_spectra / scorecards_images over level-0 ... level-5"
+        )
     live_cards = _rate_sweep(context, lake, stream_db, hwosim, models) if models.rates else []
     store.write(stream_db.engine(), live_cards)
     everything = pl.concat(offline + [frame(live_cards)], how="vertical_relaxed")

@@ -36,7 +36,9 @@ def observations(lake: LakeResource) -> dict[str, str]:
     return found
 
 
-def partition_answers(lake: LakeResource, family: str, obs_id: str, profile: Profile, seed: int, *, perturb_missing: bool = False) -> AnswerKey:
+def partition_answers(
+    lake: LakeResource, family: str, obs_id: str, profile: Profile, seed: int, *, perturb_missing: bool = False
+) -> AnswerKey:
     """The answer key of one observation x profile from the lake.
 
     With ``perturb_missing`` (the command line), a perturbed partition that was never materialized
@@ -44,7 +46,9 @@ def partition_answers(lake: LakeResource, family: str, obs_id: str, profile: Pro
     try:
         clean = lake.read_parquet(bronze_key(family, obs_id))
     except LakeKeyError:
-        raise MissingPartition(f"bronze {family} partition {obs_id!r} is missing: materialize bronze_{family} first") from None
+        raise MissingPartition(
+            f"bronze {family} partition {obs_id!r} is missing: materialize bronze_{family} first"
+        ) from None
     try:
         perturbed = lake.read_parquet(perturbed_key(family, profile.name, obs_id))
         truth = lake.read_parquet(truth_key(family, profile.name, obs_id))

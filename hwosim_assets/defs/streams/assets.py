@@ -27,8 +27,7 @@ from hwosim_assets.defs.streams.partitions import STREAM_PARTITIONS
 from hwosim_assets.defs.streams.resources import StreamDatabase, masked
 from hwosim_assets.perturb import Profile, load_profiles
 from hwosim_assets.records import FAMILIES, Family
-from hwosim_assets.stream import StreamSpec, create_or_migrate, load_streams, register_stream
-from hwosim_assets.stream import schema
+from hwosim_assets.stream import StreamSpec, create_or_migrate, load_streams, register_stream, schema
 from hwosim_assets.stream.runs import replay_run
 
 
@@ -71,7 +70,17 @@ def stream_tables(
             (s.name, s.family, s.observation, s.profile, s.pacing.mode, s.pacing.rate, s.tick_seconds, s.window, s.loop)
             for s in specs.values()
         ],
-        schema=["stream", "family", "observation", "profile", "pacing", "rate_per_s", "tick_s", "window_packets", "loop"],
+        schema=[
+            "stream",
+            "family",
+            "observation",
+            "profile",
+            "pacing",
+            "rate_per_s",
+            "tick_s",
+            "window_packets",
+            "loop",
+        ],
         orient="row",
     )
     return dg.MaterializeResult(
@@ -87,7 +96,9 @@ def stream_tables(
 class ReplayConfig(dg.Config):
     """Windows `first_window`..`last_window` of the partition's stream; its sensor fills this in."""
 
-    first_window: int = Field(ge=0, description="first window: window n replays source positions [n*window, (n+1)*window)")
+    first_window: int = Field(
+        ge=0, description="first window: window n replays source positions [n*window, (n+1)*window)"
+    )
     last_window: int = Field(ge=0, description="last window of this run (the same as first_window for one)")
     start_time: float = Field(description="UTC epoch seconds at which first_window's first packet is due")
     pace: bool = Field(default=True, description="false: write at once (scheduled times are still recorded)")
@@ -123,9 +134,13 @@ def replay(
     profiles, specs = declared_streams(hwosim.streams_path, hwosim.profiles_path)
     spec = specs.get(context.partition_key)
     if spec is None:
-        raise dg.Failure(f"stream {context.partition_key!r} is not in streams.yaml; declared: {', '.join(sorted(specs))}")
+        raise dg.Failure(
+            f"stream {context.partition_key!r} is not in streams.yaml; declared: {', '.join(sorted(specs))}"
+        )
     if spec.family != family.name:
-        raise dg.Failure(f"stream {spec.name} replays {spec.family}: materialize stream_{spec.family}, not stream_{family.name}")
+        raise dg.Failure(
+            f"stream {spec.name} replays {spec.family}: materialize stream_{spec.family}, not stream_{family.name}"
+        )
     if config.last_window < config.first_window:
         raise dg.Failure(f"last_window {config.last_window} is before first_window {config.first_window}")
     profile = profiles[spec.profile]

@@ -16,7 +16,9 @@ def specs(asset: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def keeps_up(asset: str, start_lag_s: float | None, previous_lag_s: float | None, window_s: float | None) -> dg.AssetCheckResult:
+def keeps_up(
+    asset: str, start_lag_s: float | None, previous_lag_s: float | None, window_s: float | None
+) -> dg.AssetCheckResult:
     """Passes when the run started on time (lag below one window, at least 1 s), or when it
     started less late than the run before it: the stream is catching up."""
     bound = max(1.0, window_s or 0.0)

@@ -17,6 +17,7 @@ from hwosim_assets.stream.writer import make_engine
 
 DEFAULT_URL = "sqlite:///.hwosim/streams.db"
 
+
 class StreamDatabaseError(RuntimeError):
     """The stream database cannot be reached; the message names the setting."""
 

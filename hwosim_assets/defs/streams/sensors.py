@@ -26,7 +26,7 @@ or `hwosim stream start NAME`).
 import logging
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import dagster as dg
 

@@ -27,7 +27,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwosim_assets.evaluate.baselines.filters import MAD_TO_SIGMA, History, median_filter, nanmedian, neighbours, robust_sigma
+from hwosim_assets.evaluate.baselines.filters import (
+    MAD_TO_SIGMA,
+    History,
+    median_filter,
+    nanmedian,
+    neighbours,
+    robust_sigma,
+)
 from hwosim_assets.stream.packets import Packet
 
 # JWST DQ bits (stdatamodels dqflags): DO_NOT_USE, SATURATED, DEAD, HOT, WARM, NON_SCIENCE, REFERENCE_PIXEL

@@ -35,8 +35,15 @@ class WhiteLightTransitFitter:
 
     families = ("spectra",)
 
-    def __init__(self, reference_packets: int = 5, min_baseline: int = 5, trigger: float = 5.0, recover: float = 2.0,
-                 confirm: int = 3, clip: float = 10.0):  # fmt: skip
+    def __init__(
+        self,
+        reference_packets: int = 5,
+        min_baseline: int = 5,
+        trigger: float = 5.0,
+        recover: float = 2.0,
+        confirm: int = 3,
+        clip: float = 10.0,
+    ):
         self.reference_packets, self.min_baseline = reference_packets, min_baseline
         self.trigger, self.recover, self.confirm, self.clip = trigger, recover, confirm, clip
         self.first: list[np.ndarray] = []
@@ -62,7 +69,9 @@ class WhiteLightTransitFitter:
             return np.nan
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             ratio = nanmedian(values / reference, axis=None)
-            good = np.isfinite(values) & np.isfinite(reference) & (np.abs(values - ratio * reference) < self.clip * errors)
+            good = (
+                np.isfinite(values) & np.isfinite(reference) & (np.abs(values - ratio * reference) < self.clip * errors)
+            )
         total = reference[good].sum()
         return float(values[good].sum() / total) if good.any() and total > 0 else np.nan
 
@@ -81,7 +90,9 @@ class WhiteLightTransitFitter:
             if len(recent) == self.confirm and np.all(recent < level - self.trigger * sigma):
                 self.dip_start = len(self.white) - self.confirm
                 self.transits += 1
-                return {"events": [self._event(self.times[self.dip_start], level - float(np.median(recent)), level, None)]}
+                return {
+                    "events": [self._event(self.times[self.dip_start], level - float(np.median(recent)), level, None)]
+                }
             self.baseline.append(point)
             return {"events": []}
         if len(recent) == self.confirm and np.all(recent > level - self.recover * sigma):
@@ -92,8 +103,13 @@ class WhiteLightTransitFitter:
         return {"events": []}
 
     def _event(self, time: float, depth: float, level: float, duration: float | None) -> dict:
-        return {"kind": "transit", "time": float(time), "depth": float(depth / level), "duration": duration,
-                "id": f"transit-{self.transits}"}  # fmt: skip
+        return {
+            "kind": "transit",
+            "time": float(time),
+            "depth": float(depth / level),
+            "duration": duration,
+            "id": f"transit-{self.transits}",
+        }
 
     def _fit(self, level: float) -> dict:
         """Box fit over the whole light curve: mid-time, depth and duration of this dip."""
@@ -107,7 +123,9 @@ class WhiteLightTransitFitter:
         span = t[-1] - t[0]
         longest = max(t[-1] - start, np.median(np.diff(t)) * 2)
         durations = np.linspace(max(np.median(np.diff(t)), longest * 0.2), longest, 40)
-        fit = BoxLeastSquares(t, y).power([max(3 * span, 2 * durations[-1])], durations, objective="likelihood", oversample=20)
+        fit = BoxLeastSquares(t, y).power(
+            [max(3 * span, 2 * durations[-1])], durations, objective="likelihood", oversample=20
+        )
         mid, depth, duration = float(fit.transit_time[0]), float(fit.depth[0]), float(fit.duration[0])
         if not (np.isfinite(mid) and np.isfinite(depth)) or not low.any():
             mid, depth, duration = start, level - float(np.median(y[low])), longest

@@ -45,7 +45,7 @@ large event of radius r touches 2r + 1 channels plus its halo.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -131,7 +131,9 @@ def _pixel_electrons(batch: Batch, flat: np.ndarray) -> np.ndarray:
     return np.nan_to_num(electrons)
 
 
-def _land(batch: Batch, flat: np.ndarray, charge: np.ndarray, tau: np.ndarray, z: np.ndarray, forced: np.ndarray | None = None):
+def _land(
+    batch: Batch, flat: np.ndarray, charge: np.ndarray, tau: np.ndarray, z: np.ndarray, forced: np.ndarray | None = None
+):
     """Put hits of ``charge`` e- on elements ``flat``, live or through the jump
     step (archive); returns the flat indices touched and those flagged."""
     if batch.stage == "live" or len(flat) == 0:
@@ -198,7 +200,9 @@ def cosmic_rays(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
             q = charge[:, None] * SINGLE_WEIGHT[None, :]
             forced = None
             if batch.stage == "archive" and jump_threshold(ngroups) is not None:
-                centre_sigma = np.sqrt(batch.exposure.group_noise_e() ** 2 + _pixel_electrons(batch, flat[:, 4]) / ngroups)
+                centre_sigma = np.sqrt(
+                    batch.exposure.group_noise_e() ** 2 + _pixel_electrons(batch, flat[:, 4]) / ngroups
+                )
                 forced = (charge > NEIGHBOUR_SIGMA * centre_sigma)[:, None] & EDGE[None, :]
                 forced = forced[inside]
             tau = np.broadcast_to(u[:, 1:2], q.shape)[inside]
@@ -253,7 +257,11 @@ def _large(batch: Batch, element: np.ndarray, radius: np.ndarray, u: np.ndarray)
     flat, inside = _place(batch, element, dy[None, :], dx[None, :])
     rows = np.maximum(batch.aperture().reshape(-1)[flat], 1.0) if not images else np.ones(flat.shape)
     if not images:  # a channel holds min(NPIXELS, chord of the disc) pixels of the event
-        chord = np.where(core, 2 * np.sqrt(np.maximum(r**2 - dx[None, :] ** 2, 0)) + 1, 2 * np.sqrt(np.maximum((2 * r + 2) ** 2 - dx[None, :] ** 2, 0)) + 1)
+        chord = np.where(
+            core,
+            2 * np.sqrt(np.maximum(r**2 - dx[None, :] ** 2, 0)) + 1,
+            2 * np.sqrt(np.maximum((2 * r + 2) ** 2 - dx[None, :] ** 2, 0)) + 1,
+        )
         rows = np.minimum(rows, chord)
     live = batch.stage == "live"
     expand = det.large_events_flagged and det.large_events == "snowball"
@@ -263,7 +271,9 @@ def _large(batch: Batch, element: np.ndarray, radius: np.ndarray, u: np.ndarray)
     if live:
         charge = np.where(core, det.full_well_e, np.where(halo, HALO_E, 0.0)) * rows
         sel = touched
-        np.add.at(batch.value.reshape(-1), flat[sel], (charge[sel] * batch.scale_at(flat[sel])).astype(batch.value.dtype))
+        np.add.at(
+            batch.value.reshape(-1), flat[sel], (charge[sel] * batch.scale_at(flat[sel])).astype(batch.value.dtype)
+        )
         return flat[sel], flat[:0]
     flagged_mask = (core | (ring if expand else np.zeros_like(ring))) & inside
     residual_mask = halo & ~flagged_mask & inside
@@ -310,7 +320,11 @@ def expect_cosmic_rays(p: Mapping[str, float], coverage) -> Expectation:
     events, _ = coverage.expected_total("cosmic_rays:events")
     n = max(coverage.elements, 1)
     fraction = mean / n
-    largest = len(_disc(int(2 * LARGE_RADII[-1] + 2))[0]) if coverage.family == "images" else 2 * (2 * LARGE_RADII[-1] + 2) + 1
+    largest = (
+        len(_disc(int(2 * LARGE_RADII[-1] + 2))[0])
+        if coverage.family == "images"
+        else 2 * (2 * LARGE_RADII[-1] + 2) + 1
+    )
     spread = 4 * math.sqrt(var) + _poisson_spread(events) * largest
     # footprints clipped at packet edges lose up to ~15 % of their area in small tiles
     return Expectation(fraction, 0.15 * fraction + spread / n + 1 / n)
@@ -331,7 +345,13 @@ COSMIC_RAYS = KindSpec(
     params=(
         Param("rate_cm2_s", "events/cm^2/s", "nonneg", "cosmic-ray flux on the detector", high=1e5),
         Param("deposit_e", "e-", "nonneg", "mean charge of a single hit", high=1e7),
-        Param("large_per_s", "1/s", "nonneg", "snowballs per second per 2K near-IR detector (MIRI showers: half)", high=1e3),
+        Param(
+            "large_per_s",
+            "1/s",
+            "nonneg",
+            "snowballs per second per 2K near-IR detector (MIRI showers: half)",
+            high=1e3,
+        ),
     ),
     levels={
         "rate_cm2_s": (0, 2.3, 4.9, 49.0, 490.0, 3047.0),

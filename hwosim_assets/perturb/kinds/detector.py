@@ -10,8 +10,8 @@ channel only where it falls inside that aperture.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 import numpy as np
 
@@ -19,7 +19,6 @@ from hwosim_assets.perturb.batch import DETECTOR_PIXELS as G
 from hwosim_assets.perturb.batch import SECONDS_PER_DAY, Batch, Effect
 from hwosim_assets.perturb.dq import DEAD, DO_NOT_USE, HOT, SATURATED, WARM
 from hwosim_assets.perturb.draws import Draws
-from hwosim_assets.perturb.kinds.cosmic import split_variance
 from hwosim_assets.perturb.rng import Stream
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 
@@ -188,7 +187,9 @@ def hot_pixels(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
         with np.errstate(invalid="ignore", divide="ignore"):
             kept = np.where(dead > 0, 1.0 - dead / np.maximum(aperture, 1.0), 1.0)
         batch.value *= kept
-        expected = -np.expm1(-(p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]) * np.minimum(aperture, APERTURE_ROWS))
+        expected = -np.expm1(
+            -(p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]) * np.minimum(aperture, APERTURE_ROWS)
+        )
         return Effect(bad, bad.sum(axis=1).astype(float), expected=(expected.sum(axis=1), np.zeros(batch.n)))
     rate, kind, positions = defect_map(key, items)
     pick, flat = _defects_in_tiles(batch, positions)
@@ -212,8 +213,11 @@ def hot_pixels(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
         values[flat[live_pixels]] += (charge * scale)[live_pixels].astype(values.dtype)
         values[flat[~live_pixels]] = 0
     fraction = -math.expm1(-(p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]))
-    return Effect(flat, np.bincount(flat // batch.elements, minlength=batch.n).astype(float),
-                  expected=(np.full(batch.n, fraction * batch.elements), np.zeros(batch.n)))  # fmt: skip
+    return Effect(
+        flat,
+        np.bincount(flat // batch.elements, minlength=batch.n).astype(float),
+        expected=(np.full(batch.n, fraction * batch.elements), np.zeros(batch.n)),
+    )
 
 
 def expect_hot_pixels(p: Mapping[str, float], coverage) -> Expectation:
@@ -407,8 +411,15 @@ def _afterimages(batch: Batch, p: Mapping[str, float], draws: Draws, part: slice
         cy = np.zeros(len(owner), dtype=np.int64)
     amplitude = p["amplitude_e"] * np.exp(-age[owner, which] / tau)
     offset = part.start
-    flat, w = _place(batch, owner + offset, cy, lx[owner, which].astype(np.int64), dy[None, :], dx[None, :],
-                     weight * amplitude[:, None])  # fmt: skip
+    flat, w = _place(
+        batch,
+        owner + offset,
+        cy,
+        lx[owner, which].astype(np.int64),
+        dy[None, :],
+        dx[None, :],
+        weight * amplitude[:, None],
+    )
     return flat, w, np.bincount(owner, minlength=n).astype(float)
 
 
@@ -471,7 +482,13 @@ SATURATION = KindSpec(
     ),
     families=BOTH,
     params=(
-        Param("well_fraction", "x full well", "positive", "usable share of the detector's full well (inf = off)", high=math.inf),
+        Param(
+            "well_fraction",
+            "x full well",
+            "positive",
+            "usable share of the detector's full well (inf = off)",
+            high=math.inf,
+        ),
         Param("core_fraction", "", "fraction", "spectra: share of a channel's charge in its brightest pixel"),
     ),
     levels={"well_fraction": (math.inf, 1.0, 0.8, 0.6, 0.4, 0.2), "core_fraction": (0.4,)},

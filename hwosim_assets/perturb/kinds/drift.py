@@ -10,8 +10,8 @@ in this chunk, another chunk, or never.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 import numpy as np
 
@@ -42,7 +42,9 @@ def random_walk(key: int, epoch: np.ndarray) -> np.ndarray:
     return _walk(key, blocks)[epoch]
 
 
-def drift_profile(batch: Batch, draws: Draws, slope_per_hour: float, settle: float, tau_s: float, walk_sigma: float) -> np.ndarray:
+def drift_profile(
+    batch: Batch, draws: Draws, slope_per_hour: float, settle: float, tau_s: float, walk_sigma: float
+) -> np.ndarray:
     """(n,) linear trend + exponential settling + random walk at each packet."""
     dt = batch.elapsed_s()
     value = slope_per_hour * dt / 3600.0 + settle * np.exp(-np.maximum(dt, 0.0) / tau_s)
@@ -128,7 +130,9 @@ def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
     shift = p["offset_px"] + p["slope_px_per_hour"] * batch.elapsed_s() / 3600.0 + p["jitter_px"] * jitter
     if batch.family == "images":
         if not batch.spectral_2d:
-            return Effect(np.empty(0, dtype=np.int64), np.zeros(batch.n), expected=(np.zeros(batch.n), np.zeros(batch.n)))
+            return Effect(
+                np.empty(0, dtype=np.int64), np.zeros(batch.n), expected=(np.zeros(batch.n), np.zeros(batch.n))
+            )
         lost = np.zeros(batch.value.shape)
         for s in np.unique(shift):  # one shift per frame: its tiles move together
             rows = np.flatnonzero(shift == s)

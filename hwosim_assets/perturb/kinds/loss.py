@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 import numpy as np
 
@@ -103,7 +103,7 @@ def dropouts(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     packets = np.flatnonzero(lost)
     start = packets * batch.elements + first_row[packets] * per_row
     length = batch.elements - first_row[packets] * per_row
-    for a, size in zip(start, length):  # contiguous tails: plain slice writes
+    for a, size in zip(start, length, strict=False):  # contiguous tails: plain slice writes
         _blank(batch, np.arange(a, a + size), DROPOUT | DO_NOT_USE)
     flat = np.repeat(start - (np.cumsum(length) - length), length) + np.arange(length.sum())
     affected = np.zeros(batch.n, dtype=np.int64)

@@ -5,8 +5,8 @@ perturbed product states its own scatter."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 import numpy as np
 
@@ -74,7 +74,9 @@ def shot_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     sigma = np.sqrt(added_e2) * batch.per_electron
     add_normal(batch, draws.packets(batch.seq), sigma)
     batch.add_variance(sigma**2, "poisson")
-    per_packet = np.sqrt(added_e2).reshape(batch.n, -1).sum(axis=1) / np.maximum(lit.reshape(batch.n, -1).sum(axis=1), 1)
+    per_packet = np.sqrt(added_e2).reshape(batch.n, -1).sum(axis=1) / np.maximum(
+        lit.reshape(batch.n, -1).sum(axis=1), 1
+    )
     return Effect(lit, per_packet)
 
 
@@ -152,7 +154,15 @@ READ_NOISE = KindSpec(
         "(JDox detector pages; STScI 'NIRISS at a Glance')."
     ),
     families=BOTH,
-    params=(Param("excess", "x read noise", "nonneg", "added noise, 1 sigma, as a multiple of the element's read noise", high=100),),
+    params=(
+        Param(
+            "excess",
+            "x read noise",
+            "nonneg",
+            "added noise, 1 sigma, as a multiple of the element's read noise",
+            high=100,
+        ),
+    ),
     levels={"excess": (0, 0.38, 0.7, 1.0, 1.2, 1.37)},
     anchors={
         1: "0.38: the ~7 % detector-noise increase CR rejection causes in 1000-s NIRSpec exposures "
@@ -203,7 +213,13 @@ STRIPING_1F = KindSpec(
     ),
     families=BOTH,
     params=(
-        Param("sigma_rn", "x read noise", "nonneg", "rms of the line offsets, per pixel, as a multiple of its read noise", high=100),
+        Param(
+            "sigma_rn",
+            "x read noise",
+            "nonneg",
+            "rms of the line offsets, per pixel, as a multiple of its read noise",
+            high=100,
+        ),
         Param("alpha", "", "nonneg", "spectral index: power ~ 1/f^alpha", high=10),
     ),
     levels={"sigma_rn": (0, 0.3, 0.6, 1.0, 1.5, 2.0), "alpha": (1.0,)},

@@ -13,7 +13,9 @@ import polars as pl
 from hwosim_assets.records import complete
 
 
-def spectra_table(n_packets: int, n_channels: int, *, cadence_s: float = 10.0, t0_mjd: float = 60000.0, seed: int = 0) -> pl.DataFrame:
+def spectra_table(
+    n_packets: int, n_channels: int, *, cadence_s: float = 10.0, t0_mjd: float = 60000.0, seed: int = 0
+) -> pl.DataFrame:
     """``n_packets`` integrations x ``n_channels`` bins, one integration every ``cadence_s`` seconds."""
     rng = np.random.default_rng(seed)
     seq = np.repeat(np.arange(n_packets, dtype=np.int64), n_channels)
