@@ -19,6 +19,7 @@ from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
 from hwosim_assets.defs.metadata import figure, md_table
 from hwosim_assets.defs.perturb import checks
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE, PROFILES
+from hwosim_assets.defs.priority import at_batch_priority
 from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.perturb import Profile, load_profiles, perturb_parquet
 from hwosim_assets.perturb.exposure import exposures
@@ -97,7 +98,9 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
                 f"bronze {family} partition {obs_id!r} is missing: materialize bronze_{family} first"
             ) from None
         facts = _header_facts(context, lake, family, obs_id)
-        result = perturb_parquet(bronze, data, truth, family, profile, obs_id, hwosim.seed, exposures=facts)
+        result = at_batch_priority(  # a backfill must not take the CPU from live streams
+            lambda: perturb_parquet(bronze, data, truth, family, profile, obs_id, hwosim.seed, exposures=facts)
+        )
 
         n = CHECK_ROWS[family]
         before, after, mask = (pl.read_parquet(p, n_rows=n) for p in (bronze, data, truth))

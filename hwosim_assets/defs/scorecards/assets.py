@@ -22,6 +22,7 @@ from hwosim_assets.defs.lake.resources import LakeResource
 from hwosim_assets.defs.metadata import md_table
 from hwosim_assets.defs.perturb.assets import PERTURBED, _profile
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE
+from hwosim_assets.defs.priority import at_batch_priority
 from hwosim_assets.defs.project import HwosimConfig
 from hwosim_assets.defs.scorecards import checks
 from hwosim_assets.defs.scorecards.tables import MissingPartition, observations, partition_answers, rows_under
@@ -82,13 +83,15 @@ def score_partition(
         raise dg.Failure(str(error)) from None
     cards = []
     for spec in models.models.values():
-        card = score_offline(
-            spec,
-            key,
-            profile=name,
-            profile_hash=profile.config_hash,
-            seed=hwosim.seed,
-            stream_faults=profile.stream_faults,
+        card = at_batch_priority(  # a backfill over the levels must not take the CPU from live streams
+            lambda spec=spec: score_offline(
+                spec,
+                key,
+                profile=name,
+                profile_hash=profile.config_hash,
+                seed=hwosim.seed,
+                stream_faults=profile.stream_faults,
+            )
         )
         (context.log.warning if card.status == "failed" else context.log.info)(
             f"{spec.name} on {obs_id} x {name}: {card.status}{': ' + card.error if card.error else ''}"
