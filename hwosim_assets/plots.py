@@ -44,11 +44,16 @@ def spectra_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.Da
     """One integration's spectrum and the white-light curve, before and after."""
     fig, (ax_spec, ax_curve) = plt.subplots(1, 2, figsize=(11, 3.8))
     seq = int(before["seq"].median())
+    finite = pl.when(pl.col("flux").is_finite()).then(pl.col("flux"))  # inf / NaN (bit flips...) not drawn
     for table, label, style in ((before, "bronze", "-"), (after, "perturbed", "-")):
-        one = table.filter(pl.col("seq") == seq).sort("channel")
-        ax_spec.plot(one["wavelength"], one["flux"], style, lw=0.8, label=label, alpha=0.85)
-        curve = table.group_by("seq").agg(pl.col("event_time").first(), pl.col("flux").fill_nan(None).sum()).sort("seq")
+        one = table.filter(pl.col("seq") == seq).sort("channel").with_columns(flux=finite)
+        ax_spec.plot(one["wavelength"], one["flux"].fill_null(np.nan), style, lw=0.8, label=label, alpha=0.85)
+        curve = table.group_by("seq").agg(pl.col("event_time").first(), finite.sum().alias("flux")).sort("seq")
         ax_curve.plot(curve["event_time"], curve["flux"], ".", ms=2.5, label=label, alpha=0.85)
+    # y limits from the bronze values: a perturbed value of 1e38 would otherwise flatten everything
+    for ax, values in ((ax_spec, before["flux"]), (ax_curve, None)):
+        if values is not None:
+            ax.set_ylim(**_limits(values.to_numpy()))
     ax_spec.set(xlabel="wavelength [micron]", ylabel="flux [Jy]")
     ax_curve.set(xlabel="event time [MJD]", ylabel="summed flux [Jy]", title="white-light curve")
     flagged = truth.filter(pl.col("seq") == seq)["truth"].to_numpy()
@@ -56,6 +61,16 @@ def spectra_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.Da
     ax_spec.legend()
     fig.suptitle(title)
     return _png(fig)
+
+
+def _limits(values: np.ndarray) -> dict[str, float]:
+    """bottom/top around the 0.5-99.5 % range of the finite values, with a margin."""
+    finite = values[np.isfinite(values)].astype(np.float64)
+    if not finite.size:
+        return {"bottom": 0.0, "top": 1.0}
+    lo, hi = np.percentile(finite, [0.5, 99.5])
+    pad = 0.15 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.1
+    return {"bottom": float(lo - pad), "top": float(hi + pad)}
 
 
 def images_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.DataFrame, title: str) -> bytes:

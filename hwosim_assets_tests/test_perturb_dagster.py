@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 import matplotlib.pyplot as plt
+import numpy as np
 import polars as pl
 import psutil
 import pytest
@@ -379,3 +380,23 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
         + [perturbed_key("images", profile, o) for o in image_obs]
     )
     assert {k.split("/")[2] for k in lake.list_keys("truth/")} == {profile}
+
+
+def test_before_after_figure_draws_infinite_and_huge_perturbed_values():
+    """A level-5 bit flip leaves inf or 1.5e308 in the flux (an exponent bit of a float64): the figure is
+    still drawn (the axis range overflowed: OverflowError, failing the partition)."""
+    n = 50
+    before = pl.DataFrame(
+        {
+            "seq": np.repeat(np.arange(5), 10),
+            "channel": np.tile(np.arange(10), 5),
+            "wavelength": np.tile(np.linspace(1, 2, 10), 5),
+            "flux": np.ones(n),
+            "event_time": np.repeat(np.arange(5.0), 10),
+        }
+    )
+    flux = np.ones(n)
+    flux[::7], flux[3], flux[20:23] = np.inf, -np.inf, 1.5e308  # seq 2: the integration drawn
+    truth = before.select("seq", "channel").with_columns(truth=pl.lit(1, dtype=pl.UInt32))
+    png = plots.spectra_before_after(before, before.with_columns(flux=pl.Series(flux)), truth, "bit flips")
+    assert png.startswith(b"\x89PNG")
