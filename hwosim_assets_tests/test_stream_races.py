@@ -96,3 +96,38 @@ def test_twenty_races_for_a_first_window_end_cleanly(engine):
         meta = [r.metadata() for r in reports]
         assert sum(m["rows_written"] for m in meta) == len(rows), (race, meta)
         assert sum(m["packets_delivered"] for m in meta) == len(packets), (race, meta)
+
+
+def test_a_run_whose_windows_were_taken_over_ends_cleanly(engine, monkeypatch):
+    """A run starved for longer than the stall limit has its windows taken over by the next run (seen
+    under a loaded daemon); when it wakes, its writer refuses the taken window, and the run ends there
+    without an error instead of failing in the UI. Data stay exactly once."""
+    from hwosim_assets.stream import runs
+    from hwosim_assets.stream.writer import StreamStateError
+
+    stream, real = spec("taken"), runs.replay_window
+
+    def stalls_in_window_1(engine_, spec_, packets, *, window_index, **kw):
+        if window_index == 1:  # while this run slept, the next one took windows 1-2 and delivered them
+            monkeypatch.setattr(runs, "replay_window", real)
+            replay_run(
+                engine, stream, TABLE, first=1, last=2, start_time=time.time(), stream_faults=FAULTS, pace=False, **KEY
+            )
+            raise StreamStateError("stream taken: window 1 is not the open window")
+        return real(engine_, spec_, packets, window_index=window_index, **kw)
+
+    monkeypatch.setattr(runs, "replay_window", stalls_in_window_1)
+    report = replay_run(
+        engine, stream, TABLE, first=0, last=1, start_time=time.time(), stream_faults=FAULTS, pace=False, **KEY
+    )
+    assert report.taken_over_at == 1 and [w.window_index for w in report.windows] == [0]
+    assert report.metadata()["taken_over_at_window"] == 1
+    t = schema.spectra_rows
+    with engine.connect() as conn:
+        offsets = [
+            r[0]
+            for r in conn.execute(
+                sa.select(t.c.offset).where(t.c.stream == "taken", t.c.channel == 0).order_by(t.c.offset)
+            )
+        ]
+    assert offsets == list(range(len(offsets))) and len(offsets) > 250  # windows 0-2 once each, no hole
