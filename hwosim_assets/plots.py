@@ -45,15 +45,19 @@ def spectra_before_after(before: pl.DataFrame, after: pl.DataFrame, truth: pl.Da
     fig, (ax_spec, ax_curve) = plt.subplots(1, 2, figsize=(11, 3.8))
     seq = int(before["seq"].median())
     finite = pl.when(pl.col("flux").is_finite()).then(pl.col("flux"))  # inf / NaN (bit flips...) not drawn
+    curves = []
     for table, label, style in ((before, "bronze", "-"), (after, "perturbed", "-")):
         one = table.filter(pl.col("seq") == seq).sort("channel").with_columns(flux=finite)
         ax_spec.plot(one["wavelength"], one["flux"].fill_null(np.nan), style, lw=0.8, label=label, alpha=0.85)
         curve = table.group_by("seq").agg(pl.col("event_time").first(), finite.sum().alias("flux")).sort("seq")
-        ax_curve.plot(curve["event_time"], curve["flux"], ".", ms=2.5, label=label, alpha=0.85)
-    # y limits from the bronze values: a perturbed value of 1e38 would otherwise flatten everything
-    for ax, values in ((ax_spec, before["flux"]), (ax_curve, None)):
-        if values is not None:
-            ax.set_ylim(**_limits(values.to_numpy()))
+        summed = curve["flux"].to_numpy().astype(np.float64)  # a sum of huge values can itself be inf
+        ax_curve.plot(
+            curve["event_time"], np.where(np.isfinite(summed), summed, np.nan), ".", ms=2.5, label=label, alpha=0.85
+        )
+        curves.append(summed)
+    # y limits from the bronze values: a perturbed value of 1e308 would otherwise overflow the axis range
+    ax_spec.set_ylim(**_limits(before["flux"].to_numpy()))
+    ax_curve.set_ylim(**_limits(curves[0]))
     ax_spec.set(xlabel="wavelength [micron]", ylabel="flux [Jy]")
     ax_curve.set(xlabel="event time [MJD]", ylabel="summed flux [Jy]", title="white-light curve")
     flagged = truth.filter(pl.col("seq") == seq)["truth"].to_numpy()

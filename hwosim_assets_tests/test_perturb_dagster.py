@@ -397,6 +397,7 @@ def test_before_after_figure_draws_infinite_and_huge_perturbed_values():
     )
     flux = np.ones(n)
     flux[::7], flux[3], flux[20:23] = np.inf, -np.inf, 1.5e308  # seq 2: the integration drawn
+    flux[31:33], flux[41] = 1.2e308, -1.7e308  # white-light sums of inf and -1.7e308: no finite axis range
     truth = before.select("seq", "channel").with_columns(truth=pl.lit(1, dtype=pl.UInt32))
     png = plots.spectra_before_after(before, before.with_columns(flux=pl.Series(flux)), truth, "bit flips")
     assert png.startswith(b"\x89PNG")
