@@ -353,3 +353,40 @@ def problems(error: ValidationError) -> list[tuple[Location, str]]:
 def rule_error(message: str, field: str | None = None) -> PydanticCustomError:
     """An error for a rule between fields, reported at ``field`` of the model."""
     return PydanticCustomError("rule", message, {"field": field} if field else None)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def where(loc: Location, document: Any, entries: str, noun: str) -> str:
+    """A location as messages give it, e.g. "stream 'soss-fast': field pacing.rate: ". An entry of the
+    ``entries`` list is named by its ``name`` when it has a usable one, else by its position."""
+    if len(loc) >= 2 and loc[0] == entries:
+        try:
+            label = document[entries][loc[1]]["name"]
+        except (KeyError, IndexError, TypeError):
+            label = f"#{loc[1]}"
+        field = ".".join(map(str, loc[2:]))
+        return f"{noun} {shown(label)}: " + (f"field {field}: " if field else "")
+    return ".".join(map(str, loc)) + ": " if loc else ""
+
+
+def load_file(
+    path: Path, model: type[M], error: type[Exception], entries: str, noun: str, expected: str
+) -> tuple[M, Any]:
+    """Read a user config file safely and check it with its strict ``model``: (the model, the plain
+    document). Every problem is one ``error`` naming the file, the entry and the field; ``expected``
+    says what the top level must be."""
+    try:
+        document = read_yaml(read_text(path), str(path))
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
+    except ConfigFileError as exc:
+        raise error(f"{path}: {where(exc.path, None, entries, noun)}{exc.problem}") from None
+    if not isinstance(document, dict):
+        raise error(f"{path}: expected {expected}, got {shown(document)}")
+    try:
+        return model.model_validate(document), document
+    except ValidationError as exc:
+        found = [f"{path}: {where(loc, document, entries, noun)}{message}" for loc, message in problems(exc)]
+        raise error("\n".join(found)) from None

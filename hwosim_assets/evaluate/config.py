@@ -31,20 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from hwosim_assets.evaluate.model import REFERENCE
 from hwosim_assets.evaluate.offline import ModelSpec
 from hwosim_assets.stream.schema import SLUG
 from hwosim_assets.userconfig import (
-    ConfigFileError,
     StrictModel,
     integer,
+    load_file,
     number,
-    problems,
-    read_text,
-    read_yaml,
-    shown,
     text,
 )
 
@@ -125,20 +121,7 @@ class ModelsFile(StrictModel):
 def load_models(path: str | Path | None = None) -> ModelsConfig:
     """Read and check models.yaml (the packaged one when ``path`` is None or empty)."""
     path = Path(path) if path else DEFAULT_MODELS
-    try:
-        document = read_yaml(read_text(path), str(path))
-    except OSError as error:
-        raise ModelsConfigError(f"{path}: cannot read: {error}") from None
-    except ConfigFileError as error:
-        raise ModelsConfigError(f"{path}: {_where(error.path, None)}{error.problem}") from None
-    if not isinstance(document, dict):
-        raise ModelsConfigError(f"{path}: expected a top-level 'models:' list, got {shown(document)}")
-    try:
-        parsed = ModelsFile.model_validate(document)
-    except ValidationError as error:
-        raise ModelsConfigError(
-            "\n".join(f"{path}: {_where(loc, document)}{message}" for loc, message in problems(error))
-        ) from None
+    parsed, document = load_file(path, ModelsFile, ModelsConfigError, "models", "model", "a top-level 'models:' list")
     models: dict[str, ModelSpec] = {}
     for entry in parsed.models:
         if entry.name in models:
@@ -148,15 +131,3 @@ def load_models(path: str | Path | None = None) -> ModelsConfig:
     if parsed.rates is not None:
         rates = RateSweep(tuple(float(r) for r in parsed.rates.per_second), parsed.rates.profile, parsed.rates.packets)
     return ModelsConfig(models, rates, str(path), tuple(n for n, m in models.items() if m.baseline))
-
-
-def _where(loc, document: Any) -> str:
-    """ "model 'sigma-clip': field params: " for a location in the models list."""
-    if len(loc) >= 2 and loc[0] == "models":
-        try:
-            label = document["models"][loc[1]]["name"]
-        except (KeyError, IndexError, TypeError):
-            label = f"#{loc[1]}"
-        rest = ".".join(map(str, loc[2:]))
-        return f"model {shown(label)}: " + (f"field {rest}: " if rest else "")
-    return ".".join(map(str, loc)) + ": " if loc else ""

@@ -45,24 +45,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from hwosim_assets.records import FamilyName
 from hwosim_assets.stream.pacing import Mode, Pacing
 from hwosim_assets.stream.schema import OBSERVATION, SLUG
 from hwosim_assets.userconfig import (
-    ConfigFileError,
-    Location,
     Omittable,
     StrictModel,
     integer_checks,
+    load_file,
     number_checks,
-    problems,
-    read_text,
-    read_yaml,
     rule_error,
-    shown,
     text_checks,
 )
 
@@ -127,19 +122,9 @@ def default_streams_path() -> Path:
 def load_streams(path: str | Path | None = None, known_profiles: set[str] | None = None) -> dict[str, StreamSpec]:
     """Read and validate streams.yaml (the packaged default when ``path`` is None)."""
     path = Path(path) if path else default_streams_path()
-    try:
-        document = read_yaml(read_text(path), str(path))
-    except OSError as error:
-        raise StreamConfigError(f"{path}: cannot read: {error}") from None
-    except ConfigFileError as error:
-        raise StreamConfigError(f"{path}: {_where(error.path, None)}{error.problem}") from None
-    if not isinstance(document, dict):
-        raise StreamConfigError(f"{path}: expected a top-level 'streams:' list and nothing else, got {shown(document)}")
-    try:
-        parsed = StreamsFile.model_validate(document)
-    except ValidationError as error:
-        found = [f"{path}: {_where(loc, document)}{message}" for loc, message in problems(error)]
-        raise StreamConfigError("\n".join(found)) from None
+    parsed, document = load_file(
+        path, StreamsFile, StreamConfigError, "streams", "stream", "a top-level 'streams:' list and nothing else"
+    )
     specs: dict[str, StreamSpec] = {}
     for entry in parsed.streams:
         where = f"{path}: stream {entry.name!r}"
@@ -150,19 +135,6 @@ def load_streams(path: str | Path | None = None, known_profiles: set[str] | None
             raise StreamConfigError(f"{where}: field profile: unknown profile {entry.profile!r} (known: {known})")
         specs[entry.name] = entry.spec()
     return specs
-
-
-def _where(loc: Location, document: Any) -> str:
-    """A location as messages give it: "stream 'soss-fast': field pacing.rate: ".
-    A stream is named by its ``name`` when it has a usable one, else by its position."""
-    if len(loc) >= 2 and loc[0] == "streams":
-        try:
-            label = document["streams"][loc[1]]["name"]
-        except (KeyError, IndexError, TypeError):
-            label = f"#{loc[1]}"
-        field = ".".join(map(str, loc[2:]))
-        return f"stream {shown(label)}: " + (f"field {field}: " if field else "")
-    return ".".join(map(str, loc)) + ": " if loc else ""
 
 
 # The file's schema. A field that defaults to None may be left out, but not
