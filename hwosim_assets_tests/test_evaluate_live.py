@@ -53,6 +53,7 @@ def live(key, engine, spec, rates, faults=None, n=60):
     )
 
 
+@pytest.mark.timing
 def test_the_same_model_scores_the_same_live_and_offline(key, engine):
     spec = ModelSpec("sigma-clip", B + "SigmaClipFlagger")
     # 40 packets/s: reading a 500-row packet from SQLite takes 3-8 ms on the shared 2-core VM (more under
@@ -79,6 +80,7 @@ def test_stream_health_is_scored_against_the_injected_faults(key, engine):
     assert m["health.precision"] == 1.0  # every gap it reports is a packet the profile really dropped
 
 
+@pytest.mark.timing
 def test_a_model_too_slow_for_the_rate_shows_where_it_stops_keeping_up(key, engine):
     slow, fast = live(key, engine, ModelSpec("slow", M + "Slow", {"seconds": 0.01}), [20.0, 1000.0], n=40)
     assert slow.metrics["live.within_cadence"] >= 0.9  # 10 ms of work every 50 ms

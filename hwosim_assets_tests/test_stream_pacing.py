@@ -22,6 +22,7 @@ def test_cadence_follows_event_times_scaled_and_capped():
     assert (schedule_offsets(Pacing("asap"), 3) == 0).all()
 
 
+@pytest.mark.timing
 def test_pacer_holds_200_per_second_without_drift():
     n, rate = 400, 200.0
     start = time.time() + 0.05
@@ -36,6 +37,7 @@ def test_pacer_holds_200_per_second_without_drift():
     assert pacer.emitted.min() >= start  # nothing early
 
 
+@pytest.mark.timing
 def test_time_spent_by_the_sink_does_not_accumulate():
     start = time.time() + 0.02
     scheduled = start + np.arange(100) / 100.0
@@ -46,6 +48,7 @@ def test_time_spent_by_the_sink_does_not_accumulate():
     assert np.percentile(late, 90) < 0.010 and abs(late[-10:].mean() - late[:10].mean()) < 0.005
 
 
+@pytest.mark.timing
 def test_overdue_packets_go_at_once_together():
     now = time.time()
     scheduled = np.concatenate([now - 1.0 + np.arange(10) * 0.01, [now + 0.05]])

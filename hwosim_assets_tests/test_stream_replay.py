@@ -156,6 +156,7 @@ def test_a_rerun_continues_after_the_committed_offset(engine):
     assert finished.already_committed and finished.rows_written == 0
 
 
+@pytest.mark.timing
 def test_paced_replay_keeps_time(engine):
     s = spec("paced", window=100, pacing=Pacing("rate", rate=100.0))
     start = time.time() + 0.1

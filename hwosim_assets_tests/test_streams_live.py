@@ -47,7 +47,7 @@ STREAMS_YAML = f"""streams:
     loop: true
 """
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 
 def _env(home: Path, extra: dict[str, str]) -> dict[str, str]:
