@@ -102,21 +102,19 @@ def test_a_run_whose_windows_were_taken_over_ends_cleanly(engine, monkeypatch):
     """A run starved for longer than the stall limit has its windows taken over by the next run (seen
     under a loaded daemon); when it wakes, its writer refuses the taken window, and the run ends there
     without an error instead of failing in the UI. Data stay exactly once."""
-    from hwosim_assets.stream import runs
-    from hwosim_assets.stream.writer import StreamStateError
+    from hwosim_assets.stream import replay
 
-    stream, real = spec("taken"), runs.replay_window
+    stream, real = spec("taken"), replay.open_window
 
-    def stalls_in_window_1(engine_, spec_, packets, *, window_index, **kw):
-        if window_index == 1:  # while this run slept, the next one took windows 1-2 and delivered them
-            monkeypatch.setattr(runs, "replay_window", real)
+    def stalls_before_window_1(writer, window):
+        if window.window_index == 1:  # while this run slept, the next one took windows 1-2 and delivered them
+            monkeypatch.setattr(replay, "open_window", real)
             replay_run(
                 engine, stream, TABLE, first=1, last=2, start_time=time.time(), stream_faults=FAULTS, pace=False, **KEY
             )
-            raise StreamStateError("stream taken: window 1 is not the open window")
-        return real(engine_, spec_, packets, window_index=window_index, **kw)
+        return real(writer, window)
 
-    monkeypatch.setattr(runs, "replay_window", stalls_in_window_1)
+    monkeypatch.setattr(replay, "open_window", stalls_before_window_1)
     report = replay_run(
         engine, stream, TABLE, first=0, last=1, start_time=time.time(), stream_faults=FAULTS, pace=False, **KEY
     )

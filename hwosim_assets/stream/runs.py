@@ -1,12 +1,15 @@
 """One replay run: windows ``first``..``last`` of a stream, in order, after the
-run before it, each written exactly once (:func:`replay.replay_window`).
+run before it, each written exactly once, paced as one sequence (:func:`replay.deliver`).
 
 Runs are requested ahead of their due time (``schedule.py``), so several runs
 of one stream may exist at once; they write in window order:
 
 * A run waits until the windows before its own are committed. It sleeps
   until shortly before its first window is due (cheap: no polling while the
-  predecessor paces its own window), then watches the committed offset.
+  predecessor paces its own window), then watches the committed offset. If
+  its first packet falls due while the run before is still committing its
+  last ones, it paces on time all the same; its committing thread opens the
+  window once they are in.
 * If the predecessor stops moving (its process died, its run failed) while
   its window is overdue, this run takes over from the first undelivered
   window: the committed offset says exactly where, and the writer's offset
@@ -33,10 +36,14 @@ from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.pacing import pace_stats
 from hwosim_assets.stream.replay import (
+    PreparedWindow,
     WindowReport,
+    WindowTakenError,
+    deliver,
     in_transaction,
+    open_window,
+    prepare_window,
     register_stream,
-    replay_window,
     resume_point,
     window_bounds,
     window_packets,
@@ -117,6 +124,16 @@ class RunReport:
         }
 
 
+@dataclass(frozen=True)
+class Turn:
+    """When a run may start: from ``window``; ``ready`` when it may open that window now (the
+    windows before are committed, or were given up by a stalled run)."""
+
+    window: int
+    waited_s: float
+    ready: bool
+
+
 def wait_for_turn(
     engine: sa.Engine,
     spec: StreamSpec,
@@ -125,15 +142,20 @@ def wait_for_turn(
     *,
     stall_s: float | None = None,
     max_wait_s: float | None = None,
+    take_over: bool = True,
     poll_s: float = 0.02,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[int, float]:
-    """Wait until the windows before ``first`` are committed; return (window to start from, seconds waited).
+) -> Turn:
+    """Wait until the windows before ``first`` are committed, or until ``first`` is due.
 
-    The window to start from is ``first``, or an earlier one when the run
-    before stalled: nothing committed for ``stall_s`` while its window was
-    overdue by as much. ``max_wait_s`` bounds the whole wait (an error after).
+    Returns ``ready=False`` when ``first``'s first packet is due (``start_time``)
+    while the run before is still committing, on time: the caller starts
+    pacing and opens its window once the run before is done (waiting again
+    with ``start_time=0``). When the run before stopped (nothing committed
+    for ``stall_s`` while its window was overdue by as much), the turn starts
+    from its first undelivered window, or, with ``take_over=False``, a
+    StreamStateError says so. ``max_wait_s`` bounds the whole wait.
     """
     began = clock()
     window_s = spec.window_seconds
@@ -144,7 +166,7 @@ def wait_for_turn(
 
     state = resume_point(engine, spec.name)
     if (state.next_window if state else 0) >= first:
-        return first, 0.0
+        return Turn(first, 0.0, True)
     if window_s:  # nothing to watch before the predecessor's last packet is near
         ahead = due(first) - 0.5 - clock()
         if ahead > 0:
@@ -155,12 +177,19 @@ def wait_for_turn(
         next_window = state.next_window if state else 0
         now = clock()
         if next_window >= first:
-            return first, now - began
+            return Turn(first, now - began, True)
         offset = state.next_offset if state else 0
         if offset != last_offset:
             last_offset, last_change = offset, now
         if now - last_change > stall_s and now > due(next_window) + stall_s:
-            return next_window, now - began  # the run before stopped: take over its windows
+            if not take_over:
+                raise StreamStateError(
+                    f"stream {spec.name}: the run before stopped in window {next_window} "
+                    f"(nothing committed for {now - last_change:.0f} s); the next run takes its windows over"
+                )
+            return Turn(next_window, now - began, True)  # the run before stopped: take over its windows
+        if next_window == first - 1 and now >= start_time > 0:
+            return Turn(first, now - began, False)  # due now: pace on time, open once the run before is done
         if max_wait_s is not None and now - began > max_wait_s:
             raise StreamStateError(
                 f"stream {spec.name}: window {next_window} is still not complete after {now - began:.0f} s, "
@@ -194,51 +223,58 @@ def replay_run(
     began = time.perf_counter()
     report = RunReport(spec.name, first, last, spec.pacing.rate if spec.pacing.mode == "rate" else None)
     seqs = table["seq"].unique().sort()
-    # Everything a window boundary would otherwise wait for is done before the first is due:
-    # the windows' rows cut from the table, the stream registered, one writer (one connection).
-    packets = {n: window_packets(spec, table, n, seqs=seqs) for n in range(first, last + 1)}
     register_stream(engine, spec, profile_hash, status="running", source_packets=len(seqs))
     writer = StreamWriter(engine, spec.name, spec.family)
     try:
-        start_from, report.waited_s = wait_for_turn(engine, spec, first, start_time, max_wait_s=max_wait_s)
-        if start_from < first:
-            report.took_over_from = start_from
-        window_s = spec.window_seconds
-        window_start = start_time + (start_from - first) * window_s if window_s else start_time
-        for n in range(start_from, last + 1):
-            if window_s:
-                window_start = start_time + (n - first) * window_s
-            try:
-                window = replay_window(
-                    engine,
-                    spec,
-                    packets[n] if n in packets else window_packets(spec, table, n, seqs=seqs),
-                    window_index=n,
-                    start_time=window_start,
-                    stream_faults=stream_faults,
-                    seed=seed,
-                    profile_hash=profile_hash,
-                    pace=pace,
-                    writer=writer,
-                    register=False,
-                )
-            except StreamStateError:
-                # This run stalled (starved of CPU, suspended) for long enough that the next run took
-                # its windows over (see wait_for_turn): the writer refused to write twice. Not an
-                # error of the stream: end here and leave the windows to the run that has them.
-                state = resume_point(engine, spec.name)
-                if state is None or state.window <= n:
-                    raise
-                report.taken_over_at = n
-                break
-            report.windows.append(window)
-            if not window_s and window.next_start_time is not None:
-                window_start = window.next_start_time  # cadence: chained; asap: now-ish anyway
-            if retain_laps is not None or retain_hours is not None:
-                report.retained_rows_deleted += apply_retention(engine, spec, laps=retain_laps, hours=retain_hours)
+        turn = wait_for_turn(engine, spec, first, start_time, max_wait_s=max_wait_s)
+        report.waited_s = turn.waited_s
+        if turn.window < first:
+            report.took_over_from = turn.window
+        # Every window planned before the first is due: a window boundary then waits for nothing.
+        windows, window_start = [], start_time + (turn.window - first) * (spec.window_seconds or 0.0)
+        for n in range(turn.window, last + 1):
+            if spec.window_seconds:
+                window_start = start_time + (n - first) * spec.window_seconds
+            w = prepare_window(
+                spec,
+                window_packets(spec, table, n, seqs=seqs),
+                window_index=n,
+                start_time=window_start,
+                stream_faults=stream_faults,
+                seed=seed,
+                profile_hash=profile_hash,
+            )
+            windows.append(w)
+            window_start = w.report.next_start_time or window_start  # cadence: chained; asap: now-ish anyway
             if window_bounds(spec, n, len(seqs)).exhausted:
                 report.exhausted = True
                 break
+
+        def retain(w: PreparedWindow) -> None:
+            report.windows.append(w.report)
+            if retain_laps is not None or retain_hours is not None:
+                report.retained_rows_deleted += apply_retention(engine, spec, laps=retain_laps, hours=retain_hours)
+
+        try:
+            deliver(
+                writer,
+                windows,
+                opened=open_window(writer, windows[0]) if turn.ready else None,
+                pace=pace,
+                # the run before is still committing its last packets: this run's pacer starts on time
+                # all the same, and its committing thread opens the first window once they are in
+                before_first=None if turn.ready else lambda: wait_for_turn(engine, spec, first, 0.0, take_over=False),
+                after_window=retain,
+            )
+        except WindowTakenError as taken:
+            state = resume_point(engine, spec.name)
+            if state is None or state.window <= windows[taken.window_index].window_index:
+                raise  # not taken by a later run: a real inconsistency
+            # This run stalled (starved of CPU, suspended) for long enough that the next run took
+            # its windows over (see wait_for_turn): the writer refused to write twice. Not an
+            # error of the stream: end here and leave the windows to the run that has them.
+            report.taken_over_at = windows[taken.window_index].window_index
+            report.exhausted = False
     finally:
         writer.close()
     register_stream(engine, spec, profile_hash, status="finished" if report.exhausted else "idle")
