@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -38,9 +37,7 @@ from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.faults import plan_window
 from hwosim_assets.stream.pacing import Pacer, pace_stats, schedule_offsets, window_duration
-from hwosim_assets.stream.writer import Committed, StreamWriter, backoff_schedule, insert_if_absent, is_retryable
-
-T = TypeVar("T")
+from hwosim_assets.stream.writer import Committed, StreamWriter, in_transaction, insert_if_absent
 
 IMAGE_DTYPE = ",".join(PIXEL_DTYPES[p] for p in ("sci", "err", "dq"))
 
@@ -170,20 +167,6 @@ def register_stream(
         conn.execute(s.update().where(s.c.name == spec.name).values(**values))
 
     in_transaction(engine, upsert)
-
-
-def in_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], retries: int = 8) -> T:
-    """Run ``work(conn)`` in one transaction, again after a transient error (connection lost, SQLite
-    busy beyond its timeout while other streams' runs commit, deadlock), with the writer's backoff."""
-    for sleep in [*backoff_schedule(0.1, 4.0, retries), None]:
-        try:
-            with engine.begin() as conn:
-                return work(conn)
-        except sa.exc.DBAPIError as error:
-            if sleep is None or not is_retryable(error):
-                raise
-            time.sleep(sleep)
-    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def stream_status(engine: sa.Engine, stream: str) -> str | None:

@@ -34,14 +34,13 @@ from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.pacing import pace_stats
 from hwosim_assets.stream.replay import (
     WindowReport,
-    in_transaction,
     register_stream,
     replay_window,
     resume_point,
     window_bounds,
     window_packets,
 )
-from hwosim_assets.stream.writer import StreamStateError, StreamWriter
+from hwosim_assets.stream.writer import StreamStateError, StreamWriter, in_transaction
 
 ON_TIME_S = 1.0  # a packet emitted more than this after its due time was part of a backlog
 
