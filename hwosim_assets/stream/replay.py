@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from hwosim_assets.records import FAMILIES, PIXEL_DTYPES
 from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
-from hwosim_assets.stream.faults import plan_window
+from hwosim_assets.stream.faults import DeliveryPlan, plan_window
 from hwosim_assets.stream.pacing import Pacer, pace_stats, schedule_offsets, window_duration
 from hwosim_assets.stream.writer import Committed, StreamWriter, in_transaction, insert_if_absent
 
@@ -189,8 +189,22 @@ def resume_point(engine: sa.Engine, stream: str) -> Committed | None:
         writer.close()
 
 
-def _packets_of(df: pl.DataFrame, spec: StreamSpec, window_index: int):
-    """Per-packet arrays (seq, lap, position, event_time, first row, row count) of a window's rows."""
+@dataclass(frozen=True)
+class _WindowPackets:
+    """A window's rows and, per packet (in window order), its seq, lap, position, event time,
+    first row and row count."""
+
+    rows: pl.DataFrame
+    seq: np.ndarray
+    lap: np.ndarray
+    position: np.ndarray
+    event_time: np.ndarray
+    row_start: np.ndarray
+    row_count: np.ndarray
+
+
+def _packets_of(df: pl.DataFrame, spec: StreamSpec, window_index: int) -> _WindowPackets:
+    """The per-packet arrays of a window's rows."""
     if "position" not in df.columns:
         df = df.with_columns(
             (pl.col("seq").rle_id() + window_index * spec.window).cast(pl.Int64).alias("position"),
@@ -199,14 +213,14 @@ def _packets_of(df: pl.DataFrame, spec: StreamSpec, window_index: int):
     position = df["position"].to_numpy()
     starts = np.flatnonzero(np.diff(position, prepend=position[0] - 1) != 0) if len(position) else np.zeros(0, int)
     counts = np.diff(np.append(starts, len(position)))
-    return (
-        df,
-        df["seq"].to_numpy()[starts],
-        df["lap"].to_numpy()[starts],
-        position[starts],
-        df["event_time"].to_numpy()[starts],
-        starts,
-        counts,
+    return _WindowPackets(
+        rows=df,
+        seq=df["seq"].to_numpy()[starts],
+        lap=df["lap"].to_numpy()[starts],
+        position=position[starts],
+        event_time=df["event_time"].to_numpy()[starts],
+        row_start=starts,
+        row_count=counts,
     )
 
 
@@ -238,7 +252,8 @@ def replay_window(
     """
     began = time.perf_counter()
     report = WindowReport(stream=spec.name, window_index=window_index)
-    df, seq, lap, position, event_time, row_start, row_count = _packets_of(packets, spec, window_index)
+    window = _packets_of(packets, spec, window_index)
+    seq, lap, position, event_time = window.seq, window.lap, window.position, window.event_time
     n = len(seq)
     report.packets_in_window = n
     due = schedule_offsets(spec.pacing, n, event_time)
@@ -285,7 +300,7 @@ def replay_window(
             # empty window of an exhausted source completes on opening)
             report.already_committed = len(plan) > 0 or state.window > window_index
         else:
-            _deliver(report, writer, spec, df, plan, lap, row_start, row_count, state, start_time, pace, max_batch_rows)
+            _deliver(report, writer, spec, window, plan, state, start_time, pace, max_batch_rows)
     finally:
         if own_writer:
             writer.close()
@@ -356,15 +371,25 @@ class _Committer:
             raise self.error
 
 
-def _deliver(report, writer, spec, df, plan, lap, row_start, row_count, state, start_time, pace, max_batch_rows):
+def _deliver(
+    report: WindowReport,
+    writer: StreamWriter,
+    spec: StreamSpec,
+    window: _WindowPackets,
+    plan: DeliveryPlan,
+    state: Committed,
+    start_time: float,
+    pace: bool,
+    max_batch_rows: int,
+) -> None:
     """Write the deliveries of the open window that are not committed yet, paced; commits in their own thread."""
     base = state.window_first_offset
     done = state.next_offset - base
     if done:
         report.resumed_from_offset = state.next_offset
     build = _spectra_rows if spec.family == "spectra" else _image_rows
-    df = df[list(FAMILIES[spec.family].stream_columns)]
-    max_batch = max(1, max_batch_rows // max(1, int(row_count.max())))
+    df = window.rows[list(FAMILIES[spec.family].stream_columns)]
+    max_batch = max(1, max_batch_rows // max(1, int(window.row_count.max())))
     scheduled = start_time + plan.due_s[done:]
     deliveries = plan.packet[done:]
     emitted = np.full(len(scheduled), np.nan)
@@ -375,7 +400,7 @@ def _deliver(report, writer, spec, df, plan, lap, row_start, row_count, state, s
         for k in range(i, j, max_batch):  # at most max_batch_rows rows a transaction
             stop = min(k + max_batch, j)
             offsets = base + done + np.arange(k, stop)
-            rows = build(df, deliveries[k:stop], row_start, row_count, lap, offsets, scheduled[k:stop], emitted[k:stop])
+            rows = build(df, window, deliveries[k:stop], offsets, scheduled[k:stop], emitted[k:stop])
             report.rows_written += writer.write_batch(rows, window=state.window, end_offset=base + done + stop)
             committed_at[k:stop] = time.time()
 
@@ -409,26 +434,42 @@ def _deliver(report, writer, spec, df, plan, lap, row_start, row_count, state, s
 # expression engine costs ~60 us per call, which adds up at one commit per packet.
 
 
-def _spectra_rows(df, packets, row_start, row_count, lap, offsets, scheduled, emitted) -> pl.DataFrame:
-    counts = row_count[packets]
+def _spectra_rows(
+    df: pl.DataFrame,
+    window: _WindowPackets,
+    packets: np.ndarray,
+    offsets: np.ndarray,
+    scheduled: np.ndarray,
+    emitted: np.ndarray,
+) -> pl.DataFrame:
+    """The rows of ``packets`` (indices into the window's packets), one per channel, with their delivery columns."""
+    counts = window.row_count[packets]
     first_row_of_packet = np.repeat(np.cumsum(counts) - counts, counts)
-    idx = np.repeat(row_start[packets], counts) + (np.arange(counts.sum()) - first_row_of_packet)
+    idx = np.repeat(window.row_start[packets], counts) + (np.arange(counts.sum()) - first_row_of_packet)
     return df[idx].hstack(
         [
             pl.Series("offset", np.repeat(offsets, counts), dtype=pl.Int64),
-            pl.Series("lap", np.repeat(lap[packets], counts), dtype=pl.Int32),
+            pl.Series("lap", np.repeat(window.lap[packets], counts), dtype=pl.Int32),
             pl.Series("scheduled_time", np.repeat(scheduled, counts), dtype=pl.Float64),
             pl.Series("emitted_time", np.repeat(emitted, counts), dtype=pl.Float64),
         ]
     )
 
 
-def _image_rows(df, packets, row_start, row_count, lap, offsets, scheduled, emitted) -> pl.DataFrame:
+def _image_rows(
+    df: pl.DataFrame,
+    window: _WindowPackets,
+    packets: np.ndarray,
+    offsets: np.ndarray,
+    scheduled: np.ndarray,
+    emitted: np.ndarray,
+) -> pl.DataFrame:
+    """The rows of ``packets`` (indices into the window's packets), one per tile, with their delivery columns."""
     n = len(packets)
-    return df[row_start[packets]].hstack(
+    return df[window.row_start[packets]].hstack(
         [
             pl.Series("offset", offsets, dtype=pl.Int64),
-            pl.Series("lap", lap[packets], dtype=pl.Int32),
+            pl.Series("lap", window.lap[packets], dtype=pl.Int32),
             pl.Series("dtype", [IMAGE_DTYPE] * n, dtype=pl.Utf8),
             pl.Series("scheduled_time", scheduled, dtype=pl.Float64),
             pl.Series("emitted_time", emitted, dtype=pl.Float64),
