@@ -387,7 +387,7 @@ def _deliver(
     done = state.next_offset - base
     if done:
         report.resumed_from_offset = state.next_offset
-    build = _spectra_rows if spec.family == "spectra" else _image_rows
+    image_dtype = IMAGE_DTYPE if spec.family == "images" else None
     df = window.rows[list(FAMILIES[spec.family].stream_columns)]
     max_batch = max(1, max_batch_rows // max(1, int(window.row_count.max())))
     scheduled = start_time + plan.due_s[done:]
@@ -400,7 +400,7 @@ def _deliver(
         for k in range(i, j, max_batch):  # at most max_batch_rows rows a transaction
             stop = min(k + max_batch, j)
             offsets = base + done + np.arange(k, stop)
-            rows = build(df, window, deliveries[k:stop], offsets, scheduled[k:stop], emitted[k:stop])
+            rows = _rows(df, window, deliveries[k:stop], offsets, scheduled[k:stop], emitted[k:stop], image_dtype)
             report.rows_written += writer.write_batch(rows, window=state.window, end_offset=base + done + stop)
             committed_at[k:stop] = time.time()
 
@@ -434,44 +434,26 @@ def _deliver(
 # expression engine costs ~60 us per call, which adds up at one commit per packet.
 
 
-def _spectra_rows(
+def _rows(
     df: pl.DataFrame,
     window: _WindowPackets,
     packets: np.ndarray,
     offsets: np.ndarray,
     scheduled: np.ndarray,
     emitted: np.ndarray,
+    image_dtype: str | None,
 ) -> pl.DataFrame:
-    """The rows of ``packets`` (indices into the window's packets), one per channel, with their delivery columns."""
+    """The rows of ``packets`` (indices into the window's packets) with their delivery columns: every
+    row of each packet (a spectrum's channels; an image tile is one row, given ``image_dtype``)."""
     counts = window.row_count[packets]
     first_row_of_packet = np.repeat(np.cumsum(counts) - counts, counts)
     idx = np.repeat(window.row_start[packets], counts) + (np.arange(counts.sum()) - first_row_of_packet)
-    return df[idx].hstack(
-        [
-            pl.Series("offset", np.repeat(offsets, counts), dtype=pl.Int64),
-            pl.Series("lap", np.repeat(window.lap[packets], counts), dtype=pl.Int32),
-            pl.Series("scheduled_time", np.repeat(scheduled, counts), dtype=pl.Float64),
-            pl.Series("emitted_time", np.repeat(emitted, counts), dtype=pl.Float64),
-        ]
-    )
-
-
-def _image_rows(
-    df: pl.DataFrame,
-    window: _WindowPackets,
-    packets: np.ndarray,
-    offsets: np.ndarray,
-    scheduled: np.ndarray,
-    emitted: np.ndarray,
-) -> pl.DataFrame:
-    """The rows of ``packets`` (indices into the window's packets), one per tile, with their delivery columns."""
-    n = len(packets)
-    return df[window.row_start[packets]].hstack(
-        [
-            pl.Series("offset", offsets, dtype=pl.Int64),
-            pl.Series("lap", window.lap[packets], dtype=pl.Int32),
-            pl.Series("dtype", [IMAGE_DTYPE] * n, dtype=pl.Utf8),
-            pl.Series("scheduled_time", scheduled, dtype=pl.Float64),
-            pl.Series("emitted_time", emitted, dtype=pl.Float64),
-        ]
-    )
+    delivery = [
+        pl.Series("offset", np.repeat(offsets, counts), dtype=pl.Int64),
+        pl.Series("lap", np.repeat(window.lap[packets], counts), dtype=pl.Int32),
+        pl.Series("scheduled_time", np.repeat(scheduled, counts), dtype=pl.Float64),
+        pl.Series("emitted_time", np.repeat(emitted, counts), dtype=pl.Float64),
+    ]
+    if image_dtype is not None:
+        delivery.append(pl.Series("dtype", [image_dtype] * len(idx), dtype=pl.Utf8))
+    return df[idx].hstack(delivery)
