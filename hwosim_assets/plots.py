@@ -20,9 +20,9 @@ import polars as pl  # noqa: E402
 from hwosim_assets.records import PIXEL_DTYPES  # noqa: E402
 
 
-def _png(fig) -> bytes:
+def _png(fig, dpi: int = 90) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
@@ -166,7 +166,4 @@ def robustness(curves: pl.DataFrame, rates: pl.DataFrame, title: str, dpi: int =
         )
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig, dpi)

@@ -1,7 +1,9 @@
 """Real MariaDB and SeaweedFS servers for the tests, started from their binaries.
 
 Each server binds 127.0.0.1 on free ports, keeps its data, sockets and logs
-in its own temporary folder, and is stopped by PID. Secrets (the MariaDB
+in its own temporary folder, and is stopped by the process group it was
+started in (with whatever it started itself: a Dagster daemon's or
+webserver's ``dagster api grpc`` code servers), never by name. Secrets (the MariaDB
 password, the S3 keys) are made per session and reach the code under test
 only through URLs and environment variables, as in production.
 
@@ -28,6 +30,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
 HOST = "127.0.0.1"
@@ -81,7 +84,56 @@ _LAUNCHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwosim-server-
 
 
 def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
-    return _LAUNCHER.submit(subprocess.Popen, argv, preexec_fn=_die_with_parent, **kwargs).result()
+    """Start ``argv`` in a session (and so a process group) of its own, whose id is its PID."""
+    return _LAUNCHER.submit(
+        subprocess.Popen, argv, preexec_fn=_die_with_parent, start_new_session=True, **kwargs
+    ).result()
+
+
+def _exited(proc: subprocess.Popen) -> bool:
+    """True once ``proc`` has ended, without reaping it: until :meth:`Popen.wait` its PID, and so
+    the id of its process group, cannot be given to another process."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped elsewhere
+        return True
+
+
+def _running_in_group(pgid: int) -> list[int]:
+    """PIDs of the processes of group ``pgid`` that still run (zombies left out)."""
+    found = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process.pid)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return found
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a process started by :func:`_spawn` and everything in its process group: SIGTERM to
+    the group, up to ``grace`` seconds for all of it to end, then SIGKILL to what is left, then
+    reap the process. The group's id is the PID of a process we started and have not reaped yet
+    (a zombie at worst), so it is still that group's: nothing else is signalled, nothing by name."""
+    if proc.returncode is not None:  # reaped before: its group id may be another's by now
+        return
+    pgid = proc.pid
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _running_in_group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _signal_group(pgid, signal.SIGKILL)
+    proc.wait(10)
 
 
 @dataclass
@@ -93,26 +145,37 @@ class ServerProcess:
     log: Path
     env: dict[str, str] | None = None
     extra_logs: list[Path] = field(default_factory=list)
+    cwd: Path | None = None
     proc: subprocess.Popen | None = None
+    crashed: list[subprocess.Popen] = field(default_factory=list)  # see crash(): stopped with the server
 
     def start(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.crashed.append(self.proc)  # ended (or crashed) but not stopped: its group goes with ours
         with open(self.log, "ab") as out:
-            self.proc = _spawn(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env)
+            self.proc = _spawn(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd
+            )
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and not _exited(self.proc)
+
+    def crash(self) -> None:
+        """SIGKILL to the server alone, as a crash would: what it started runs on, orphaned, until
+        :meth:`stop` stops its group with the server's (after a :meth:`start`, too)."""
+        if self.proc is None:
+            return
+        os.kill(self.proc.pid, signal.SIGKILL)  # by PID, the one we started
+        while not _exited(self.proc):
+            time.sleep(0.01)
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; by PID only."""
-        if not self.alive:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        """The server and everything it started: SIGTERM to its process group, then SIGKILL after
+        ``grace`` seconds (:func:`stop_group`); also the groups of crashed runs before it."""
+        for proc in [*self.crashed, *([self.proc] if self.proc else [])]:
+            stop_group(proc, grace)
+        self.crashed.clear()
 
     def tail(self, lines: int = 30) -> str:
         parts = []
@@ -127,6 +190,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive:
+                self.stop(grace=2)  # what it started, if anything
                 code = self.proc.returncode if self.proc else None
                 raise RuntimeError(f"{self.name} exited (code {code}) before {what}\n{self.tail()}")
             try:

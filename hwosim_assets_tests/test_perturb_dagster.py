@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,6 @@ import dagster as dg
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
-import psutil
 import pytest
 import yaml
 from dagster._core.definitions.data_version import StaleCauseCategory, StaleStatus
@@ -31,6 +29,7 @@ from hwosim_assets.defs.resources import resources_from_settings
 from hwosim_assets.perturb import load_profiles
 from hwosim_assets.perturb.profiles import DEFAULT_PROFILES
 from hwosim_assets.settings import Settings
+from hwosim_assets_tests import services
 from hwosim_assets_tests.pipeline import checks_passed, materialize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,32 +215,11 @@ def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
     return body["data"]
 
 
-def _start(args: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, object]:
-    out = open(log, "w")
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT), out
-
-
-def _stop(proc: subprocess.Popen, out) -> None:
-    """Terminate one process we started, wait for it, then any of its children left."""
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    for child in children:
-        try:
-            child.terminate()
-            child.wait(timeout=10)
-        except psutil.NoSuchProcess:
-            pass
-        except psutil.TimeoutExpired:
-            child.kill()
-    out.close()
+def _start(name: str, args: list[str], env: dict, log: Path) -> services.ServerProcess:
+    """A Dagster server in a process group of its own: stopping it stops its code servers too."""
+    server = services.ServerProcess(name, args, log, env=env, cwd=REPO)
+    server.start()
+    return server
 
 
 LAUNCH = """
@@ -291,10 +269,11 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
     env.update(HWOSIM_HOME=str(home), DAGSTER_HOME=str(dagster_home))
     profile = "level-3"
     port = _free_port()
-    started = []
+    started: list[services.ServerProcess] = []
     try:
         started.append(
             _start(
+                "dagster-webserver",
                 [shutil.which("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
                 env,
                 tmp_path / "webserver.log",
@@ -310,7 +289,7 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
 
         deadline = time.monotonic() + 90
         while True:
-            assert started[0][0].poll() is None, (tmp_path / "webserver.log").read_text()[-3000:]
+            assert started[0].alive, (tmp_path / "webserver.log").read_text()[-3000:]
             try:
                 nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["assetNodes"]
                 if any(n["assetKey"]["path"] == ["perturbed_images"] for n in nodes):
@@ -339,11 +318,16 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
 
         # the daemon's first backfill iteration runs as soon as it starts
         started.append(
-            _start([shutil.which("dagster-daemon"), "run", "-w", "workspace.yaml"], env, tmp_path / "daemon.log")
+            _start(
+                "dagster-daemon",
+                [shutil.which("dagster-daemon"), "run", "-w", "workspace.yaml"],
+                env,
+                tmp_path / "daemon.log",
+            )
         )
         deadline, status = time.monotonic() + 180, None
         while time.monotonic() < deadline:
-            assert started[1][0].poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+            assert started[1].alive, (tmp_path / "daemon.log").read_text()[-3000:]
             got = _graphql(port, STATUS, {"id": backfill_id})["partitionBackfillOrError"]
             assert got["__typename"] == "PartitionBackfill", got
             status = got["status"]
@@ -366,8 +350,8 @@ def test_backfill_one_profile_through_the_daemon(tmp_path):
             "perturbed_images": (len(image_obs), len(image_obs), 0),
         }
     finally:
-        for proc, out in reversed(started):
-            _stop(proc, out)
+        for server in reversed(started):
+            server.stop(grace=30)
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         assert instance.get_materialized_partitions(SPECTRA) == {str(_key(o, profile)) for o in spectra_obs}

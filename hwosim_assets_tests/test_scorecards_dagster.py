@@ -4,10 +4,15 @@ hwosim_scores; robustness gathers them, sweeps the rate live and shows its plot 
 
 from __future__ import annotations
 
+import base64
+import io
+
 import dagster as dg
+import matplotlib.pyplot as plt
 import polars as pl
 import pytest
 
+from hwosim_assets import plots
 from hwosim_assets.defs.lake.layout import ROBUSTNESS_KEY, bronze_key, perturbed_key, plot_key, score_key, truth_key
 from hwosim_assets.defs.resources import HwosimConfig, resources_from_settings
 from hwosim_assets.evaluate import store
@@ -84,13 +89,17 @@ def test_robustness_gathers_the_curves_sweeps_the_rate_and_shows_the_plot(setup)
     assert result.success
     [event] = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.materialization.metadata.items()}
-    assert (
-        meta["preview"].startswith("![robustness](data:image/png;base64,iVBORw0KGgo")
-        and meta["preview_bytes"] < 100_000
-    )
     assert "sigma-clip" in meta["summary"] and "100" in meta["rates"] and "2000" in meta["rates"]
+    # the full figure in the lake, where the metadata's link points
     lake = resources["lake"]
-    assert lake.read_bytes(plot_key("robustness", "robustness"))[:4] == b"\x89PNG"
+    key = plot_key("robustness", "robustness")
+    full = lake.read_bytes(key)
+    assert full.startswith(b"\x89PNG\r\n\x1a\n") and meta["plot"] == lake.uri(key)
+    # the UI shows a small copy inline: a markdown image whose data: URL decodes to a PNG
+    assert meta["plot_preview"].startswith("![")
+    encoded = meta["plot_preview"].split("data:image/png;base64,", 1)[1].rstrip(")")
+    small = plt.imread(io.BytesIO(base64.b64decode(encoded)), format="png")
+    assert small.shape[1] <= plots.PREVIEW_WIDTH and len(encoded) < min(len(full), 100_000)
     summary = lake.read_parquet(ROBUSTNESS_KEY)
     flags = summary.filter(pl.col("model") == "sigma-clip", pl.col("kind") == "flags").row(0, named=True)
     assert flags["mce_pct"] == pytest.approx(100.0) and flags["level_0"] == 0.0 and flags["level_5"] > flags["level_1"]

@@ -17,7 +17,6 @@ delivered exactly once, in order.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -91,17 +90,17 @@ class Deployment:
         _hwosim(self.env, "stream", "start", STREAM)
 
     def start_daemon(self) -> None:
-        self.daemon = services.ServerProcess(
-            f"dagster-daemon ({self.name})",
-            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(REPO / "workspace.yaml")],
-            self.home / "daemon.log",
-            env=self.env,
-        )
+        if self.daemon is None:  # after a crash, the same server again: stopping it stops what both started
+            self.daemon = services.ServerProcess(
+                f"dagster-daemon ({self.name})",
+                [sys.executable, "-m", "dagster._daemon", "run", "-w", str(REPO / "workspace.yaml")],
+                self.home / "daemon.log",
+                env=self.env,
+            )
         self.daemon.start()
 
     def kill_daemon(self) -> None:
-        os.kill(self.daemon.proc.pid, signal.SIGKILL)  # by PID, as a crash would
-        self.daemon.proc.wait(10)
+        self.daemon.crash()  # SIGKILL by PID, as a crash would: its code servers live on until stop()
 
     def stop(self) -> None:
         if self.daemon is not None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hwosim_assets_tests import services
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -48,18 +50,19 @@ def test_webserver_serves_asset_graph(tmp_path):
     exe = shutil.which("dagster-webserver")
     assert exe, "dagster-webserver is a dependency of the package"
     port = _free_port()
-    log = open(tmp_path / "webserver.log", "w")
-    proc = subprocess.Popen(
+    # in a process group of its own: stopping it stops the code server it starts (dagster api grpc) too
+    server = services.ServerProcess(
+        "dagster-webserver",
         [exe, "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-        cwd=REPO,
+        tmp_path / "webserver.log",
         env=_embedded_env(tmp_path),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
+    server.start()
     query = {"query": "{ assetNodes { assetKey { path } groupName partitionDefinition { description } } }"}
     try:
         deadline, nodes = time.monotonic() + 180, None
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline and server.alive:
             try:
                 req = urllib.request.Request(
                     f"http://127.0.0.1:{port}/graphql",
@@ -79,6 +82,4 @@ def test_webserver_serves_asset_graph(tmp_path):
         raw = next(n for n in nodes if n["assetKey"]["path"] == ["raw_products"])
         assert raw["partitionDefinition"] is not None
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        server.stop(grace=30)

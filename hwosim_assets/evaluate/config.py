@@ -37,11 +37,12 @@ from hwosim_assets.evaluate.model import REFERENCE
 from hwosim_assets.evaluate.offline import ModelSpec
 from hwosim_assets.stream.schema import SLUG
 from hwosim_assets.userconfig import (
+    Omittable,
     StrictModel,
-    integer,
+    integer_checks,
     load_file,
-    number,
-    text,
+    number_checks,
+    text_checks,
 )
 
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "defaults" / "models.yaml"
@@ -69,11 +70,22 @@ class ModelsConfig:
     baselines: tuple[str, ...] = field(default=())
 
 
-Name = text("a slug: a-z or 0-9, then up to 63 of a-z, 0-9, '_' and '-'", pattern=SLUG, max_length=64)
-Reference = text(
-    "package.module:factory (a module path, a colon, a class or function)", pattern=REFERENCE, max_length=255
-)
-ParamName = text("a Python identifier", pattern=re.compile(r"[A-Za-z_]\w{0,63}"), max_length=64)
+# Annotated[..., *checks] rather than text()/number()/integer(): the same types, readable by the type checker.
+Name = Annotated[
+    str, *text_checks("a slug: a-z or 0-9, then up to 63 of a-z, 0-9, '_' and '-'", pattern=SLUG, max_length=64)
+]
+Reference = Annotated[
+    str,
+    *text_checks(
+        "package.module:factory (a module path, a colon, a class or function)", pattern=REFERENCE, max_length=255
+    ),
+]
+ParamName = Annotated[str, *text_checks("a Python identifier", pattern=re.compile(r"[A-Za-z_]\w{0,63}"), max_length=64)]
+Text = Annotated[str, *text_checks()]
+Rate = Annotated[float, *number_checks(1e-3, 1e5, "a number of packets per second")]
+ProfileName = Annotated[str, *text_checks("a profile name (a slug)", pattern=SLUG, max_length=64)]
+Packets = Annotated[int, *integer_checks(1, 1_000_000, "a number of packets")]
+Version = Annotated[int, *integer_checks(1, 1, "the only version understood")]
 
 
 class ModelEntry(StrictModel):
@@ -83,7 +95,7 @@ class ModelEntry(StrictModel):
     model: Reference
     params: dict[ParamName, Any] = {}
     baseline: bool = False
-    description: text() = ""
+    description: Text = ""
 
     @field_validator("params")
     @classmethod
@@ -103,19 +115,17 @@ def _plain(value: Any) -> bool:
 class RatesBlock(StrictModel):
     """``rates:``: the live rate sweep."""
 
-    per_second: Annotated[
-        list[number(1e-3, 1e5, "a number of packets per second")], Field(min_length=1, max_length=MAX_RATES)
-    ]
-    profile: text("a profile name (a slug)", pattern=SLUG, max_length=64) = DEFAULT_RATE_PROFILE
-    packets: integer(1, 1_000_000, "a number of packets") = None
+    per_second: Annotated[list[Rate], Field(min_length=1, max_length=MAX_RATES)]
+    profile: ProfileName = DEFAULT_RATE_PROFILE
+    packets: Omittable[Packets] = None
 
 
 class ModelsFile(StrictModel):
     key_word = "top-level key"
 
-    version: integer(1, 1, "the only version understood") = 1
+    version: Version = 1
     models: Annotated[list[ModelEntry], Field(max_length=MAX_MODELS)]
-    rates: RatesBlock = None
+    rates: Omittable[RatesBlock] = None
 
 
 def load_models(path: str | Path | None = None) -> ModelsConfig:

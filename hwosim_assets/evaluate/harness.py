@@ -25,6 +25,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,8 +70,8 @@ class Session:
         self.cleaned: np.ndarray | None = None
         self._n = n
         self.answered: set[str] = set()  # prediction fields the model used at least once
-        self.events: dict[object, Event] = {}  # latest estimate per event id
-        self.first_seen: dict[object, float] = {}  # event id -> event time of the packet that first reported it
+        self.events: dict[str | int, Event] = {}  # latest estimate per event id (a number for one without)
+        self.first_seen: dict[str | int, float] = {}  # event id -> event time of the packet that first reported it
         self.health: dict[str, set[tuple[int, int]]] = {"gaps": set(), "duplicates": set(), "reordered": set()}
         # one entry per delivery
         self.delivered: list[tuple[int, int, int]] = []  # (offset, lap, seq)
@@ -176,9 +177,11 @@ class Session:
         if p.events is not None:
             self.answered.add("events")
             for event in p.events:
-                key = event.id
-                if key is None:
+                key: str | int
+                if event.id is None:
                     key = self._anonymous = self._anonymous + 1
+                else:
+                    key = event.id
                 self.first_seen.setdefault(key, now)
                 self.events[key] = event
         if p.health is not None:
@@ -211,12 +214,13 @@ class Session:
         scored = key.scorable & seen_elements
         out["run.values_scored"] = int(scored.sum())
         received = key.received & seen_elements
-        if "flags" in self.answered:
-            out.update(self._flag_metrics(received))
-        if "scores" in self.answered:
+        # a buffer is there once the model has answered with that field ("flags" in self.answered)
+        if self.flags is not None:
+            out.update(self._flag_metrics(received, self.flags))
+        if self.scores is not None:
             out["scores.average_precision"] = m.average_precision(key.corrupted[received], self.scores[received])
-        if "cleaned" in self.answered:
-            out.update(self._cleaned_metrics(seen_elements))
+        if self.cleaned is not None:
+            out.update(self._cleaned_metrics(seen_elements, self.cleaned))
         if "events" in self.answered:
             out.update(self._event_metrics(reference_events if key.events is None else key.events))
         if "health" in self.answered:
@@ -238,9 +242,9 @@ class Session:
             out.update(self._live_metrics(emitted, np.asarray(self.output), cadence_s))
         return out
 
-    def _flag_metrics(self, scored: np.ndarray) -> dict[str, float]:
+    def _flag_metrics(self, scored: np.ndarray, all_flags: np.ndarray) -> dict[str, float]:
         key = self.answers
-        truth, flags = key.corrupted[scored], self.flags[scored]
+        truth, flags = key.corrupted[scored], all_flags[scored]
         c = m.counts(truth, flags)
         out = {
             "flags.precision": c.precision,
@@ -260,10 +264,10 @@ class Session:
                 out[f"flags.precision.{kind}"], out[f"flags.f1.{kind}"] = kc.precision, kc.f1
         return out
 
-    def _cleaned_metrics(self, seen_elements: np.ndarray) -> dict[str, float]:
+    def _cleaned_metrics(self, seen_elements: np.ndarray, cleaned: np.ndarray) -> dict[str, float]:
         key = self.answers
         clean = np.where(seen_elements, key.clean, np.nan)
-        ours = m.error_in_err(self.cleaned, clean, key.clean_err)
+        ours = m.error_in_err(cleaned, clean, key.clean_err)
         passthrough = m.error_in_err(key.perturbed, clean, key.clean_err)
         out = {f"cleaned.{name}": value for name, value in ours.items()}
         out["cleaned.error"] = ours["mae_err"]
@@ -296,7 +300,9 @@ class Session:
             nearest = min(inside, key=lambda i: abs(windows[i].time - event.time))
             matched.setdefault(nearest, []).append(event)
         first = [
-            min((e.detected_at for e in matched[i]), default=math.nan) if i in matched else math.nan
+            min((math.nan if e.detected_at is None else e.detected_at for e in matched[i]), default=math.nan)
+            if i in matched
+            else math.nan
             for i in range(len(windows))
         ]
         out = {
@@ -310,10 +316,11 @@ class Session:
         }
         timing, bias = [], []
         for i, events in matched.items():
-            best = min(events, key=lambda e: abs(e.time - windows[i].time))
-            timing.append((best.time - windows[i].time) * SECONDS_PER_DAY)
-            if best.depth is not None and windows[i].depth:
-                bias.append((best.depth - windows[i].depth) / windows[i].depth)
+            window = windows[i]
+            best = min(events, key=lambda e: abs(e.time - window.time))
+            timing.append((best.time - window.time) * SECONDS_PER_DAY)
+            if best.depth is not None and window.depth:
+                bias.append((best.depth - window.depth) / window.depth)
         out["events.timing_error_s"] = float(np.mean(timing)) if timing else math.nan
         out["events.depth_bias"] = float(np.mean(bias)) if bias else math.nan
         # one error figure for the robustness curves: the depth's relative error, a missed
@@ -335,7 +342,7 @@ class Session:
             "duplicates": set(faults.duplicated),
             "reordered": _late_arrivals(positions),
         }
-        out = {}
+        out: dict[str, float] = {}
         total = m.Counts(0, 0, 0)
         # each delivery and each lost packet is one decision per question (missing? twice? late?)
         universe = len(delivered) + len(truth["gaps"])
@@ -386,7 +393,7 @@ def _late_arrivals(positions: list[tuple[int, int]]) -> set[tuple[int, int]]:
     return late
 
 
-def _with_scores(prediction: Prediction, scores, model: LoadedModel, packet: Packet) -> Prediction:
+def _with_scores(prediction: Prediction, scores: Any, model: LoadedModel, packet: Packet) -> Prediction:
     checked = checked_array(model, packet, "scores (from score_one)", scores, "float")
     return Prediction(
         prediction.flags, prediction.kinds, checked, prediction.cleaned, prediction.events, prediction.health

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import multiprocessing.queues
 import time
 from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 
 import numpy as np
+import polars as pl
 import sqlalchemy as sa
 
 from hwosim_assets.evaluate.answers import AnswerKey
@@ -176,7 +179,7 @@ def score_at_rates(
             continue
         register_stream(engine, stream, profile_hash)
         context = multiprocessing.get_context("spawn")  # not fork: polars and the engine hold threads and sockets
-        errors = context.Queue()
+        errors: multiprocessing.queues.Queue[str] = context.Queue()
         producer = context.Process(
             target=_replay_process,
             args=(
@@ -193,6 +196,10 @@ def score_at_rates(
             daemon=True,
         )
         producer.start()
+
+        def done(producer: BaseProcess = producer) -> bool:
+            return not producer.is_alive()
+
         try:
             card = score_live(
                 spec,
@@ -203,7 +210,7 @@ def score_at_rates(
                 profile_hash=profile_hash,
                 seed=seed,
                 rate=float(rate),
-                done=lambda producer=producer: not producer.is_alive(),
+                done=done,
                 idle_timeout=60.0,
                 model=model,
             )
@@ -219,7 +226,14 @@ def score_at_rates(
 
 
 def _replay_process(
-    url: str, stream: StreamSpec, table, faults: dict, seed: int, profile_hash: str, lead_s: float, errors
+    url: str,
+    stream: StreamSpec,
+    table: pl.DataFrame,
+    faults: dict,
+    seed: int,
+    profile_hash: str,
+    lead_s: float,
+    errors: multiprocessing.queues.Queue[str],
 ) -> None:
     """The producer of a scratch stream, in its own process: one paced window of every packet."""
     from hwosim_assets.stream.writer import make_engine

@@ -20,9 +20,11 @@ a detector that reports nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 NAB_FALSE_ALARM_WEIGHT = 0.11  # NAB's standard profile: A_FP
 NAB_MISS_WEIGHT = 1.0  # A_FN
@@ -157,7 +159,7 @@ def nab(windows: list[Window], detections: list[float], false_alarms: int) -> fl
     return 100.0 * (raw - null) / (perfect - null)
 
 
-def percentiles(values: np.ndarray, qs=(50, 99)) -> list[float]:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return [float(np.percentile(values, q)) if len(values) else math.nan for q in qs]
+def percentiles(values: npt.ArrayLike, qs: Sequence[float] = (50, 99)) -> list[float]:
+    array = np.asarray(values, dtype=np.float64)
+    finite = array[np.isfinite(array)]
+    return [float(np.percentile(finite, q)) if len(finite) else math.nan for q in qs]

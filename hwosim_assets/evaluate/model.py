@@ -36,7 +36,10 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hwosim_assets.evaluate.predictions import Located
 
 REFERENCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 METHODS = ("predict_one", "score_one")
@@ -76,7 +79,7 @@ class LoadedModel:
     def handles(self, family: str) -> bool:
         return family in self.families
 
-    def failure(self, what: str, packet=None, detail: str = "") -> ModelError:
+    def failure(self, what: str, packet: Located | None = None, detail: str = "") -> ModelError:
         """The error for ``what`` went wrong (at ``packet`` when given)."""
         at = f" at {packet.where}" if packet is not None else ""
         return ModelError(f"model {self.name!r} ({self.reference}) {what}{at}" + (f": {detail}" if detail else ""))
@@ -85,7 +88,7 @@ class LoadedModel:
 @functools.cache
 def _distributions() -> dict[str, list[str]]:
     """Top-level module -> installed distributions (a scan of site-packages: once per process)."""
-    return importlib.metadata.packages_distributions()
+    return dict(importlib.metadata.packages_distributions())
 
 
 def _identity(factory: Any, params: dict[str, Any]) -> tuple[str, str]:

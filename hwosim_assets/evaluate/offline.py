@@ -29,10 +29,9 @@ from hwosim_assets.evaluate.harness import Session, StreamFaultTruth
 from hwosim_assets.evaluate.model import LoadedModel, ModelError, load_model
 from hwosim_assets.evaluate.predictions import Event
 from hwosim_assets.evaluate.scorecard import Scorecard
-from hwosim_assets.records import PIXEL_DTYPES
 from hwosim_assets.stream.faults import plan_window
 from hwosim_assets.stream.pacing import Pacing, schedule_offsets
-from hwosim_assets.stream.packets import Packet
+from hwosim_assets.stream.packets import Packet, image_plane, readonly, required_plane
 
 
 @dataclass(frozen=True)
@@ -45,22 +44,17 @@ class ModelSpec:
     baseline: bool = False  # the reference of the robustness figures for the kinds it answers
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
-
 def packets(key: AnswerKey, order: np.ndarray | None = None, *, clean: bool = False) -> Iterator[Packet]:
     """The packets of the answer key's perturbed (or clean) table, in ``order`` (packet indices,
     one per delivery; default: every packet once, by seq). ``offset`` is the delivery number."""
     table = key.clean_table if clean else key.table
     order = np.arange(key.n_packets) if order is None else order
     if key.family == "spectra":
-        values = _readonly(table["flux"].to_numpy().astype(np.float64))
-        errors = _readonly(table["flux_error"].to_numpy().astype(np.float64))
-        dq = _readonly(table["dq"].to_numpy().astype(np.uint32))
-        wavelength = _readonly(table["wavelength"].to_numpy().astype(np.float64))
-        channel = _readonly(table["channel"].to_numpy())
+        values = readonly(table["flux"].to_numpy().astype(np.float64))
+        errors = readonly(table["flux_error"].to_numpy().astype(np.float64))
+        dq = readonly(table["dq"].to_numpy().astype(np.uint32))
+        wavelength = readonly(table["wavelength"].to_numpy().astype(np.float64))
+        channel = readonly(table["channel"].to_numpy())
         integration = table["integration"].to_numpy()
         starts = key.starts
         for offset, i in enumerate(order.tolist()):
@@ -79,25 +73,24 @@ def packets(key: AnswerKey, order: np.ndarray | None = None, *, clean: bool = Fa
                 int(integration[a]),
             )
         return
+    if key.shapes is None:
+        raise ValueError(f"the answer key of {key.observation} has no tile shapes")
+    shapes = key.shapes
     columns = {name: table[name].to_list() for name in ("sci", "err", "dq", "wavelength", "source")}
     frame, y0, x0 = (table[c].to_numpy() for c in ("frame", "y0", "x0"))
     for offset, i in enumerate(order.tolist()):
-        shape = tuple(int(v) for v in key.shapes[i])
-
-        def plane(name: str, i: int = i, shape: tuple = shape) -> np.ndarray | None:
-            value = columns[name][i]
-            return None if value is None else np.frombuffer(value, PIXEL_DTYPES[name]).reshape(shape)
-
+        ny, nx = shapes[i]
+        shape, where = (int(ny), int(nx)), f"seq={key.seqs[i]} offset={offset}"
         yield Packet(
             "images",
             int(key.seqs[i]),
             0,
             offset,
             float(key.event_time[i]),
-            plane("sci"),
-            plane("err"),
-            plane("dq"),
-            plane("wavelength"),
+            required_plane(columns["sci"][i], "sci", shape, where),
+            required_plane(columns["err"][i], "err", shape, where),
+            required_plane(columns["dq"][i], "dq", shape, where),
+            image_plane(columns["wavelength"][i], "wavelength", shape),
             frame=int(frame[i]),
             source=columns["source"][i],
             y0=int(y0[i]),
@@ -129,7 +122,7 @@ def delivery(
 
 
 def card_for(
-    spec: ModelSpec, model: LoadedModel | None, key: AnswerKey, profile: str, profile_hash: str, seed: int, **live
+    spec: ModelSpec, model: LoadedModel | None, key: AnswerKey, profile: str, profile_hash: str, seed: int, **live: Any
 ) -> Scorecard:
     return Scorecard(
         model=spec.name,

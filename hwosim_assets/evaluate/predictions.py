@@ -32,15 +32,28 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from hwosim_assets.evaluate.model import LoadedModel
 from hwosim_assets.perturb.kinds import ELEMENT_KINDS
-from hwosim_assets.stream.packets import Packet
 
 HEALTH_KINDS = ("gaps", "duplicates", "reordered")
+
+
+class Located(Protocol):
+    """What an answer is checked against: a packet, or the end of the stream (``finish``)."""
+
+    @property
+    def where(self) -> str:
+        """Where, as a message names it."""
+        ...
+
+    @property
+    def values(self) -> np.ndarray:
+        """The values an array answer is shaped like."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,7 @@ EVENT_FIELDS = tuple(f.name for f in fields(Event) if f.name != "detected_at")
 EMPTY = Prediction()
 
 
-def checked_array(model: LoadedModel, packet: Packet, name: str, value: Any, kind: str) -> np.ndarray:
+def checked_array(model: LoadedModel, packet: Located, name: str, value: Any, kind: str) -> np.ndarray:
     """``value`` as an array shaped like ``packet.values``, of booleans or of numbers (``kind``)."""
     array = value if isinstance(value, np.ndarray) else None
     if array is None:
@@ -97,7 +110,7 @@ def checked_array(model: LoadedModel, packet: Packet, name: str, value: Any, kin
     return array
 
 
-def _event(model: LoadedModel, packet: Packet, value: Any) -> Event:
+def _event(model: LoadedModel, packet: Located, value: Any) -> Event:
     if isinstance(value, Event):
         event = value
     elif isinstance(value, dict):
@@ -136,7 +149,7 @@ def _event(model: LoadedModel, packet: Packet, value: Any) -> Event:
     )
 
 
-def _pairs(model: LoadedModel, packet: Packet, name: str, values: Iterable) -> list[tuple[int, int]]:
+def _pairs(model: LoadedModel, packet: Located, name: str, values: Iterable) -> list[tuple[int, int]]:
     pairs = []
     try:
         for item in values:
@@ -151,7 +164,7 @@ def _pairs(model: LoadedModel, packet: Packet, name: str, values: Iterable) -> l
     return pairs
 
 
-def check(raw: Any, model: LoadedModel, packet: Packet) -> Prediction:
+def check(raw: Any, model: LoadedModel, packet: Located) -> Prediction:
     """``raw`` (what predict_one or finish returned) as a checked Prediction."""
     if raw is None:
         return EMPTY

@@ -71,7 +71,8 @@ def summary(curves: pl.DataFrame, baselines: list[str]) -> pl.DataFrame:
     }
     out = []
     for model, kind in sorted({(m, k) for m, k, _ in table}):
-        ce, rce, per_level = [], [], {s: [] for s in LEVELS}
+        ce, rce = [], []
+        per_level: dict[int, list[float]] = {s: [] for s in LEVELS}
         for (m, k, obs), curve in table.items():
             if (m, k) != (model, kind):
                 continue

@@ -127,7 +127,7 @@ class Scorecard:
             "status": self.status,
             "error": self.error,
         }
-        items = sorted(self.metrics.items()) or [(None, None)]
+        items: list[tuple[str | None, float | None]] = [*sorted(self.metrics.items())] or [(None, None)]
         rows = [{**base, "metric": k, "value": _finite(v)} for k, v in items]
         return pl.DataFrame(rows, schema=ROW_SCHEMA)
 
@@ -150,14 +150,14 @@ class Scorecard:
         return "\n".join(lines)
 
 
-def _finite(value) -> float | None:
+def _finite(value: float | None) -> float | None:
     if value is None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
 
 
-def _shown(value) -> str:
+def _shown(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):

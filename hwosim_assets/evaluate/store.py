@@ -11,6 +11,8 @@ stream tables but in its own metadata: consumers of the streams never need it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 import sqlalchemy as sa
 
@@ -64,7 +66,7 @@ def write(engine: sa.Engine, cards: list[Scorecard]) -> int:
     return len(rows)
 
 
-def read(engine: sa.Engine, **where) -> pl.DataFrame:
+def read(engine: sa.Engine, **where: Any) -> pl.DataFrame:
     """Stored rows, filtered by column values (``model="sigma-clip"``, ``mode="offline"``...)."""
     create(engine)
     query = sa.select(*[scores.c[name] for name in ROW_SCHEMA])

@@ -11,6 +11,8 @@ Public API (what the Dagster assets, the fidelity report and the scorecards call
 * :data:`KINDS`, :func:`levels_markdown`, :func:`bit_table_markdown` - the catalogue
 """
 
+from typing import Any
+
 from hwosim_assets.perturb.engine import (
     PerturbError,
     PerturbResult,
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """levels_markdown, imported on first use so that
     ``python -m hwosim_assets.perturb.levels`` runs the module cleanly."""
     if name == "levels_markdown":

@@ -42,7 +42,7 @@ Sources:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ class Detector:
         return side * side * self.pixel_area_cm2
 
 
-_NRC_SW = dict(
+_NRC_SW = Detector(
+    name="NIRCam SW",
     technology="H2RG",
     gain_e_per_dn=2.0,
     read_noise_cds_e=15.0,
@@ -84,8 +85,9 @@ _NRC_SW = dict(
     stripes="rows",
     source="[NRC-OV] [NRC-PERF] [SNOW] [1F]",
 )
-_NRC_LW = {**_NRC_SW, "pixel_scale_mas": 63.0}
-_NRS = dict(
+_NRC_LW = replace(_NRC_SW, name="NIRCam LW", pixel_scale_mas=63.0)
+_NRS = Detector(
+    name="NIRSpec",
     technology="H2RG",
     gain_e_per_dn=1.0,
     read_noise_cds_e=14.0,
@@ -97,7 +99,8 @@ _NRS = dict(
     stripes="columns",
     source="[NRS-PERF] [SNOW] [1F]",
 )
-_NIS = dict(
+_NIS = Detector(
+    name="NIRISS",
     technology="H2RG",
     gain_e_per_dn=1.5,
     read_noise_cds_e=23.0,
@@ -109,7 +112,8 @@ _NIS = dict(
     stripes="columns",
     source="[NIS] [SNOW] [1F]",
 )
-_MIRI = dict(
+_MIRI = Detector(
+    name="MIRI",
     technology="SiAs",
     gain_e_per_dn=4.0,
     read_noise_cds_e=24.0,
@@ -123,20 +127,20 @@ _MIRI = dict(
 )
 
 DETECTORS: dict[str, Detector] = {
-    **{f"NRC{m}{i}": Detector(f"NRC{m}{i}", **_NRC_SW) for m in "AB" for i in range(1, 5)},
-    "NRCALONG": Detector("NRCALONG", **_NRC_LW),
-    "NRCBLONG": Detector("NRCBLONG", **_NRC_LW),
-    "NRS1": Detector("NRS1", **_NRS),
-    "NRS2": Detector("NRS2", **_NRS),
-    "NIS": Detector("NIS", **_NIS),
-    "MIRIMAGE": Detector("MIRIMAGE", **_MIRI),
-    "MIRIFUSHORT": Detector("MIRIFUSHORT", **_MIRI),
-    "MIRIFULONG": Detector("MIRIFULONG", **_MIRI),
+    **{f"NRC{m}{i}": replace(_NRC_SW, name=f"NRC{m}{i}") for m in "AB" for i in range(1, 5)},
+    "NRCALONG": replace(_NRC_LW, name="NRCALONG"),
+    "NRCBLONG": replace(_NRC_LW, name="NRCBLONG"),
+    "NRS1": replace(_NRS, name="NRS1"),
+    "NRS2": replace(_NRS, name="NRS2"),
+    "NIS": replace(_NIS, name="NIS"),
+    "MIRIMAGE": replace(_MIRI, name="MIRIMAGE"),
+    "MIRIFUSHORT": replace(_MIRI, name="MIRIFUSHORT"),
+    "MIRIFULONG": replace(_MIRI, name="MIRIFULONG"),
 }
 
 # A product that names no known detector (synthetic tables, other missions):
 # a generic JWST near-IR H2RG with the NIRCam SW figures.
-GENERIC = Detector("GENERIC", **_NRC_SW)
+GENERIC = replace(_NRC_SW, name="GENERIC")
 
 
 def detector(name: str | None) -> Detector:

@@ -32,8 +32,11 @@ CDS noise, as it should. This is the floor the products' own
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+import polars as pl
 
 from hwosim_assets.perturb.detectors import Detector, detector
 
@@ -152,11 +155,11 @@ def from_facts(row: Mapping) -> Exposure:
     return Exposure(**values)
 
 
-def exposures(record) -> dict[str, Exposure]:
+def exposures(record: pl.DataFrame | Iterable[Mapping[str, Any]]) -> dict[str, Exposure]:
     """{product or file name: Exposure} for every row of a metadata record (a
     polars DataFrame or a list of mappings). Both the product name and the
     file name are keys, so an image tile's ``source`` finds its product."""
-    rows = record.to_dicts() if hasattr(record, "to_dicts") else list(record)
+    rows = record.to_dicts() if isinstance(record, pl.DataFrame) else list(record)
     found: dict[str, Exposure] = {}
     for row in rows:
         exposure = from_facts(row)

@@ -23,6 +23,7 @@ import argparse
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +39,7 @@ from hwosim_assets.perturb.exposure import Exposure, pick
 from hwosim_assets.perturb.kinds import ELEMENT_KINDS
 from hwosim_assets.perturb.kinds.cosmic import LARGE_RADII, SHOWER_SHARE
 from hwosim_assets.perturb.kinds.detector import APERTURE_ROWS, DECAY_WINDOW_TAU
-from hwosim_assets.perturb.profiles import parse_profiles
+from hwosim_assets.perturb.profiles import Profile, parse_profiles
 from hwosim_assets.perturb.spec import LEVELS
 
 MIN_EVENTS = 150  # expected events behind a measured row: Poisson 2 sigma ~ 16 %
@@ -60,7 +61,31 @@ class Product:
     table: pl.DataFrame | None
     exposure: Exposure
     simulated: bool
-    images: tuple | None = None  # (sci, err, var_rnoise) stacks for image products
+    images: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None  # (sci, err, var_rnoise) of images
+
+    @property
+    def spectra(self) -> pl.DataFrame:
+        """The spectra table (an image product has none)."""
+        if self.table is None:
+            raise ValueError(f"{self.name} is an image product: it has no spectra table")
+        return self.table
+
+    @property
+    def stacks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The (sci, err, var_rnoise) stacks of an image product."""
+        if self.images is None:
+            raise ValueError(f"{self.name} is a spectra product: it has no image stacks")
+        return self.images
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one perturb_spectra run gave, held in memory: the perturbed table, its truth,
+    and (traced) each kind's change of each value."""
+
+    data: pl.DataFrame
+    truth: pl.DataFrame
+    deltas: dict[str, np.ndarray]
 
 
 @dataclass
@@ -86,7 +111,7 @@ class Row:
         return None if self.ratio is None else abs(self.ratio - 1.0) <= TOLERANCE
 
 
-def _read(paths: list[Path], family: str, tile: int = 4096):
+def _read(paths: list[Path], family: str, tile: int = 4096) -> tuple[pl.DataFrame, dict[str, Exposure]]:
     from hwosim_assets.ingest.fits_reader import header_facts, read_family  # astropy: only where FITS is read
     from hwosim_assets.perturb.exposure import exposures
 
@@ -155,19 +180,22 @@ def _image_product(name: str, table: pl.DataFrame, exposure: Exposure, simulated
     return Product(name, None, exposure, simulated, images=(sci, err, var_rn))
 
 
-def _profile(kind: str, level: int):
+def _profile(kind: str, level: int) -> Profile:
     return parse_profiles(f"profiles:\n  p:\n    kinds: {{{kind}: {level}}}\n")["p"]
 
 
-def _run(product: Product, kind: str, level: int, seed: int, trace: bool = False):
-    return perturb_spectra(
-        product.table,
+def _run(product: Product, kind: str, level: int, seed: int, trace: bool = False) -> Result:
+    result = perturb_spectra(
+        product.spectra,
         _profile(kind, level),
         observation=f"fidelity-{seed}",
         seed=seed,
         exposures=product.exposure,
         trace=trace,
     )
+    if result.data is None or result.truth is None:  # perturb_spectra keeps both in memory
+        raise ValueError("perturb_spectra returned no data")
+    return Result(result.data, result.truth, result.deltas or {})
 
 
 def _seeds(per_run: float, max_seeds: int = MAX_SEEDS) -> int | None:
@@ -178,8 +206,8 @@ def _seeds(per_run: float, max_seeds: int = MAX_SEEDS) -> int | None:
     return needed if needed <= max_seeds else None
 
 
-def _columns(product: Product):
-    t = product.table
+def _columns(product: Product) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    t = product.spectra
     flux, var_p = t["flux"].to_numpy(), t["flux_var_poisson"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         per_electron = np.where((flux > 0) & (var_p > 0), var_p / flux, np.nan)
@@ -189,7 +217,10 @@ def _columns(product: Product):
 
 
 def _bit(kind: str) -> int:
-    return 1 << ELEMENT_KINDS[kind].bit
+    bit = ELEMENT_KINDS[kind].bit
+    if bit is None:
+        raise ValueError(f"{kind} has no truth bit")
+    return 1 << bit
 
 
 # --- one measurement per kind -------------------------------------------------
@@ -200,11 +231,11 @@ def noise_ratio(product: Product, kind: str, level: int, seeds: int = 3) -> Row:
     sigma (sqrt VAR_RNOISE / sqrt VAR_POISSON) vs the declared multiple."""
     p = ELEMENT_KINDS[kind].at_level(level)
     column = "flux_var_rnoise" if kind == "read_noise" else "flux_var_poisson"
-    sigma = np.sqrt(product.table[column].to_numpy())
+    sigma = np.sqrt(product.spectra[column].to_numpy())
     target = p["excess"] if kind == "read_noise" else math.sqrt(1.0 / p["throughput"] - 1.0)
-    use = np.isfinite(sigma) & (sigma > 0) & np.isfinite(product.table["flux"].to_numpy())
+    use = np.isfinite(sigma) & (sigma > 0) & np.isfinite(product.spectra["flux"].to_numpy())
     if kind == "shot_noise":
-        use &= product.table["flux"].to_numpy() > 0
+        use &= product.spectra["flux"].to_numpy() > 0
     parts = [
         (_run(product, kind, level, s, trace=True).deltas[kind] / np.where(use, sigma, 1.0))[use] for s in range(seeds)
     ]
@@ -262,7 +293,7 @@ def cosmic_expected(product: Product, p: dict) -> np.ndarray:
 def cosmic_ratio(product: Product, level: int) -> Row:
     p = ELEMENT_KINDS["cosmic_rays"].at_level(level)
     expected = cosmic_expected(product, p)
-    integrations = product.table["seq"].n_unique()
+    integrations = product.spectra["seq"].n_unique()
     seeds = _seeds(expected.sum())
     stat = "touched channels per integration"
     if seeds is None:
@@ -294,7 +325,13 @@ def cosmic_ratio(product: Product, level: int) -> Row:
 
 
 def count_ratio(
-    product: Product, kind: str, level: int, expected: np.ndarray, stat: str, count, max_seeds: int = MAX_SEEDS
+    product: Product,
+    kind: str,
+    level: int,
+    expected: np.ndarray,
+    stat: str,
+    count: Callable[[Result], int],
+    max_seeds: int = MAX_SEEDS,
 ) -> Row:
     """Generic: elements (or events) counted by ``count(result)`` vs ``expected`` per run."""
     per_run = float(np.sum(expected))
@@ -308,7 +345,7 @@ def count_ratio(
 def _first(product: Product) -> np.ndarray:
     """Rows of the first integration: fixed defect maps repeat in every
     integration, so only one integration's channels are independent draws."""
-    seq = product.table["seq"].to_numpy()
+    seq = product.spectra["seq"].to_numpy()
     return seq == seq.min()
 
 
@@ -345,18 +382,20 @@ def dead_ratio(product: Product, level: int) -> Row:
 
 def loss_ratio(product: Product, kind: str, level: int) -> Row:
     p = ELEMENT_KINDS[kind].at_level(level)
-    n = len(product.table)
+    n = len(product.spectra)
     if kind == "missing_values":
         expected = np.full(n, -math.expm1(-p["probability"]))
         flag = DQ["DO_NOT_USE"]
     else:  # bit_flips
         expected = np.full(n, -math.expm1(-p["probability"]))
         flag = None
-    count = (
+    count: Callable[[Result], int] = (
         (lambda r: int(((r.truth["truth"].to_numpy() & _bit(kind)) > 0).sum()))
         if flag is None
         else (
-            lambda r: int((((r.data["dq"].to_numpy() & flag) > 0) & (product.table["dq"].to_numpy() & flag == 0)).sum())
+            lambda r: int(
+                (((r.data["dq"].to_numpy() & flag) > 0) & (product.spectra["dq"].to_numpy() & flag == 0)).sum()
+            )
         )
     )
     stat = "values lost (DO_NOT_USE)" if kind == "missing_values" else "values upset"
@@ -365,10 +404,10 @@ def loss_ratio(product: Product, kind: str, level: int) -> Row:
 
 def dropout_ratio(product: Product, level: int) -> Row:
     p = ELEMENT_KINDS["dropouts"].at_level(level)
-    packets = product.table["seq"].n_unique()
+    packets = product.spectra["seq"].n_unique()
     cycle = 1 / p["p_enter"] + max(p["mean_burst"], 1.0)
     share = max(p["mean_burst"], 1.0) / cycle * p["loss_in_burst"] * (1 - p["partial_fraction"] / 2)
-    expected = np.full(len(product.table), share)
+    expected = np.full(len(product.spectra), share)
     events = packets * share  # lost packets, the unit that fluctuates
     seeds = _seeds(events)
     stat = "values lost in dropouts (DROPOUT)"
@@ -418,7 +457,7 @@ def saturation_ratio(product: Product, level: int) -> Row:
 
 def _drift_target(product: Product, slope: float, settle: float, tau: float) -> np.ndarray:
     times = (
-        product.table.group_by("seq", maintain_order=True).agg(pl.col("event_time").first())["event_time"].to_numpy()
+        product.spectra.group_by("seq", maintain_order=True).agg(pl.col("event_time").first())["event_time"].to_numpy()
     )
     dt = (times - np.nanmin(times)) * SECONDS_PER_DAY
     return slope * dt / 3600.0 + settle * np.exp(-dt / tau)
@@ -430,7 +469,7 @@ def drift_ratio(product: Product, kind: str, level: int, seeds: int = 40) -> Row
     p = ELEMENT_KINDS[kind].at_level(level)
     flux, _, per_electron, npix = _columns(product)
     use = np.isfinite(flux) & (flux > 0) & np.isfinite(per_electron) & (npix > 0)
-    seq = product.table["seq"].to_numpy()
+    seq = product.spectra["seq"].to_numpy()
     measured = []
     for s in range(seeds):
         delta = _run(product, kind, level, s, trace=True).deltas[kind]
@@ -452,7 +491,7 @@ def shift_ratio(product: Product, level: int, seeds: int = 10) -> Row:
     """spectral_shift: the least-squares shift of the flux on the fixed grid
     (delta = -s x (F[c] - F[c-1])) vs offset + slope x mean time."""
     p = ELEMENT_KINDS["spectral_shift"].at_level(level)
-    table = product.table
+    table = product.spectra
     m = table.filter(pl.col("seq") == table["seq"][0]).height
     flux = table.sort("seq", "channel")["flux"].to_numpy().reshape(-1, m)
     slope = flux[:, 1:] - flux[:, :-1]
@@ -485,7 +524,7 @@ def persistence_ratio(product: Product, level: int) -> Row:
     stat = "afterimages on a 2048^2 frame"
     if seeds is None:
         return Row("persistence", product.name, level, stat, None, per_frame, per_frame, 0, "too few afterimages")
-    counts = []
+    counts: list[float] = []
     profile = _profile("persistence", level)
     for k in range(seeds):
         sci = np.full((1, G, G), 10.0, dtype=np.float32)
@@ -494,18 +533,18 @@ def persistence_ratio(product: Product, level: int) -> Row:
         _, result = perturb_tile_stack(
             sci,
             err,
-            seq=[k],
-            frame=[k],
-            y0=[0],
-            x0=[0],
-            event_time=[t],
+            seq=np.array([k]),
+            frame=np.array([k]),
+            y0=np.array([0]),
+            x0=np.array([0]),
+            event_time=np.array([t]),
             t_ref=60000.0,
             profile=profile,
             observation="fidelity",
             seed=0,
             exposures=product.exposure,
         )
-        counts.append(result.summary["magnitude"].sum())
+        counts.append(float(result.summary["magnitude"].sum()))
     return Row(
         "persistence",
         "full frame (" + product.exposure.detector.name + " facts)",
@@ -525,19 +564,19 @@ def jitter_ratio(product: Product, level: int, seeds: int = 60) -> Row:
     from hwosim_assets.perturb.kinds.drift import _shift_tiles
 
     p = ELEMENT_KINDS["pointing_jitter"].at_level(level)
-    sci, err, _ = product.images
+    sci, err, _ = product.stacks
     base = sci.astype(np.float64)
-    offsets = []
+    offsets: list[float] = []
     for s in range(seeds):
         a, e = sci.copy(), err.copy()
         perturb_tile_stack(
             a,
             e,
-            seq=[0],
-            frame=[s],
-            y0=[0],
-            x0=[0],
-            event_time=[60000.0],
+            seq=np.array([0]),
+            frame=np.array([s]),
+            y0=np.array([0]),
+            x0=np.array([0]),
+            event_time=np.array([60000.0]),
             profile=_profile("pointing_jitter", level),
             observation="fidelity",
             seed=s,
@@ -550,11 +589,13 @@ def jitter_ratio(product: Product, level: int, seeds: int = 60) -> Row:
             for _ in range(3):
                 model = _shift_tiles(base, d[0], d[1])
                 h = np.sign(d) * 1e-4
-                jac = [
-                    ((_shift_tiles(base, d[0] + dy, d[1] + dx) - model) / (dy + dx)).ravel()
-                    for dy, dx in ((h[0], 0), (0, h[1]))
-                ]
-                jac = np.stack(jac, axis=1)
+                jac = np.stack(
+                    [
+                        ((_shift_tiles(base, d[0] + dy, d[1] + dx) - model) / (dy + dx)).ravel()
+                        for dy, dx in ((h[0], 0), (0, h[1]))
+                    ],
+                    axis=1,
+                )
                 residual = (target - model).ravel()
                 ok = np.isfinite(residual) & np.isfinite(jac).all(axis=1)
                 step, *_ = np.linalg.lstsq(jac[ok], residual[ok], rcond=None)
@@ -570,7 +611,7 @@ def jitter_ratio(product: Product, level: int, seeds: int = 60) -> Row:
 
 def image_read_noise(product: Product, level: int, seeds: int = 2) -> Row:
     p = ELEMENT_KINDS["read_noise"].at_level(level)
-    sci, err, var_rn = product.images
+    sci, err, var_rn = product.stacks
     if var_rn is None:
         return Row("read_noise", product.name, level, "-", None, None, 0, 0, "no VAR_RNOISE plane")
     sigma = np.sqrt(var_rn[0].astype(np.float64))
@@ -581,11 +622,11 @@ def image_read_noise(product: Product, level: int, seeds: int = 2) -> Row:
         perturb_tile_stack(
             a,
             e,
-            seq=[0],
-            frame=[0],
-            y0=[0],
-            x0=[0],
-            event_time=[60000.0],
+            seq=np.array([0]),
+            frame=np.array([0]),
+            y0=np.array([0]),
+            x0=np.array([0]),
+            event_time=np.array([60000.0]),
             profile=_profile("read_noise", level),
             observation=f"fidelity-{s}",
             seed=s,
@@ -609,7 +650,7 @@ def read_noise_model(product: Product) -> Row:
     """Not a perturbation: the detector table's read noise for the product's
     groups x sqrt(NPIXELS) vs the product's own VAR_RNOISE (median, e-)."""
     flux, _, per_electron, npix = _columns(product)
-    own = np.sqrt(product.table["flux_var_rnoise"].to_numpy()) / per_electron
+    own = np.sqrt(product.spectra["flux_var_rnoise"].to_numpy()) / per_electron
     model = product.exposure.read_noise_e() * np.sqrt(npix)
     ok = np.isfinite(own) & (own > 0) & (model > 0)
     return Row(
@@ -628,7 +669,7 @@ def read_noise_model(product: Product) -> Row:
 # --- the report ----------------------------------------------------------------
 
 
-def report(levels=tuple(LEVELS[1:])) -> list[Row]:
+def report(levels: tuple[int, ...] = tuple(LEVELS[1:])) -> list[Row]:
     """Every kind at every level on the products it can be measured on."""
     found = products()
     miri = found.get("MIRI LRS x1dints (real)") or found["NIRISS SOSS x1dints (sample)"]
@@ -655,7 +696,7 @@ def report(levels=tuple(LEVELS[1:])) -> list[Row]:
         rows.append(loss_ratio(long, "bit_flips", level))
         rows.append(dropout_ratio(long, level))
         rows.append(jitter_ratio(nircam, level))
-    if "flux_var_rnoise" in miri.table.columns:
+    if "flux_var_rnoise" in miri.spectra.columns:
         rows.append(read_noise_model(miri))
     return rows
 

@@ -40,9 +40,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BeforeValidator, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model, model_validator
 
 from hwosim_assets.perturb.kinds import ALIASES, ELEMENT_KINDS, KINDS, STREAM_KINDS, chain_order
 from hwosim_assets.perturb.spec import KindSpec, ParamsModel
@@ -50,14 +50,15 @@ from hwosim_assets.userconfig import (
     ConfigFileError,
     DuplicateKeyError,
     Location,
+    Omittable,
     StrictModel,
-    integer,
+    integer_checks,
     problems,
     read_text,
     read_yaml,
     rule_error,
     shown,
-    text,
+    text_checks,
 )
 
 DEFAULT_PROFILES = Path(__file__).resolve().parent.parent / "defaults" / "profiles.yaml"
@@ -162,11 +163,16 @@ def _where(loc: Location) -> str:
 # A field that defaults to None may be left out, but not given as null:
 # defaults are not validated, values are.
 
-Level = integer(0, 5, "a level")
-Version = integer(1, 1, "the only version understood")
-Stage = text("'archive' (post-pipeline residuals) or 'live' (raw-like)", pattern=STAGE, max_length=16)
-ProfileName = text("a slug of a-z, 0-9 and single dashes (it is a partition key)", pattern=SLUG, max_length=64)
-Text = text()
+# Annotated[..., *checks] rather than text()/integer(): the same types, readable by the type checker.
+Level = Annotated[int, *integer_checks(0, 5, "a level")]
+Version = Annotated[int, *integer_checks(1, 1, "the only version understood")]
+Stage = Annotated[
+    str, *text_checks("'archive' (post-pipeline residuals) or 'live' (raw-like)", pattern=STAGE, max_length=16)
+]
+ProfileName = Annotated[
+    str, *text_checks("a slug of a-z, 0-9 and single dashes (it is a partition key)", pattern=SLUG, max_length=64)
+]
+Text = Annotated[str, *text_checks()]
 
 
 def _level_alone(value: Any) -> Any:
@@ -182,14 +188,19 @@ def _empty_when_null(value: Any) -> Any:
 class KindSettingModel(StrictModel):
     """One kind in a profile: a level, parameters overriding it, or every parameter."""
 
-    level: Level = None
-    params: ParamsModel = None
+    level: Omittable[Level] = None
+    params: Omittable[ParamsModel] = None
 
     @model_validator(mode="after")
-    def _level_or_every_parameter(self):
+    def _level_or_every_parameter(self) -> Self:
         if self.level is None:
             given = self.params.model_fields_set if self.params is not None else set()
-            declared = type(self).model_fields["params"].annotation.model_fields  # this kind's parameters
+            params_model = type(self).model_fields["params"].annotation  # this kind's parameters
+            declared = (
+                params_model.model_fields
+                if isinstance(params_model, type) and issubclass(params_model, BaseModel)
+                else {}
+            )
             missing = [name for name in declared if name not in given]
             if missing:
                 raise rule_error(f"give a level or every parameter; missing {', '.join(missing)}")
@@ -207,16 +218,22 @@ class KindsModel(StrictModel):
     key_word = "kind"
 
     @model_validator(mode="after")
-    def _alias_or_target(self):
+    def _alias_or_target(self) -> Self:
         for alias, target in ALIASES.items():
             if alias in self.model_fields_set and target in self.model_fields_set:
                 raise rule_error(f"{alias} is another name for {target}: give one of them, not both", alias)
         return self
 
 
-Kinds = create_model(
-    "Kinds", __base__=KindsModel, **{kind: (_setting_model(spec), None) for kind, spec in KINDS.items()}
-)
+def _kinds_model() -> type[KindsModel]:
+    fields: dict[str, Any] = {kind: (_setting_model(spec), None) for kind, spec in KINDS.items()}
+    return create_model("Kinds", __base__=KindsModel, **fields)
+
+
+if TYPE_CHECKING:
+    Kinds = KindsModel  # what the type checker sees: the fields are made at run time, one per kind
+else:
+    Kinds = _kinds_model()
 
 
 class ProfileBody(StrictModel):
@@ -224,7 +241,7 @@ class ProfileBody(StrictModel):
 
     description: Text = ""
     stage: Stage = "archive"
-    all: Level = None
+    all: Omittable[Level] = None
     kinds: Annotated[Kinds, BeforeValidator(_empty_when_null)] = Kinds()
 
 
@@ -246,7 +263,9 @@ def _profile(name: str, body: ProfileBody, source: str) -> Profile:
     if body.all is not None:
         chosen = {kind: body.all for kind, spec in KINDS.items() if spec.alias_of is None}
     for kind in body.kinds.model_fields_set:
-        chosen.pop(KINDS[kind].alias_of, None)
+        alias_of = KINDS[kind].alias_of
+        if alias_of is not None:
+            chosen.pop(alias_of, None)
         chosen[kind] = getattr(body.kinds, kind)
     settings = [_setting(kind, value) for kind, value in chosen.items()]
     settings.sort(key=lambda s: chain_order(s.kind))

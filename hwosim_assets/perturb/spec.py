@@ -73,9 +73,11 @@ class Param:
     @property
     def bounds(self) -> tuple[float, float]:
         """Lowest and highest value (each accepted unless the check's range is open there)."""
-        _, low, high, *_ = CHECKS[self.check]
-        high = self.high if high is None else high
-        return (-high if low is None else low), high
+        check = CHECKS[self.check]
+        high = self.high if check.high is None else check.high
+        if high is None:  # refused by __post_init__
+            raise ValueError(f"{self.name}: no upper bound")
+        return (-high if check.low is None else check.low), high
 
     @property
     def annotation(self) -> Any:
@@ -95,7 +97,7 @@ def params_model(params: tuple[Param, ...], complete: bool) -> type[ParamsModel]
     """The model of a kind's parameters: every one required (``complete``), or
     each optional (the overrides of a profile, laid over a level). An omitted
     optional parameter is None; an explicit null is refused like any non-number."""
-    fields = {p.name: (p.annotation, ...) if complete else (p.annotation, None) for p in params}
+    fields: dict[str, Any] = {p.name: (p.annotation, ...) if complete else (p.annotation, None) for p in params}
     return create_model("Params" if complete else "ParamOverrides", __base__=ParamsModel, **fields)
 
 

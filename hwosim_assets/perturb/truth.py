@@ -24,7 +24,9 @@ from hwosim_assets.perturb.kinds import ELEMENT_KINDS
 
 TRUTH_DTYPE = "<u4"
 
-BITS: dict[str, int] = {name: spec.bit for name, spec in ELEMENT_KINDS.items() if spec.alias_of is None}
+BITS: dict[str, int] = {
+    name: spec.bit for name, spec in ELEMENT_KINDS.items() if spec.alias_of is None and spec.bit is not None
+}
 
 
 def kinds_of(value: int) -> list[str]:

@@ -160,7 +160,9 @@ def stream_speed(due_s: np.ndarray, event_time_mjd: np.ndarray | None, speed: fl
     return span_mission / span_stream if span_mission > 0 and span_stream > 0 else 1.0
 
 
-def downlink_delays(p: dict[str, float], event_time_mjd: np.ndarray, rnd: FaultRandom, lap, seq, key: int):
+def downlink_delays(
+    p: dict[str, float], event_time_mjd: np.ndarray, rnd: FaultRandom, lap: np.ndarray, seq: np.ndarray, key: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mission-time delay (s) of each packet and its fate under store and forward:
     (delay_s, lost, missed_contacts, retransmitted)."""
     period = SECONDS_PER_DAY / p["contacts_per_day"]
@@ -210,7 +212,7 @@ def plan_window(
     lap = np.asarray(lap, dtype=np.int64)
     due_s = np.asarray(due_s, dtype=np.float64)
     rnd = FaultRandom(seed, profile_hash, observation)
-    truth: list[tuple[int, int, int, str]] = []  # (packet, delivery-or-(-1), kind, detail) filled below
+    truth: list[tuple[int, str, str]] = []  # (packet, kind, detail) for packets never delivered
     events: list[tuple[int, str, str]] = []  # (packet, kind, detail) for delivered-packet faults
     p = lambda kind, name: faults[kind][name]  # noqa: E731
     packets = np.arange(len(seq))
@@ -222,7 +224,7 @@ def plan_window(
         compress = stream_speed(due_s, event_time_mjd, speed)
         key = stream_key(seed, profile_hash, observation, "downlink", "observation")
         delay, gone, missed, retransmitted = downlink_delays(faults["downlink"], event_time_mjd, rnd, lap, seq, key)
-        truth += [(int(i), -1, "downlink", "lost") for i in packets[gone]]
+        truth += [(int(i), "downlink", "lost") for i in packets[gone]]
         for i in np.flatnonzero((delay > 0) & ~gone):
             detail = f"+{delay[i] / 3600.0:.3f} h mission, +{delay[i] / compress:.3f} s stream"
             if missed[i]:
@@ -239,7 +241,7 @@ def plan_window(
         if p_loss > 0
         else np.zeros(len(seq), dtype=bool)
     )
-    truth += [(int(i), -1, "packet_loss", "lost") for i in packets[lost & ~gone]]
+    truth += [(int(i), "packet_loss", "lost") for i in packets[lost & ~gone]]
     lost |= gone
     kept = packets[~lost]
     order_by_due = np.argsort(due_s[kept], kind="stable")  # the downlink's delays may reorder
@@ -267,8 +269,8 @@ def plan_window(
     delay = 1 + np.floor(rnd.uniform("reordering", lap[deliv_packet], seq[deliv_packet], 1) * max(max_delay, 1)).astype(
         np.int64
     )
-    key = np.arange(len(order), dtype=np.float64) + np.where(held, delay + 0.5, 0.0)
-    perm = np.argsort(key, kind="stable")
+    place = np.arange(len(order), dtype=np.float64) + np.where(held, delay + 0.5, 0.0)
+    perm = np.argsort(place, kind="stable")
     deliv_packet, t, held, is_copy, delay = deliv_packet[perm], t[perm], held[perm], is_copy[perm], delay[perm]
     t = np.maximum.accumulate(t) if len(t) else t  # a held packet is due when the one before it is
     events += [
@@ -306,16 +308,15 @@ def plan_window(
         deliv_packet, t = deliv_packet[perm], t[perm]
 
     # truth rows carry the delivery index of the (first) delivery of the packet
-    first_delivery = {}
-    for d, i in enumerate(deliv_packet):
-        first_delivery.setdefault(int(i), d)
-    copies = {}
-    for d, i in enumerate(deliv_packet):
-        copies.setdefault(int(i), []).append(d)
-    rows = [(i, None, kind, detail) for i, _, kind, detail in truth]
-    for i, kind, detail in events:
-        where = copies[i][-1] if kind == "duplicates" else first_delivery[i]
-        rows.append((i, where, kind, detail))
+    first_delivery: dict[int, int] = {}
+    copies: dict[int, list[int]] = {}
+    for d, packet in enumerate(deliv_packet.tolist()):
+        first_delivery.setdefault(packet, d)
+        copies.setdefault(packet, []).append(d)
+    rows: list[tuple[int, int | None, str, str]] = [(packet, None, kind, detail) for packet, kind, detail in truth]
+    for packet, kind, detail in events:
+        where = copies[packet][-1] if kind == "duplicates" else first_delivery[packet]
+        rows.append((packet, where, kind, detail))
     truth_df = pl.DataFrame(
         {
             "lap": [int(lap[r[0]]) for r in rows],

@@ -61,7 +61,8 @@ class Packet:
         return f"packet seq={self.seq} lap={self.lap} offset={self.offset}"
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
+def readonly(array: np.ndarray) -> np.ndarray:
+    """``array``, made read-only (a packet's arrays are views a model must not change)."""
     array.flags.writeable = False
     return array
 
@@ -92,7 +93,7 @@ def _spectra_packets(rows: Sequence, stream: str | None) -> list[Packet]:
     dq = np.array([0 if v is None else v for v in columns["dq"]], dtype=np.int64).astype(np.uint32)
     channel = np.array(columns["channel"], dtype=np.int32)
     for array in (flux, error, wavelength, dq, channel):
-        _readonly(array)
+        readonly(array)
     packets = []
     for a, b in bounds:
         packets.append(
@@ -116,31 +117,34 @@ def _spectra_packets(rows: Sequence, stream: str | None) -> list[Packet]:
     return packets
 
 
-def _plane(payload: bytes | None, name: str, shape: tuple[int, int]) -> np.ndarray | None:
+def image_plane(payload: bytes | None, name: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """A tile's plane from its bytes (None stays None), read-only."""
     if payload is None:
         return None
     return np.frombuffer(payload, dtype=PIXEL_DTYPES[name]).reshape(shape)  # frombuffer of bytes: read-only
 
 
-def _required(payload: bytes | None, name: str, shape: tuple[int, int], row) -> np.ndarray:
-    plane = _plane(payload, name, shape)
+def required_plane(payload: bytes | None, name: str, shape: tuple[int, int], where: str) -> np.ndarray:
+    """A plane every tile has (SCI, ERR, DQ); its absence is an error naming the tile (``where``)."""
+    plane = image_plane(payload, name, shape)
     if plane is None:
-        raise ValueError(f"image tile seq={row.seq} lap={row.lap} offset={row.offset} has no {name} plane")
+        raise ValueError(f"image tile {where} has no {name} plane")
     return plane
 
 
 def _tile_packet(row, stream: str | None) -> Packet:
     shape = (int(row.ny), int(row.nx))
+    where = f"seq={row.seq} lap={row.lap} offset={row.offset}"
     return Packet(
         family="images",
         seq=int(row.seq),
         lap=int(row.lap),
         offset=int(row.offset),
         event_time=float(row.event_time),
-        values=_required(row.sci, "sci", shape, row),
-        errors=_required(row.err, "err", shape, row),
-        dq=_required(row.dq, "dq", shape, row),
-        wavelength=_plane(row.wavelength, "wavelength", shape),
+        values=required_plane(row.sci, "sci", shape, where),
+        errors=required_plane(row.err, "err", shape, where),
+        dq=required_plane(row.dq, "dq", shape, where),
+        wavelength=image_plane(row.wavelength, "wavelength", shape),
         frame=int(row.frame),
         source=row.source,
         y0=int(row.y0),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +73,7 @@ class StreamReader:
             raise LookupError(f"stream {self.stream!r} is not registered in hwosim_streams")
         return family, schema.ROW_TABLES[family]
 
-    def _committed_end(self, conn) -> int:
+    def _committed_end(self, conn: sa.Connection) -> int:
         o = schema.offsets
         value = conn.execute(sa.select(o.c.next_offset).where(o.c.stream == self.stream)).scalar()
         return int(value or 0)
@@ -97,7 +97,7 @@ class StreamReader:
         late = np.fromiter(self._late, dtype=float)
         return {"p50": float(np.percentile(late, 50)), "p99": float(np.percentile(late, 99)), "max": float(late.max())}
 
-    def poll(self) -> list[sa.Row]:
+    def poll(self) -> Sequence[sa.Row]:
         """Rows delivered since the last call (at most ``page_packets`` packets), in offset order."""
         t = self._table
         with self.engine.connect() as conn:
@@ -141,7 +141,7 @@ class StreamReader:
         with self.engine.connect() as conn:
             return self._committed_end(conn) > self.next_offset
 
-    def _account(self, rows: list[sa.Row]) -> None:
+    def _account(self, rows: Sequence[sa.Row]) -> None:
         last_offset = None
         high = self.watermark.event_time
         for row in rows:

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -37,16 +36,7 @@ from hwosim_assets.stream import schema
 from hwosim_assets.stream.config import StreamSpec
 from hwosim_assets.stream.faults import DeliveryPlan, plan_window
 from hwosim_assets.stream.pacing import Pacer, pace_stats, schedule_offsets, window_duration
-from hwosim_assets.stream.writer import (
-    Committed,
-    StreamStateError,
-    StreamWriter,
-    backoff_schedule,
-    insert_if_absent,
-    is_retryable,
-)
-
-T = TypeVar("T")
+from hwosim_assets.stream.writer import Committed, StreamStateError, StreamWriter, in_transaction, insert_if_absent
 
 IMAGE_DTYPE = ",".join(PIXEL_DTYPES[p] for p in ("sci", "err", "dq"))
 
@@ -178,20 +168,6 @@ def register_stream(
     in_transaction(engine, upsert)
 
 
-def in_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], retries: int = 8) -> T:
-    """Run ``work(conn)`` in one transaction, again after a transient error (connection lost, SQLite
-    busy beyond its timeout while other streams' runs commit, deadlock), with the writer's backoff."""
-    for sleep in [*backoff_schedule(0.1, 4.0, retries), None]:
-        try:
-            with engine.begin() as conn:
-                return work(conn)
-        except sa.exc.DBAPIError as error:
-            if sleep is None or not is_retryable(error):
-                raise
-            time.sleep(sleep)
-    raise AssertionError("unreachable: the last attempt returns or raises")
-
-
 def stream_status(engine: sa.Engine, stream: str) -> str | None:
     """The stream's status in ``hwosim_streams`` (registered, running, idle, finished), None if unknown."""
     s = schema.streams
@@ -212,8 +188,22 @@ def resume_point(engine: sa.Engine, stream: str) -> Committed | None:
         writer.close()
 
 
-def _packets_of(df: pl.DataFrame, spec: StreamSpec, window_index: int):
-    """Per-packet arrays (seq, lap, position, event_time, first row, row count) of a window's rows."""
+@dataclass(frozen=True)
+class _WindowPackets:
+    """A window's rows and, per packet (in window order), its seq, lap, position, event time,
+    first row and row count."""
+
+    rows: pl.DataFrame
+    seq: np.ndarray
+    lap: np.ndarray
+    position: np.ndarray
+    event_time: np.ndarray
+    row_start: np.ndarray
+    row_count: np.ndarray
+
+
+def _packets_of(df: pl.DataFrame, spec: StreamSpec, window_index: int) -> _WindowPackets:
+    """The per-packet arrays of a window's rows."""
     if "position" not in df.columns:
         df = df.with_columns(
             (pl.col("seq").rle_id() + window_index * spec.window).cast(pl.Int64).alias("position"),
@@ -222,14 +212,14 @@ def _packets_of(df: pl.DataFrame, spec: StreamSpec, window_index: int):
     position = df["position"].to_numpy()
     starts = np.flatnonzero(np.diff(position, prepend=position[0] - 1) != 0) if len(position) else np.zeros(0, int)
     counts = np.diff(np.append(starts, len(position)))
-    return (
-        df,
-        df["seq"].to_numpy()[starts],
-        df["lap"].to_numpy()[starts],
-        position[starts],
-        df["event_time"].to_numpy()[starts],
-        starts,
-        counts,
+    return _WindowPackets(
+        rows=df,
+        seq=df["seq"].to_numpy()[starts],
+        lap=df["lap"].to_numpy()[starts],
+        position=position[starts],
+        event_time=df["event_time"].to_numpy()[starts],
+        row_start=starts,
+        row_count=counts,
     )
 
 
@@ -244,11 +234,9 @@ class PreparedWindow:
 
     spec: StreamSpec
     report: WindowReport
+    packets: _WindowPackets
     df: pl.DataFrame  # the window's rows, the stream columns of its family
     plan: DeliveryPlan
-    lap: np.ndarray  # per source packet of the window
-    row_start: np.ndarray
-    row_count: np.ndarray
     next_position: int  # source position where the next window starts
     start_time: float  # due time of the window's first packet (UTC epoch seconds)
 
@@ -274,7 +262,8 @@ def prepare_window(
     """Plan one window of ``packets`` (its rows, as from :func:`window_packets`): pacing offsets,
     stream faults and due times from ``start_time``."""
     report = WindowReport(stream=spec.name, window_index=window_index)
-    df, seq, lap, position, event_time, row_start, row_count = _packets_of(packets, spec, window_index)
+    window = _packets_of(packets, spec, window_index)
+    seq, lap, position, event_time = window.seq, window.lap, window.position, window.event_time
     n = len(seq)
     report.packets_in_window = n
     due = schedule_offsets(spec.pacing, n, event_time)
@@ -297,8 +286,8 @@ def prepare_window(
     report.reordered = int((kinds == "reordering").sum())
     report.outage_held = int((kinds == "outage").sum())
     next_position = int(position[-1]) + 1 if n else (window_index + 1) * spec.window
-    df = df[list(FAMILIES[spec.family].stream_columns)]
-    return PreparedWindow(spec, report, df, plan, lap, row_start, row_count, next_position, start_time)
+    df = window.rows[list(FAMILIES[spec.family].stream_columns)]
+    return PreparedWindow(spec, report, window, df, plan, next_position, start_time)
 
 
 def open_window(writer: StreamWriter, w: PreparedWindow) -> Committed:
@@ -472,8 +461,8 @@ def deliver(
     """
     if not windows:
         return
-    build = _spectra_rows if windows[0].spec.family == "spectra" else _image_rows
-    max_rows = max((int(w.row_count.max()) for w in windows if len(w.row_count)), default=1)
+    image_dtype = IMAGE_DTYPE if windows[0].spec.family == "images" else None
+    max_rows = max((int(w.packets.row_count.max()) for w in windows if len(w.packets.row_count)), default=1)
     max_batch = max(1, max_batch_rows // max(1, max_rows))
     sizes = [len(w.plan) for w in windows]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -528,7 +517,7 @@ def deliver(
                 b = min(a + max_batch, stop)
                 offsets = state.window_first_offset + np.arange(a - lo, b - lo)
                 packets = w.plan.packet[a - lo : b - lo]
-                rows = build(w.df, packets, w.row_start, w.row_count, w.lap, offsets, scheduled[a:b], emitted[a:b])
+                rows = _rows(w.df, w.packets, packets, offsets, scheduled[a:b], emitted[a:b], image_dtype)
                 try:
                     w.report.rows_written += writer.write_batch(
                         rows, window=w.window_index, end_offset=int(offsets[-1]) + 1
@@ -564,28 +553,26 @@ def deliver(
 # expression engine costs ~60 us per call, which adds up at one commit per packet.
 
 
-def _spectra_rows(df, packets, row_start, row_count, lap, offsets, scheduled, emitted) -> pl.DataFrame:
-    counts = row_count[packets]
+def _rows(
+    df: pl.DataFrame,
+    window: _WindowPackets,
+    packets: np.ndarray,
+    offsets: np.ndarray,
+    scheduled: np.ndarray,
+    emitted: np.ndarray,
+    image_dtype: str | None,
+) -> pl.DataFrame:
+    """The rows of ``packets`` (indices into the window's packets) with their delivery columns: every
+    row of each packet (a spectrum's channels; an image tile is one row, given ``image_dtype``)."""
+    counts = window.row_count[packets]
     first_row_of_packet = np.repeat(np.cumsum(counts) - counts, counts)
-    idx = np.repeat(row_start[packets], counts) + (np.arange(counts.sum()) - first_row_of_packet)
-    return df[idx].hstack(
-        [
-            pl.Series("offset", np.repeat(offsets, counts), dtype=pl.Int64),
-            pl.Series("lap", np.repeat(lap[packets], counts), dtype=pl.Int32),
-            pl.Series("scheduled_time", np.repeat(scheduled, counts), dtype=pl.Float64),
-            pl.Series("emitted_time", np.repeat(emitted, counts), dtype=pl.Float64),
-        ]
-    )
-
-
-def _image_rows(df, packets, row_start, row_count, lap, offsets, scheduled, emitted) -> pl.DataFrame:
-    n = len(packets)
-    return df[row_start[packets]].hstack(
-        [
-            pl.Series("offset", offsets, dtype=pl.Int64),
-            pl.Series("lap", lap[packets], dtype=pl.Int32),
-            pl.Series("dtype", [IMAGE_DTYPE] * n, dtype=pl.Utf8),
-            pl.Series("scheduled_time", scheduled, dtype=pl.Float64),
-            pl.Series("emitted_time", emitted, dtype=pl.Float64),
-        ]
-    )
+    idx = np.repeat(window.row_start[packets], counts) + (np.arange(counts.sum()) - first_row_of_packet)
+    delivery = [
+        pl.Series("offset", np.repeat(offsets, counts), dtype=pl.Int64),
+        pl.Series("lap", np.repeat(window.lap[packets], counts), dtype=pl.Int32),
+        pl.Series("scheduled_time", np.repeat(scheduled, counts), dtype=pl.Float64),
+        pl.Series("emitted_time", np.repeat(emitted, counts), dtype=pl.Float64),
+    ]
+    if image_dtype is not None:
+        delivery.append(pl.Series("dtype", [image_dtype] * len(idx), dtype=pl.Utf8))
+    return df[idx].hstack(delivery)

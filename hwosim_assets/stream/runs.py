@@ -40,7 +40,6 @@ from hwosim_assets.stream.replay import (
     WindowReport,
     WindowTakenError,
     deliver,
-    in_transaction,
     open_window,
     prepare_window,
     register_stream,
@@ -48,7 +47,7 @@ from hwosim_assets.stream.replay import (
     window_bounds,
     window_packets,
 )
-from hwosim_assets.stream.writer import StreamStateError, StreamWriter
+from hwosim_assets.stream.writer import StreamStateError, StreamWriter, in_transaction
 
 ON_TIME_S = 1.0  # a packet emitted more than this after its due time was part of a backlog
 

@@ -161,6 +161,72 @@ def backoff_schedule(backoff_s: float, max_backoff_s: float, retries: int) -> li
     return [min(backoff_s * 2**i, max_backoff_s) for i in range(retries)]
 
 
+class Transactions:
+    """Transactions on one kept connection, each retried after a transient error with backoff.
+
+    :meth:`run` runs ``work(conn)`` in one transaction; after a connection
+    loss, a deadlock, a lock-wait timeout or SQLite busy beyond its timeout
+    (:func:`is_retryable`) the transaction has been rolled back and the whole
+    of ``work`` runs again, up to ``max_retries`` times. The connection is kept
+    across transactions (a checkout per transaction would add a pre-ping and a
+    reset round trip to every commit); after any error it is dropped, and the
+    next attempt connects afresh. ``attempt`` is the number of the attempt
+    under way (0 the first), for work that must tell a retry from a first try;
+    ``retries`` counts the retries so far.
+    """
+
+    def __init__(self, engine: sa.Engine, *, max_retries: int = 8, backoff_s: float = 0.1, max_backoff_s: float = 4.0):
+        if max_retries < 0:  # no attempt at all: every transaction would return None
+            raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
+        self.engine = engine
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.retries = 0
+        self.attempt = 0
+        self._conn: sa.Connection | None = None
+
+    def run(self, work: Callable[[sa.Connection], T]) -> T:
+        sleeps = backoff_schedule(self.backoff_s, self.max_backoff_s, self.max_retries)
+        for attempt in range(self.max_retries + 1):
+            self.attempt = attempt
+            try:
+                if self._conn is None:
+                    self._conn = self.engine.connect()
+                with self._conn.begin():
+                    return work(self._conn)
+            except sa.exc.DBAPIError as error:
+                self.close()
+                if attempt == self.max_retries or not is_retryable(error):
+                    raise
+                self.retries += 1
+                time.sleep(sleeps[attempt])
+            except BaseException:
+                self.close()
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def close(self) -> None:
+        """Give the connection back (the next transaction connects again)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sa.exc.DBAPIError:
+                pass  # a dead connection: nothing to give back
+            self._conn = None
+
+
+def in_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], retries: int = 8) -> T:
+    """Run ``work(conn)`` in one transaction of a connection of its own, again after a transient error
+    (connection lost, SQLite busy beyond its timeout while other streams' runs commit, deadlock), with
+    the writer's backoff (:class:`Transactions`)."""
+    transactions = Transactions(engine, max_retries=retries)
+    try:
+        return transactions.run(work)
+    finally:
+        transactions.close()
+
+
 class StreamWriter:
     """Writes one stream's batches exactly once, each with its offset, retrying on connection loss."""
 
@@ -181,22 +247,18 @@ class StreamWriter:
             raise ValueError(f"family {family!r} not in {schema.FAMILIES}")
         if method not in METHODS:
             raise ValueError(f"method {method!r} not in {METHODS}")
-        if max_retries < 0:  # no attempt at all: every transaction would return None
-            raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
         self.engine = engine
         self.stream = schema.check_slug(stream)
         self.family = family
         self.table = schema.ROW_TABLES[family]
         self.columns = [str(c.name) for c in self.table.columns]  # plain str, not quoted_name
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        # every transaction of the writer (each batch: its rows and its offset) runs here
+        self._transactions = Transactions(
+            engine, max_retries=max_retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s
+        )
         self.spool_dir = spool_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
         self.load_data_min_rows = load_data_min_rows
-        self.retries = 0  # connection-loss retries so far (reported by replay)
         self.packets_written = 0  # deliveries (offsets) this writer committed itself
-        self._attempt = 0  # of the transaction under way (see write_batch)
-        self._conn: sa.Connection | None = None
         # the two statements of every batch, as plain SQL (no per-call compile); values bound
         marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         lock = "" if engine.dialect.name == "sqlite" else " FOR UPDATE"
@@ -232,44 +294,16 @@ class StreamWriter:
             server = conn.exec_driver_sql("SELECT @@local_infile").scalar()
             return client and server is not None and bool(int(server))
 
-        return self._retrying(check)
+        return self._transactions.run(check)
 
-    # -- transactions with retry ------------------------------------------
-
-    def _retrying(self, work: Callable[[sa.Connection], T]) -> T:
-        """Run ``work(conn)`` in one transaction; on connection loss retry it with backoff.
-
-        The writer keeps one connection across batches (a checkout per batch
-        would add a pre-ping and a reset round trip to every commit); after
-        any error it is dropped, and the next attempt connects afresh.
-        """
-        sleeps = backoff_schedule(self.backoff_s, self.max_backoff_s, self.max_retries)
-        for attempt in range(self.max_retries + 1):
-            self._attempt = attempt
-            try:
-                if self._conn is None:
-                    self._conn = self.engine.connect()
-                with self._conn.begin():
-                    return work(self._conn)
-            except sa.exc.DBAPIError as error:
-                self.close()
-                if attempt == self.max_retries or not is_retryable(error):
-                    raise
-                self.retries += 1
-                time.sleep(sleeps[attempt])
-            except BaseException:
-                self.close()
-                raise
-        raise AssertionError("unreachable: the last attempt returns or raises")
+    @property
+    def retries(self) -> int:
+        """Connection-loss retries so far (reported by replay)."""
+        return self._transactions.retries
 
     def close(self) -> None:
         """Give the connection back (the writer reconnects if used again)."""
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except sa.exc.DBAPIError:
-                pass  # a dead connection: nothing to give back
-            self._conn = None
+        self._transactions.close()
 
     def _lock_state(self, conn: sa.Connection) -> Committed | None:
         row = conn.exec_driver_sql(self._select_state_sql, (self.stream,)).first()
@@ -278,7 +312,7 @@ class StreamWriter:
 
     def committed(self) -> Committed | None:
         """The committed state, or None for a stream that never delivered."""
-        return self._retrying(self._lock_state)
+        return self._transactions.run(self._lock_state)
 
     # -- windows and batches ----------------------------------------------
 
@@ -327,7 +361,7 @@ class StreamWriter:
                 _executemany(conn, schema.truth_stream_faults, rows)
             return Committed(first, next_seq_position, window, first, first + n_deliveries)
 
-        return self._retrying(work)
+        return self._transactions.run(work)
 
     def write_batch(self, rows: pl.DataFrame, *, window: int, end_offset: int) -> int:
         """Insert ``rows`` (table columns, ``stream`` optional) and advance the offset to ``end_offset``.
@@ -358,7 +392,8 @@ class StreamWriter:
             if state.next_offset >= end_offset:
                 # committed before: by this batch, when a retry finds that its lost commit went through
                 # (counted as ours), or by another run of the window (not ours)
-                return (rows.height, end_offset - first) if self._attempt > 0 and first is not None else (0, 0)
+                retried = self._transactions.attempt > 0
+                return (rows.height, end_offset - first) if retried and first is not None else (0, 0)
             pending = rows.filter(pl.col("offset") >= state.next_offset)
             if pending.height and int(pending["offset"][0]) != state.next_offset:
                 raise StreamStateError(
@@ -369,7 +404,7 @@ class StreamWriter:
             conn.exec_driver_sql(self._advance_sql, (end_offset, time.time(), self.stream))
             return pending.height, end_offset - state.next_offset
 
-        rows_written, packets = self._retrying(work)
+        rows_written, packets = self._transactions.run(work)
         self.packets_written += packets
         return rows_written
 
@@ -442,6 +477,8 @@ __all__ = [
     "Committed",
     "StreamStateError",
     "StreamWriter",
+    "Transactions",
+    "in_transaction",
     "make_engine",
     "insert_if_absent",
     "is_retryable",

@@ -12,14 +12,12 @@ and summarises per model and kind (:mod:`evaluate.robustness`), with the
 plot in the lake and inline in the UI.
 """
 
-import base64
-
 import dagster as dg
 import polars as pl
 
 from hwosim_assets.defs.lake.layout import ROBUSTNESS_KEY, perturbed_key, plot_key, rate_score_key, score_key
 from hwosim_assets.defs.lake.resources import LakeResource
-from hwosim_assets.defs.metadata import md_table
+from hwosim_assets.defs.metadata import figure, md_table
 from hwosim_assets.defs.perturb.assets import PERTURBED, _profile
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE
 from hwosim_assets.defs.priority import at_batch_priority
@@ -204,16 +202,11 @@ def robustness(
     rates = summaries.rate_curves(everything)
     lake.write_parquet(ROBUSTNESS_KEY, table)
     png = plots.robustness(curves, rates, "HWOsim robustness: error per perturbation level, and keeping up")
-    stored = lake.put_bytes(plot_key("robustness", "robustness"), png)
-    small = plots.robustness(curves, rates, "robustness", dpi=40)
-    inline = f"![robustness](data:image/png;base64,{base64.b64encode(small).decode()})"
     return dg.MaterializeResult(
         metadata={
             "summary": md_table(table.with_columns(pl.selectors.float().round(4)), 50),
             "rates": md_table(rates.with_columns(pl.selectors.float().round(4)), 50),
-            "plot": dg.MetadataValue.path(lake.uri(stored.key)),
-            "preview": dg.MetadataValue.md(inline),
-            "preview_bytes": len(small),
+            **figure(lake, plot_key("robustness", "robustness"), png),
             "models_file": models.path,
         }
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
+from typing import overload
 
 import numpy as np
 
@@ -18,7 +19,11 @@ def robust_sigma(values: np.ndarray) -> float:
     return float(MAD_TO_SIGMA * np.median(np.abs(finite - np.median(finite))))
 
 
-def nanmedian(stack: np.ndarray, axis) -> np.ndarray:
+@overload
+def nanmedian(stack: np.ndarray, axis: None) -> np.floating: ...
+@overload
+def nanmedian(stack: np.ndarray, axis: int) -> np.ndarray: ...
+def nanmedian(stack: np.ndarray, axis: int | None) -> np.ndarray | np.floating:
     """The median ignoring NaN, NaN for an all-NaN slice (without numpy's warning).
 
     Along an axis it sorts (NaN sorts last) and picks the middle of the finite values:

@@ -64,7 +64,7 @@ class SigmaClipFlagger:
         scale = max(1.0, spread) if np.isfinite(spread) else 1.0
         return usable & (np.abs(residual - centre) > self.threshold * scale)
 
-    def _spectrum(self, values, errors, dq) -> tuple[np.ndarray, np.ndarray]:
+    def _spectrum(self, values: np.ndarray, errors: np.ndarray, dq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(self.history) < self.min_history or self.history.values[-1].shape != values.shape:
             return np.zeros(values.shape, dtype=bool), np.full(values.shape, np.nan)
         past = np.stack(self.history.values)
@@ -82,7 +82,7 @@ class SigmaClipFlagger:
         went_missing = good & np.isnan(values) & np.isfinite(expected)
         return self._clip(residual, usable) | went_missing, expected
 
-    def _tile(self, values, errors, dq) -> tuple[np.ndarray, np.ndarray]:
+    def _tile(self, values: np.ndarray, errors: np.ndarray, dq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         good = (np.asarray(dq, dtype=np.uint32) & KNOWN_BAD_DQ) == 0
         around = neighbours(np.where(good, values, np.nan))
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):

@@ -96,7 +96,7 @@ class WhiteLightTransitFitter:
             self.baseline.append(point)
             return {"events": []}
         if len(recent) == self.confirm and np.all(recent > level - self.recover * sigma):
-            event = self._fit(level)
+            event = self._fit(level, self.dip_start)
             self.dip_start = None
             self.baseline.extend(recent.tolist())
             return {"events": [event]}
@@ -111,14 +111,14 @@ class WhiteLightTransitFitter:
             "id": f"transit-{self.transits}",
         }
 
-    def _fit(self, level: float) -> dict:
+    def _fit(self, level: float, dip_start: int) -> dict:
         """Box fit over the whole light curve: mid-time, depth and duration of this dip."""
         from astropy.timeseries import BoxLeastSquares  # astropy: imported when a transit is fitted
 
         t, y = np.asarray(self.times), np.asarray(self.white)
         ok = np.isfinite(y)
         t, y = t[ok], y[ok]
-        start = self.times[self.dip_start]
+        start = self.times[dip_start]
         low = t >= start
         span = t[-1] - t[0]
         longest = max(t[-1] - start, np.median(np.diff(t)) * 2)
@@ -134,4 +134,4 @@ class WhiteLightTransitFitter:
     def finish(self) -> dict:
         if self.dip_start is None or len(self.baseline) < self.min_baseline:
             return {"events": []}
-        return {"events": [self._fit(float(np.median(self.baseline)))]}
+        return {"events": [self._fit(float(np.median(self.baseline)), self.dip_start)]}
