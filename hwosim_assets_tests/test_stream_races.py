@@ -129,3 +129,20 @@ def test_a_run_whose_windows_were_taken_over_ends_cleanly(engine, monkeypatch):
             )
         ]
     assert offsets == list(range(len(offsets))) and len(offsets) > 250  # windows 0-2 once each, no hole
+
+
+def test_a_run_launched_after_an_outage_takes_over_a_dead_run_at_once(engine):
+    """The run before was killed in window 1 (with the daemon, its parent) long ago: the stall clock
+    starts at the stream's last commit, so the next run takes over at once instead of first watching
+    for a whole stall limit of its own."""
+    from hwosim_assets.stream.runs import wait_for_turn
+    from hwosim_assets.stream.writer import StreamWriter
+
+    stream = spec("outage")
+    replay_run(engine, stream, TABLE, first=0, last=0, start_time=time.time(), stream_faults={}, pace=False, **KEY)
+    writer = StreamWriter(engine, "outage", "spectra")
+    writer.open_window(window=1, n_deliveries=100, next_seq_position=200)  # and then the process died
+    writer.close()
+    time.sleep(2.2)
+    turn = wait_for_turn(engine, stream, 2, time.time() - 5.0, stall_s=2.0)
+    assert (turn.window, turn.ready) == (1, True) and turn.waited_s < 0.5

@@ -145,3 +145,25 @@ def test_a_lost_cursor_continues_after_what_is_committed():
     d = decide(spec(), Cursor(), now=T, delivered_next=40, in_flight=[], lead_s=12.0)
     assert d.request.first == 40 and d.request.start_time == T + 12.0  # due one lead from now, no gap, no burst
     assert d.cursor.start_time == T + 12.0 - 40 * 5.0
+
+
+def test_runs_in_flight_when_the_stream_stopped_committing_are_presumed_dead():
+    """dagster dev killed with its runs (they are its children): the instance still has them as
+    started. Once nothing is committed for the stall limit (2 windows = 10 s here) while a window is
+    that overdue, they no longer block a run from the committed offset; a run requested since does."""
+    cursor = Cursor(start_time=T, next_window=8)
+    in_flight = [Flight(4, 5, T + 5), Flight(6, 7, T + 15)]  # requested before the outage
+    before = dict(delivered_next=4, in_flight=in_flight, lead_s=10.0, stale_s=600.0)
+    # window 4 was due at T+20; the last commit at T+22, then the outage
+    within = decide(spec(), cursor, now=T + 31, last_commit=T + 22, **before)
+    assert within.in_flight == 2 and not within.notes  # 9 s without a commit: not yet
+    after = decide(spec(), cursor, now=T + 95, last_commit=T + 22, **before)
+    assert after.request is not None and after.request.first == 4 and after.request.overdue >= 10
+    assert "presumed dead" in after.notes[0] and after.in_flight == 0
+    # the run just requested counts as in flight at the next tick; nothing else is asked for
+    catching_up = [*in_flight, Flight(4, after.request.last, T + 95)]
+    nxt = decide(spec(), after.cursor, now=T + 100, last_commit=T + 22, **{**before, "in_flight": catching_up})
+    assert nxt.in_flight == 1 and (nxt.request is None or nxt.request.first > after.request.last)
+    # a stream that commits is never judged so, however old its runs
+    steady = decide(spec(), cursor, now=T + 95, last_commit=T + 94.9, **before)
+    assert steady.in_flight == 2 and not any("presumed dead" in n for n in steady.notes)

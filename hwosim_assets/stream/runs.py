@@ -170,7 +170,9 @@ def wait_for_turn(
         ahead = due(first) - 0.5 - clock()
         if ahead > 0:
             sleep(ahead)
-    last_offset, last_change = None, clock()
+    # the stall clock starts at the last commit, so a run launched after an outage that killed the
+    # run before (its process went with the daemon's) takes over at once, not a stall limit later
+    last_offset, last_change = (state.next_offset, state.updated) if state and state.updated else (None, clock())
     while True:
         state = resume_point(engine, spec.name)
         next_window = state.next_window if state else 0

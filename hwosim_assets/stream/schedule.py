@@ -28,8 +28,11 @@ run takes seconds to start. So, in ``rate`` mode:
   request starts again from the first undelivered window, with a new run key;
   after ``max_retries`` failed attempts at the same window the stream stops
   and says so. A run still marked in flight whose windows are long overdue
-  (``stale_s``) no longer blocks new requests; the writer's exactly-once
-  offsets make a late duplicate run harmless.
+  (``stale_s``) no longer blocks new requests, nor do runs that were in
+  flight when the stream stopped committing (nothing for the stall limit
+  while a window is that overdue: killed with the daemon, which the instance
+  cannot tell); the writer's exactly-once offsets make a late duplicate run
+  harmless.
 
 ``cadence`` streams chain each window from the previous one's end (the gap
 to the next packet is only known then), and ``asap`` streams have no clock:
@@ -140,6 +143,7 @@ def decide(
     max_in_flight: int = MAX_IN_FLIGHT,
     max_retries: int = MAX_RETRIES,
     stale_s: float = 120.0,
+    last_commit: float | None = None,
 ) -> Decision:
     """The next run request of a stream, or why there is none now.
 
@@ -148,7 +152,8 @@ def decide(
     ``in_flight`` the stream's runs that have not finished; ``last_failed``
     the status of its latest finished run when that was not a success;
     ``chained_start`` the ``next_start_time`` the previous window reported
-    (cadence mode). See the module docstring for the rules.
+    (cadence mode); ``last_commit`` when the stream last committed (its
+    offsets row's ``updated``). See the module docstring for the rules.
     """
     if finished:
         return Decision(None, "finished: the stream has delivered its last packet (loop: false)", cursor, 0.0)
@@ -162,11 +167,30 @@ def decide(
         max(0.0, now - window_due(spec, t0, delivered_next + 1)) if rate_mode and cursor.start_time is not None else 0.0
     )
 
+    notes = []
     if rate_mode:  # a run whose windows are long overdue no longer counts as in flight
         live = [f for f in in_flight if window_due(spec, t0, f.last) + window_s + stale_s > now]
+        # Nothing committed for the stall limit while the first undelivered window is that overdue:
+        # the runs that were in flight then are dead (their processes went with the daemon's, or the
+        # machine's), though the instance still has them as started. Runs requested since still count.
+        stall_s = max(10.0, 2 * window_s)  # as the runs themselves judge it (runs.wait_for_turn)
+        if (
+            last_commit is not None
+            and cursor.start_time is not None
+            and now - last_commit > stall_s
+            and now > window_due(spec, t0, delivered_next) + stall_s
+        ):
+            dead = [f for f in live if f.created <= last_commit]
+            if dead:
+                live = [f for f in live if f.created > last_commit]
+                notes.append(
+                    f"{len(dead)} run(s) in flight but nothing committed for {now - last_commit:.0f} s "
+                    f"while window {delivered_next} is overdue: presumed dead, replaying from the committed offset"
+                )
     else:
         live = list(in_flight)
-    notes = [f"ignoring {len(in_flight) - len(live)} stale run(s)"] if len(live) < len(in_flight) else []
+    if len(live) < len(in_flight) and not notes:
+        notes.append(f"ignoring {len(in_flight) - len(live)} stale run(s)")
 
     def skip(reason: str) -> Decision:
         return Decision(None, reason, cursor, lag, len(live), notes)

@@ -42,7 +42,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -78,6 +78,7 @@ class Committed:
     window: int
     window_first_offset: int
     window_end_offset: int
+    updated: float | None = field(default=None, compare=False)  # UTC epoch s of the last commit or opening
 
     @property
     def window_complete(self) -> bool:
@@ -263,7 +264,7 @@ class StreamWriter:
         marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         lock = "" if engine.dialect.name == "sqlite" else " FOR UPDATE"
         self._select_state_sql = (
-            "SELECT next_offset, next_seq_position, window_, window_first_offset, window_end_offset "
+            "SELECT next_offset, next_seq_position, window_, window_first_offset, window_end_offset, updated "
             f"FROM hwosim_offsets WHERE stream = {marker}{lock}"
         ).replace("window_,", engine.dialect.identifier_preparer.quote_identifier("window") + ",")
         self._advance_sql = (
@@ -307,8 +308,11 @@ class StreamWriter:
 
     def _lock_state(self, conn: sa.Connection) -> Committed | None:
         row = conn.exec_driver_sql(self._select_state_sql, (self.stream,)).first()
-        state = Committed(*map(int, row)) if row else None
-        return None if state is None or state.window < 0 else state  # window -1: the row of a stream never opened
+        if row is None:
+            return None
+        next_offset, next_seq_position, window, first, end, updated = row
+        state = Committed(int(next_offset), int(next_seq_position), int(window), int(first), int(end), float(updated))
+        return None if state.window < 0 else state  # window -1: the row of a stream never opened
 
     def committed(self) -> Committed | None:
         """The committed state, or None for a stream that never delivered."""
@@ -359,7 +363,7 @@ class StreamWriter:
                     pl.lit(window).alias("window"),
                 ).select("stream", "window", "lap", "seq", "offset", "kind", "detail")
                 _executemany(conn, schema.truth_stream_faults, rows)
-            return Committed(first, next_seq_position, window, first, first + n_deliveries)
+            return Committed(first, next_seq_position, window, first, first + n_deliveries, updated=now)
 
         return self._transactions.run(work)
 

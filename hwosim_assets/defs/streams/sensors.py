@@ -152,6 +152,7 @@ def replay_sensor(spec: StreamSpec, clock: Callable[[], float] = time.time) -> d
             finished=finished,
             lead_s=lead_seconds(spec, _launch_latencies(instance, spec.name)),
             chained_start=chained if isinstance(chained, (int, float)) else None,
+            last_commit=committed.updated if committed else None,
         )
         for note in decision.notes:
             context.log.info(f"{spec.name}: {note}")
