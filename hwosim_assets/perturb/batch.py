@@ -338,7 +338,8 @@ def _bright_medians(batch: Batch, grid: tuple, step: int, name: str) -> np.ndarr
                 np.copyto(ratio, numerator)
             np.divide(ratio, value, out=ratio, dtype=np.float64)
             np.copyto(ratio, np.nan, where=np.logical_not(ok, out=test))
-            good = np.count_nonzero(ok.reshape(k, -1), axis=1)
+            rows = ok.reshape(k, -1)
+            good = np.full(k, rows.shape[1]) if rows.all() else np.count_nonzero(rows, axis=1)  # all: the usual case
             tile[part] = _lower_median(ratio.reshape(k, -1), good=good, in_place=True)
     return tile
 
