@@ -272,21 +272,10 @@ def write_bronze(path: Path, target_bytes: int) -> tuple[int, int]:
     """Write a bronze image file of at least ``target_bytes`` frame by frame
     (plain encoding, no compression, so the size on disk is the data size).
     Returns (frames, bytes)."""
-    schema = pa.schema(
-        [
-            ("seq", pa.int64()),
-            ("frame", pa.int32()),
-            ("source", pa.string()),
-            ("y0", pa.int32()),
-            ("x0", pa.int32()),
-            ("ny", pa.int32()),
-            ("nx", pa.int32()),
-            ("event_time", pa.float64()),
-            ("sci", pa.binary()),
-            ("err", pa.binary()),
-            ("dq", pa.binary()),
-        ]
-    )
+    import polars as pl
+
+    # the bronze schema itself (optional planes included, null here), so the file stays readable as bronze
+    schema = pl.DataFrame(schema=IMAGE_TILE_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
     rng = np.random.default_rng(2)
     frame_bytes = 3 * FRAME * FRAME * 4  # sci, err, dq
     frames = -(-target_bytes // frame_bytes)
