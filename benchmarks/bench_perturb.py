@@ -3,6 +3,7 @@ a product larger than memory should allow.
 
     python benchmarks/bench_perturb.py            # 8 frames of 2048^2, a 2.2 GB product
     python benchmarks/bench_perturb.py --quick    # 2 frames, a 0.3 GB product
+    python benchmarks/bench_perturb.py --kinds    # also each kind's cost on one frame
 
 Speed: the ``nominal`` profile on a stack of 2048 x 2048 float32 frames,
 against, in the same run,
@@ -19,6 +20,11 @@ packets of a bronze table), including the copy of the input planes; the
 whole-frame and DataFrame-in/DataFrame-out figures are printed alongside.
 Each figure is the best of several interleaved rounds after a warm-up (the
 machine is shared, so the best run is the one least disturbed).
+
+Per kind (``--kinds``): each kind of ``nominal`` applied alone to a fresh
+batch of one frame's 256 tiles (the engine's unit of work, one thread), best
+of several runs, next to the electron-scale estimate every batch starts with
+and numpy's field of the same size - where a speed regression comes from.
 
 Memory: a bronze image Parquet file of more than 2 GB is generated batch by
 batch (never held in memory), then perturbed with ``perturb_parquet`` in a
@@ -45,7 +51,10 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hwosim_assets.perturb import load_profiles, perturb_images, perturb_parquet  # noqa: E402
+from hwosim_assets.perturb.batch import Batch  # noqa: E402
+from hwosim_assets.perturb.draws import Draws  # noqa: E402
 from hwosim_assets.perturb.engine import perturb_tile_stack  # noqa: E402
+from hwosim_assets.perturb.kinds import ELEMENT_KINDS  # noqa: E402
 from hwosim_assets.perturb.synthetic import tile_rows  # noqa: E402
 from hwosim_assets.records import IMAGE_TILE_SCHEMA  # noqa: E402
 
@@ -206,6 +215,56 @@ def speed(n_frames: int, repeats: int) -> bool:
     return vs_a >= 15 and vs_b >= 0.7
 
 
+# --- per kind ------------------------------------------------------------------
+
+
+def per_kind(repeats: int) -> None:
+    """Each kind of ``nominal`` alone on a fresh one-frame batch of 128-px
+    tiles, one thread, best of ``repeats`` (kinds in chain order)."""
+    profile = load_profiles()["nominal"]
+    frames, err = make_frames(1)
+    sci, e, meta = as_tiles(frames, TILE), as_tiles(err, TILE), tile_meta(1, TILE)
+    columns = np.arange(TILE)[None, :]
+
+    def batch() -> Batch:
+        return Batch(
+            family="images",
+            value=sci.copy(),
+            error=e.copy(),
+            wavelength=None,
+            seq=meta["seq"],
+            epoch=meta["frame"],
+            time_mjd=meta["event_time"],
+            cols=meta["x0"][:, None] + columns,
+            rows=meta["y0"][:, None] + columns,
+            t_ref=MJD0,
+            stage=profile.stage,
+        )
+
+    def best(fn, setup=lambda: None) -> float:
+        times = []
+        for _ in range(repeats):
+            arg = setup()
+            t0 = time.perf_counter()
+            fn(arg)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    print(f"== per kind: 'nominal' on one {FRAME}x{FRAME} frame of {TILE}-px tiles, one thread, best of {repeats} ==")
+    rows = [("electron scale (every batch)", best(lambda _: batch()))]
+    for setting in profile.element_kinds:
+        spec = ELEMENT_KINDS[setting.kind]
+        if "images" not in spec.families:
+            continue
+        draws = Draws(SEED, profile.config_hash, "bench", setting.kind)
+        rows.append((setting.kind, best(lambda b, spec=spec, s=setting, d=draws: spec.apply(b, s.params, d), batch)))
+    field = best(lambda _: np.random.default_rng().standard_normal((FRAME, FRAME)))
+    for name, seconds in rows:
+        print(f"  {name:30s} {seconds * 1e3:7.1f} ms   {seconds / field:5.2f} x numpy's field")
+    total = sum(seconds for _, seconds in rows)
+    print(f"  {'sum':30s} {total * 1e3:7.1f} ms   {total / field:5.2f} x numpy's field ({field * 1e3:.1f} ms)")
+
+
 # --- memory --------------------------------------------------------------------
 
 
@@ -213,21 +272,10 @@ def write_bronze(path: Path, target_bytes: int) -> tuple[int, int]:
     """Write a bronze image file of at least ``target_bytes`` frame by frame
     (plain encoding, no compression, so the size on disk is the data size).
     Returns (frames, bytes)."""
-    schema = pa.schema(
-        [
-            ("seq", pa.int64()),
-            ("frame", pa.int32()),
-            ("source", pa.string()),
-            ("y0", pa.int32()),
-            ("x0", pa.int32()),
-            ("ny", pa.int32()),
-            ("nx", pa.int32()),
-            ("event_time", pa.float64()),
-            ("sci", pa.binary()),
-            ("err", pa.binary()),
-            ("dq", pa.binary()),
-        ]
-    )
+    import polars as pl
+
+    # the bronze schema itself (optional planes included, null here), so the file stays readable as bronze
+    schema = pl.DataFrame(schema=IMAGE_TILE_SCHEMA).to_arrow(compat_level=pl.CompatLevel.oldest()).schema
     rng = np.random.default_rng(2)
     frame_bytes = 3 * FRAME * FRAME * 4  # sci, err, dq
     frames = -(-target_bytes // frame_bytes)
@@ -300,11 +348,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 frames and a 0.3 GB product")
     parser.add_argument("--skip-memory", action="store_true", help="speed only")
+    parser.add_argument("--kinds", action="store_true", help="also time each kind on one frame")
     parser.add_argument("--child", nargs=3, metavar=("SRC", "DST", "TRUTH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_perturb(*args.child)
         return 0
+    if args.kinds:
+        per_kind(9)
     ok = speed(2 if args.quick else 8, 5 if args.quick else 6)
     if not args.skip_memory:
         ok = memory(0.3 if args.quick else 2.2) and ok

@@ -135,12 +135,25 @@ class Batch:
         return (self.time_mjd - self.t_ref) * SECONDS_PER_DAY
 
     def scale_at(self, flat: np.ndarray) -> np.ndarray:
-        """Data units per electron at flat element indices."""
-        return np.broadcast_to(self.per_electron, self.value.shape).reshape(-1)[flat]
+        """Data units per electron at flat element indices - read through the
+        broadcast view (flattening it would copy a full-size array per call)."""
+        index = np.unravel_index(np.asarray(flat, dtype=np.int64), self.value.shape)
+        return np.broadcast_to(self.per_electron, self.value.shape)[index]
 
     def packet_scale(self) -> np.ndarray:
         """(n,) data units per electron, one per packet (median over a packet)."""
         flat = np.broadcast_to(self.per_electron, self.value.shape).reshape(self.n, -1)
+        return np.median(flat, axis=1) if flat.shape[1] > 1 else flat[:, 0]
+
+    def packet_median(self, values: np.ndarray) -> np.ndarray:
+        """(n,) median over each packet of a per-element figure (broadcastable
+        to value). A figure already constant within packets - shape (n or 1,
+        1, ...), as the read noise of an image is - is taken as it is, with no
+        full-size copy and no sort."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 0 or all(d == 1 for d in values.shape[1:]):
+            return np.broadcast_to(values.reshape(-1), (self.n,)).copy()
+        flat = np.broadcast_to(values, self.value.shape).reshape(self.n, -1)
         return np.median(flat, axis=1) if flat.shape[1] > 1 else flat[:, 0]
 
     def electrons(self) -> np.ndarray:
@@ -151,15 +164,69 @@ class Batch:
     def add_variance(self, added: np.ndarray, component: str, where=None) -> None:
         """Add ``added`` (data units^2, broadcastable to value) to the error and to
         the product's VAR_RNOISE (``component`` "rnoise") or VAR_POISSON
-        ("poisson") where it carries them; ``where`` restricts to a mask."""
-        added = np.broadcast_to(np.asarray(added, dtype=np.float64), self.value.shape)
+        ("poisson") where it carries them; ``where`` restricts to a mask.
+
+        ERR = sqrt(ERR^2 + added), a few packets at a time (:meth:`_pieces`) in
+        reused buffers, so the temporaries stay in cache and a per-packet
+        ``added`` is never made full-size. A float32 ERR with a per-packet
+        ``added`` is computed in float32 when nothing can overflow or lose
+        precision (:meth:`_float32_safe`; within 2 ulp of the float64 figure,
+        at a third of its cost - the dense noise kinds run this over every
+        pixel); otherwise in float64."""
+        added = np.asarray(added, dtype=np.float64)
         if where is not None:
             added = np.where(where, added, 0.0)
+        column = self.var_rnoise if component == "rnoise" else self.var_poisson
+        pieces = self._pieces()
+        dtype = np.float32 if self._float32_safe(added) else np.float64
+        added = np.broadcast_to(added.astype(dtype, copy=False), self.value.shape)
+        scratch = np.empty(self.error[pieces[0]].shape, dtype=dtype)  # reused: stays in cache
         with np.errstate(invalid="ignore"):
-            self.error[...] = np.sqrt(self.error.astype(np.float64) ** 2 + added).astype(self.error.dtype)
-            column = self.var_rnoise if component == "rnoise" else self.var_poisson
-            if column is not None:
-                column += added.astype(column.dtype)
+            for part in pieces:
+                error = scratch[: len(self.error[part])]
+                np.square(self.error[part], out=error, dtype=dtype)
+                error += added[part]
+                np.sqrt(error, out=self.error[part], casting="same_kind")  # rounded once, as astype would
+                if column is not None:
+                    column[part] += added[part].astype(column.dtype)
+
+    def _float32_safe(self, added: np.ndarray) -> bool:
+        """Whether sqrt(ERR^2 + added) may be taken in float32: ERR is float32,
+        ``added`` is one figure per packet within [1e-30, 1e36] (so a tiny
+        ERR^2 rounding to a subnormal is negligible next to it) and every
+        finite ERR is below 1e18 in size (so ERR^2 + added stays below the
+        float32 maximum, 3.4e38). Two reductions over ERR decide it."""
+        if self.error.dtype != np.float32 or any(d != 1 for d in added.shape[1:]):
+            return False
+        if added.size == 0 or not (added.min() >= 1e-30 and added.max() <= 1e36):
+            return False
+        flat = self.error.reshape(-1)
+        high, low = np.fmax.reduce(flat), np.fmin.reduce(flat)  # NaN ignored; all-NaN gives NaN: not safe
+        return bool(-1e18 < low and high < 1e18)
+
+    def add_variance_at(self, flat: np.ndarray, added: np.ndarray, component: str) -> None:
+        """Sparse :meth:`add_variance`: ``added`` (data units^2) at flat element
+        indices, repeated indices summed in order; elements whose sum is not
+        positive are left alone. For the few elements a hit or a defect
+        touches, no full-size array is made."""
+        flat = np.asarray(flat, dtype=np.int64)
+        if len(flat) == 0:
+            return
+        where, inverse = np.unique(flat, return_inverse=True)
+        total = np.bincount(inverse.reshape(-1), weights=np.asarray(added, dtype=np.float64), minlength=len(where))
+        positive = total > 0
+        where, total = where[positive], total[positive]
+        error = self.error.reshape(-1)
+        with np.errstate(invalid="ignore"):
+            error[where] = np.sqrt(error[where].astype(np.float64) ** 2 + total).astype(error.dtype)
+        column = self.var_rnoise if component == "rnoise" else self.var_poisson
+        if column is not None:
+            column.reshape(-1)[where] += total.astype(column.dtype)
+
+    def _pieces(self, elements: int = 1 << 16) -> list[slice]:
+        """Slices of ~``elements`` elements over the packets (whole packets)."""
+        step = max(1, elements // max(self.elements, 1))
+        return [slice(i, i + step) for i in range(0, self.n, step)]
 
     def scale_variance(self, factor: np.ndarray) -> None:
         """Multiply error by ``factor`` and the variance columns by factor^2 (a gain change)."""
@@ -190,14 +257,22 @@ class Batch:
         self.flag(where, flags)
 
 
-def _lower_median(rows: np.ndarray) -> np.ndarray:
-    """Median of the finite values of each row (lower middle; NaN if none)."""
-    good = np.isfinite(rows).sum(axis=1)
+def _lower_median(rows: np.ndarray, good: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
+    """Median of the finite values of each row (lower middle; NaN if none).
+    ``good``: the count of finite values per row when the caller knows it;
+    ``in_place``: ``rows`` may be reordered (no copy)."""
+    good = np.isfinite(rows).sum(axis=1) if good is None else good
     width = rows.shape[1]
     if width and (good == width).all():  # the usual case: one partition, no sort
         middle = (width - 1) // 2
+        if in_place:
+            rows.partition(middle, axis=1)
+            return rows[:, middle].copy()
         return np.partition(rows, middle, axis=1)[:, middle]
-    rows = np.sort(rows, axis=1)  # NaN sort last
+    if in_place:
+        rows.sort(axis=1)  # NaN sort last
+    else:
+        rows = np.sort(rows, axis=1)
     picked = rows[np.arange(len(rows)), np.maximum(good - 1, 0) // 2]
     return np.where(good > 0, picked, np.nan)
 
@@ -210,43 +285,93 @@ def _robust_sigma(values: np.ndarray) -> np.ndarray:
 
 def _ratio(numerator: np.ndarray, value: np.ndarray, error: np.ndarray) -> np.ndarray:
     """numerator / value where value is bright (S/N > MIN_SNR) and the ratio positive; NaN elsewhere."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ok = np.isfinite(numerator) & (numerator > 0) & np.isfinite(value) & (value > MIN_SNR * np.abs(error))
-        return np.where(ok, numerator.astype(np.float64) / np.where(ok, value, 1.0), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ok = value > MIN_SNR * np.abs(error)
+        ok &= np.isfinite(value)  # one test at a time, in place
+        ok &= numerator > 0
+        ok &= np.isfinite(numerator)
+        ratio = np.divide(numerator, value, dtype=np.float64)
+        ratio[~ok] = np.nan
+        return ratio
+
+
+SCALE_SAMPLES = 1 << 16  # sub-grid samples handled together by _tile_scale: its temporaries stay in cache
+
+
+def _bright_medians(batch: Batch, grid: tuple, step: int, name: str) -> np.ndarray:
+    """The per-tile figure of :func:`_scale_medians` for a plain image batch:
+    the lower median of VAR_POISSON / F ("poisson") or ERR^2 / F ("err") over
+    the bright sub-grid samples - the same numbers :func:`_ratio` and
+    :func:`_lower_median` give, in buffers reused from one group of ``step``
+    tiles to the next (a fresh half-megabyte temporary per group costs more
+    than its arithmetic) and with fewer tests: value > MIN_SNR |ERR| already
+    rules out a NaN ERR and a NaN or negative value, leaving value < inf and
+    0 < numerator < inf (for ERR^2: ERR != 0, the S/N test having ruled out
+    an infinite ERR). A ratio that passes is finite (a float32 numerator over
+    a float32 value cannot overflow float64), one that fails is NaN."""
+    n = batch.n
+    shape = batch.value[:step][grid].shape
+    value_buf, error_buf = np.empty(shape, batch.value.dtype), np.empty(shape, batch.error.dtype)
+    size_buf, limit_buf = np.empty(shape, batch.error.dtype), np.empty(shape, batch.error.dtype)
+    ok_buf, test_buf = np.empty(shape, bool), np.empty(shape, bool)
+    ratio_buf = np.empty(shape, np.float64)
+    numerator_buf = np.empty(shape, batch.var_poisson.dtype) if name == "poisson" else None
+    tile = np.empty(n)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for first in range(0, n, step):
+            part = slice(first, min(first + step, n))
+            k = part.stop - part.start
+            value, error, ratio, test = value_buf[:k], error_buf[:k], ratio_buf[:k], test_buf[:k]
+            np.copyto(value, batch.value[part][grid])  # contiguous: every later pass reads at full speed
+            np.copyto(error, batch.error[part][grid])
+            size = np.abs(error, out=size_buf[:k])
+            ok = np.greater(value, np.multiply(size, MIN_SNR, out=limit_buf[:k]), out=ok_buf[:k])
+            ok &= np.less(value, np.inf, out=test)
+            if numerator_buf is None:
+                ok &= np.greater(size, 0, out=test)
+                np.square(error, out=ratio, dtype=np.float64)
+            else:
+                numerator = numerator_buf[:k]
+                np.copyto(numerator, batch.var_poisson[part][grid])
+                ok &= np.greater(numerator, 0, out=test)
+                ok &= np.less(numerator, np.inf, out=test)
+                np.copyto(ratio, numerator)
+            np.divide(ratio, value, out=ratio, dtype=np.float64)
+            np.copyto(ratio, np.nan, where=np.logical_not(ok, out=test))
+            rows = ok.reshape(k, -1)
+            good = np.full(k, rows.shape[1]) if rows.all() else np.count_nonzero(rows, axis=1)  # all: the usual case
+            tile[part] = _lower_median(ratio.reshape(k, -1), good=good, in_place=True)
+    return tile
 
 
 def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
     """Data per electron of each tile (n, 1, 1), per column for 2-D spectra
     (n, 1, nx). Ratios are taken on a regular sub-grid of ~4096 pixels (every
     step-th row and column): a median needs no more, and a full-tile pass
-    would cost as much as the noise field itself."""
+    would cost as much as the noise field itself. Each tile's median is its
+    own; which source is used (and the fill of tiles without one) is decided
+    on the batch, as the module docstring says."""
     n, ny, nx = batch.value.shape
     step = 1 if batch.spectral_2d else max(1, int(np.sqrt(ny * nx / 4096)))
     grid = np.s_[:, ::step, ::step]
-    value, error = batch.value[grid], batch.error[grid]
-    candidates = []
-    if batch.var_poisson is not None:
-        candidates.append(("poisson", batch.var_poisson[grid]))
+    candidates = ["poisson"] if batch.var_poisson is not None else []
     header = batch.exposure.data_per_electron()
     if header is not None:
-        candidates.append(("header", None))
-    candidates.append(("err", error.astype(np.float64) ** 2))
-    for name, numerator in candidates:
-        if numerator is None:
+        candidates.append("header")
+    candidates.append("err")
+    for name in candidates:
+        if name == "header":
             return np.full((n, 1, 1), header), name
-        ratio = _ratio(numerator, value, error)
-        tile = _lower_median(ratio.reshape(n, -1))
+        tile, column = _scale_medians(batch, name, grid)
         if not np.isfinite(tile).any():
             continue
         tile = np.where(np.isfinite(tile), tile, np.nanmedian(tile))
         if batch.spectral_2d:
-            with warnings.catch_warnings():  # all-NaN columns are expected (NaN padding)
-                warnings.simplefilter("ignore", RuntimeWarning)
-                column = np.nanmedian(ratio, axis=1)
             column = np.where(np.isfinite(column), column, tile[:, None])
             return column[:, None, :], name
         return tile[:, None, None], name
     # last resort: ERR of a background pixel = 16 e-
+    value, error = batch.value[grid], batch.error[grid]
     sub = error.reshape(n, -1).astype(np.float64)
     scale = _lower_median(np.where((sub > 0) & np.isfinite(sub), sub, np.nan))
     missing = ~(scale > 0)
@@ -254,6 +379,33 @@ def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
         scale[missing] = _robust_sigma(value[missing].reshape(int(missing.sum()), -1).astype(np.float64))
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
     return (scale / ERR_ELECTRONS)[:, None, None], "err16"
+
+
+def _scale_medians(batch: Batch, name: str, grid: tuple) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per tile, the lower median of the ``name`` ratio ("poisson": VAR_POISSON
+    / F, "err": ERR^2 / F) over the sub-grid ``grid`` - and per column, its
+    NaN-median, for 2-D spectra. Tiles are taken a few at a time (about
+    SCALE_SAMPLES samples): a tile's figure never depends on the others, and
+    the temporaries stay small and in cache."""
+    n = batch.n
+    samples = max(1, batch.value[:1][grid].size)
+    step = max(1, SCALE_SAMPLES // samples)
+    if not batch.spectral_2d:
+        return _bright_medians(batch, grid, step, name), None
+    tile = np.empty(n)
+    column = np.empty((n, batch.value[:1][grid].shape[2])) if batch.spectral_2d else None
+    for first in range(0, n, step):
+        part = slice(first, first + step)
+        # contiguous copies of the sub-grid first: every later pass reads them at full speed
+        value, error = np.ascontiguousarray(batch.value[part][grid]), np.ascontiguousarray(batch.error[part][grid])
+        numerator = batch.var_poisson[part][grid] if name == "poisson" else np.square(error, dtype=np.float64)
+        ratio = _ratio(numerator, value, error)
+        tile[part] = _lower_median(ratio.reshape(len(ratio), -1))
+        if column is not None:
+            with warnings.catch_warnings():  # all-NaN columns are expected (NaN padding)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                column[part] = np.nanmedian(ratio, axis=1)
+    return tile, column
 
 
 def _fill_along(ratio: np.ndarray) -> np.ndarray:
@@ -295,9 +447,12 @@ def _element_scale(batch: Batch) -> tuple[np.ndarray, str]:
 
 def _read_noise(batch: Batch) -> np.ndarray:
     """Read noise of each element over one integration, e- (module docstring)."""
-    model = batch.exposure.read_noise_e() * np.sqrt(np.maximum(batch.aperture(), 1.0))
+    if batch.family == "images":  # one pixel behind each element: the detector's figure, no full-size array
+        model = np.full((1,) * batch.value.ndim, batch.exposure.read_noise_e())
+    else:
+        model = batch.exposure.read_noise_e() * np.sqrt(np.maximum(batch.aperture(), 1.0))
     if batch.var_rnoise is None:
-        return model if batch.family == "spectra" else np.full((1,) * batch.value.ndim, model.flat[0])
+        return model
     with np.errstate(invalid="ignore", divide="ignore"):
         own = np.sqrt(batch.var_rnoise.astype(np.float64)) / batch.per_electron
     own = np.where(np.isfinite(own) & (own > 0), own, model)

@@ -110,8 +110,12 @@ class _Run:
             sum({1 << ELEMENT_KINDS[s.kind].bit for s in self.settings if ELEMENT_KINDS[s.kind].marks_all})
         )
 
-    def new_truth(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A truth mask for a batch: the bits of every-element kinds already set."""
+    def new_truth(self, shape: tuple[int, ...], preset: bool = True) -> np.ndarray:
+        """A truth mask for a batch: the bits of every-element kinds already set.
+        ``preset=False``: not yet - the image path's workers set them on their
+        own share (:func:`_apply_tiles`), so the fill runs in parallel."""
+        if not preset:
+            return np.empty(shape, dtype=np.uint32)
         return np.full(shape, self.dense_bits, dtype=np.uint32)
 
     def apply(self, batch: Batch, truth: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -356,7 +360,8 @@ def _apply_tiles(
     run: _Run, planes: dict[str, np.ndarray | None], truth, seq, frame, y0, x0, times, source=None, spectral_2d=False
 ) -> None:
     """Perturb a stack of same-shape tiles in place (sci, err and, where
-    present, dq and the variances), marking truth.
+    present, dq and the variances), marking ``truth`` (from
+    ``new_truth(preset=False)``: each unit presets its own share).
 
     The stack is cut into units of ~CHUNK_ELEMENTS pixels that the worker
     threads take in turn (numpy releases the GIL); each unit is a Batch of
@@ -367,6 +372,7 @@ def _apply_tiles(
     optional = {name: planes.get(name) for name in ("dq", "var_poisson", "var_rnoise")}
 
     def work(part: slice):
+        truth[part] = run.dense_bits  # the preset bits (new_truth(preset=False) left them to the workers)
         batch = run.batch(
             family="images",
             value=sci[part],
@@ -422,7 +428,7 @@ def perturb_tile_stack(
     times = np.asarray(event_time, dtype=np.float64)
     t_ref = reference_time(times) if t_ref is None else t_ref
     run = _Run(profile, observation, seed, "images", t_ref, exposures, trace)
-    truth = run.new_truth(sci.shape)
+    truth = run.new_truth(sci.shape, preset=False)
     planes = {"sci": sci, "err": err, "dq": dq, "var_poisson": var_poisson, "var_rnoise": var_rnoise}
     _apply_tiles(
         run,
@@ -504,7 +510,7 @@ def _image_arrow(table: pa.Table, run: _Run, observation: str) -> tuple[pa.Table
         same = (keys == shape).all(axis=1)
         for label in np.unique(labels[same]):
             rows = np.flatnonzero(same & (labels == label))
-            group = {"rows": rows, "truth": run.new_truth((len(rows),) + shape)}
+            group = {"rows": rows, "truth": run.new_truth((len(rows),) + shape, preset=False)}
             for name in IMAGE_PLANES:
                 group[name] = stack(name, rows, shape) if name in planes and present[name][rows].all() else None
             wavelength = "wavelength" in present and present["wavelength"][rows].any()

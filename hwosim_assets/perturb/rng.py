@@ -105,6 +105,17 @@ def normal_table() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
+def tail_threshold() -> np.float32:
+    """The smallest |level| of the tail markers: a table value is a marker
+    exactly when its size is at least this (the levels rise strictly, so
+    the innermost markers, bins TAIL_BINS - 1 and 65536 - TAIL_BINS, are
+    further out than every other level - whatever rounding did to the
+    table's symmetry)."""
+    table = normal_table()
+    return np.float32(min(-table[TAIL_BINS - 1], table[65536 - TAIL_BINS]))
+
+
+@lru_cache(maxsize=1)
 def tail_start() -> float:
     """|x| beyond which the outermost TAIL_BINS bins of the table lie."""
     return -NormalDist().inv_cdf(TAIL_BINS / 65536)
@@ -122,6 +133,22 @@ def exact_tail(u: np.ndarray) -> np.ndarray:
         x = np.sqrt(a * a - 2.0 * np.log(u[:, k]))
         out = np.where(u[:, k + 1] * x < a, x, out)
     return out
+
+
+RAW_CHUNK = 1 << 13  # raw words per random_raw call: 64 kB, served from the heap, not mapped afresh
+
+
+def _raw_indices_into(generator: np.random.SFC64, out: np.ndarray) -> None:
+    """Fill the intp array ``out`` (a multiple of 4 long) with the 16-bit
+    table indices of the generator's next len(out) / 4 raw words, in order:
+    word w gives indices 4w..4w+3 (its 16-bit quarters in memory order). Drawn
+    in small calls (random_raw has no ``out``; big results are slow to
+    allocate) and widened straight into ``out``, the int index numpy's take
+    needs - one copy, not two."""
+    span = 4 * RAW_CHUNK
+    for first in range(0, len(out), span):
+        chunk = out[first : first + span]
+        np.copyto(chunk, generator.random_raw(len(chunk) // 4).view(np.uint16), casting="unsafe")
 
 
 class Stream:
@@ -159,7 +186,7 @@ class Stream:
         radius = np.sqrt(-2.0 * np.log(u[:, :count]))
         return radius * np.cos(2.0 * np.pi * u[:, count:])
 
-    def normal_fields(self, count: int, lane: int = 0, block: int = 1 << 17):
+    def normal_fields(self, count: int, lane: int = 0, block: int = 1 << 17, reuse: bool = False):
         """Dense float32 Gaussian fields of ``count`` values per index, yielded
         in cache-sized pieces as (rows, first, last, values[len(rows), last-first]).
 
@@ -167,7 +194,13 @@ class Stream:
         stream, fast and stable across numpy releases) whose 256-bit state is
         four SplitMix64 words of (key, index, lane); every raw word gives four
         normals through the 16-bit table, tails drawn exactly (:func:`normal_table`).
-        Values never depend on ``block``."""
+        Values never depend on ``block``.
+
+        ``reuse``: every piece is a view of one buffer, overwritten by the
+        next piece (the caller uses each piece before asking for the next).
+        A fresh half-megabyte array per piece costs about as much as the
+        look-up itself (measured: the allocator hands such blocks back to the
+        system, and new pages are faulted in), so the engine's own loops reuse."""
         table = normal_table()
         states = self.words(4, lane)
         generator = np.random.SFC64(0)
@@ -182,37 +215,50 @@ class Stream:
             }
 
         tail_keys = states[:, 0] ^ np.uint64(0xD1B54A32D192ED03)
-        low, high = TAIL_BINS, 65536 - TAIL_BINS
+        per_block = max(1, block // count)
+        span = block - block % 4
+        # scratch reused piece after piece (it stays in cache): the int index
+        # numpy's take needs, |value| and the tail test of the values
+        rows_per_piece = min(per_block, len(states))
+        cells = rows_per_piece * 4 * nwords if per_block > 1 else span
+        index_buf = np.empty(cells, dtype=np.intp)
+        size_buf = np.empty(cells, dtype=np.float32)
+        tail_buf = np.empty(cells, dtype=bool)
+        values_buf = np.empty(cells, dtype=np.float32) if reuse else None
+        marker = tail_threshold()
 
-        def lookup(words: np.ndarray, r0: int, first: int) -> np.ndarray:
-            index = words.view(np.uint16)
-            values = np.take(table, index.astype(np.intp), mode="clip")  # explicit intp: faster
-            rows, cols = np.nonzero((index < low) | (index >= high))
+        def lookup(index: np.ndarray, r0: int, first: int) -> np.ndarray:
+            size = index.size
+            values = np.empty(index.shape, np.float32) if values_buf is None else values_buf[:size].reshape(index.shape)
+            np.take(table, index, out=values, mode="wrap")  # every index is in range; "wrap" skips the checks
+            # the tail markers are exactly the values of |x| >= the innermost marker level (:func:`tail_threshold`)
+            magnitude = np.abs(values, out=size_buf[:size].reshape(index.shape))
+            tail = np.greater_equal(magnitude, marker, out=tail_buf[:size].reshape(index.shape))
+            rows, cols = np.divmod(np.flatnonzero(tail), index.shape[1])  # 1-D: faster than a 2-D nonzero
             if len(rows):  # redraw the tail markers exactly, keyed by (packet, position in its field)
                 where = (cols + first).astype(np.uint64)
                 base = _mix(tail_keys[r0 + rows] ^ (where * _GOLDEN))
                 u = unit_interval(_mix(base[:, None] + np.arange(1, 9, dtype=np.uint64)[None, :] * _GOLDEN))
-                sign = np.where(index[rows, cols] < low, -1.0, 1.0)
+                sign = np.where(values[rows, cols] < 0, -1.0, 1.0)  # low markers are the negative levels
                 values[rows, cols] = (sign * exact_tail(u)).astype(np.float32)
             return values
 
-        per_block = max(1, block // count)
         if per_block > 1:  # several whole fields per piece
             for r0 in range(0, len(states), per_block):
                 r1 = min(r0 + per_block, len(states))
-                words = np.empty((r1 - r0, nwords), dtype=np.uint64)
+                index = index_buf[: (r1 - r0) * 4 * nwords].reshape(r1 - r0, 4 * nwords)
                 for row in range(r0, r1):
                     restart(row)
-                    words[row - r0] = generator.random_raw(nwords)
-                yield slice(r0, r1), 0, count, lookup(words, r0, 0)[:, :count]
+                    _raw_indices_into(generator, index[row - r0])
+                yield slice(r0, r1), 0, count, lookup(index, r0, 0)[:, :count]
         else:  # one field in several pieces, drawn in order
-            span = block - block % 4
             for row in range(len(states)):
                 restart(row)
                 for first in range(0, count, span):
                     last = min(first + span, count)
-                    words = generator.random_raw(-(-(last - first) // 4))
-                    yield slice(row, row + 1), first, last, lookup(words[None, :], row, first)[:, : last - first]
+                    index = index_buf[: 4 * -(-(last - first) // 4)]
+                    _raw_indices_into(generator, index)
+                    yield slice(row, row + 1), first, last, lookup(index[None, :], row, first)[:, : last - first]
 
     def normal_f32(self, count: int, lane: int = 0) -> np.ndarray:
         """(n, count) float32 standard normals: the whole fields of

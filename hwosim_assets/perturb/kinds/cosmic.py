@@ -94,9 +94,11 @@ def _normals(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
-def _rates(batch: Batch, p: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(single-hit, large-event) expected counts per element of the batch."""
-    pixels = batch.aperture()
+def _rates(batch: Batch, p: Mapping[str, float]) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """(single-hit, large-event) expected counts per element of the batch: a
+    scalar for images (one pixel behind every element, one integration time:
+    the rate is uniform, and no full-size array is made), (n, m) for spectra."""
+    pixels = batch.aperture() if batch.family == "spectra" else 1.0
     det = batch.detector
     single = p["rate_cm2_s"] * det.pixel_area_cm2 * batch.seconds * pixels
     share = SHOWER_SHARE if det.large_events == "shower" else 1.0
@@ -104,11 +106,17 @@ def _rates(batch: Batch, p: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray
     return single, large
 
 
-def _draw(lam: np.ndarray, stream, lane: int, width: int):
+def _draw(lam: np.ndarray | float, stream, lane: int, width: int, batch: Batch):
     """Poisson counts per packet, then for each event its element (chosen with
-    probability proportional to ``lam``) and ``width`` uniforms."""
-    n = lam.shape[0]
-    flat = lam.reshape(n, -1)
+    probability proportional to ``lam``) and ``width`` uniforms. A scalar
+    ``lam`` (uniform rate) places events at element floor(u x m) directly."""
+    n, m = batch.n, batch.elements
+    if np.ndim(lam) == 0:
+        counts = stream.poisson(np.full(n, float(lam) * m), lane=lane)
+        owner, u = stream.events(counts, width=width + 1, lane=lane + 1)
+        element = np.minimum((u[:, 0] * m).astype(np.int64), m - 1)
+        return owner, owner * m + element, u[:, 1:]
+    flat = np.asarray(lam).reshape(n, -1)
     counts = stream.poisson(flat.sum(axis=1), lane=lane)
     owner, u = stream.events(counts, width=width + 1, lane=lane + 1)
     if len(owner) == 0:
@@ -120,6 +128,13 @@ def _draw(lam: np.ndarray, stream, lane: int, width: int):
     position = np.searchsorted(cumulative, target, side="right")
     element = np.clip(position - owner * flat.shape[1], 0, flat.shape[1] - 1)
     return owner, owner * flat.shape[1] + element, u[:, 1:]
+
+
+def _per_packet_sum(values: np.ndarray | float, batch: Batch) -> np.ndarray:
+    """(n,) sums over each packet's elements of a per-element figure (a scalar: m times it)."""
+    if np.ndim(values) == 0:
+        return np.full(batch.n, float(values) * batch.elements)
+    return np.asarray(values).reshape(batch.n, -1).sum(axis=1)
 
 
 def _pixel_electrons(batch: Batch, flat: np.ndarray) -> np.ndarray:
@@ -156,9 +171,7 @@ def _land(
         extra_e2 = rn**2 * rows * split_variance(tau[detected], ngroups)
         scale = batch.scale_at(hit)
         np.add.at(batch.value.reshape(-1), hit, (z[detected] * np.sqrt(extra_e2) * scale).astype(batch.value.dtype))
-        added = np.zeros(batch.value.size)
-        np.add.at(added, hit, extra_e2 * scale**2)
-        batch.add_variance(added.reshape(batch.value.shape), "rnoise", where=added.reshape(batch.value.shape) > 0)
+        batch.add_variance_at(hit, extra_e2 * scale**2, "rnoise")
         batch.flag(hit, JUMP_DET)
     return flat, flat[detected]
 
@@ -191,7 +204,7 @@ def cosmic_rays(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     images = batch.family == "images"
     ngroups = batch.exposure.groups
 
-    owner, element, u = _draw(single, stream, lane=0, width=4)
+    owner, element, u = _draw(single, stream, lane=0, width=4, batch=batch)
     if len(element):
         charge = p["deposit_e"] * -np.log(u[:, 0])
         z = _normals(u[:, 2], u[:, 3])
@@ -214,7 +227,7 @@ def cosmic_rays(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
         flagged.append(f)
     counts = np.bincount(owner, minlength=batch.n).astype(float)
 
-    owner_l, element_l, ul = _draw(large, stream, lane=2, width=4)
+    owner_l, element_l, ul = _draw(large, stream, lane=2, width=4, batch=batch)
     if len(element_l):
         radius = LARGE_RADII[np.minimum((ul[:, 0] * len(LARGE_RADII)).astype(int), len(LARGE_RADII) - 1)]
         t, f = _large(batch, element_l, radius, ul)
@@ -224,10 +237,10 @@ def cosmic_rays(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     where = np.concatenate(touched) if touched else np.empty(0, dtype=np.int64)
     footprint = 9.0 if images else 1.0
     area = _large_area(batch)
-    expected = -np.expm1(-(single * footprint + large * area)).reshape(batch.n, -1).sum(axis=1)
-    variance = (single * footprint**2).reshape(batch.n, -1).sum(axis=1)  # Poisson hits x footprint^2
+    expected = _per_packet_sum(-np.expm1(-(single * footprint + large * area)), batch)
+    variance = _per_packet_sum(single * footprint**2, batch)  # Poisson hits x footprint^2
     # large events are rare (a few per detector-hour): their count gets a Poisson bound, not a Gaussian one
-    events = large.reshape(batch.n, -1).sum(axis=1) if np.ndim(large) else np.full(batch.n, large * batch.elements)
+    events = _per_packet_sum(large, batch)
     return Effect(where, counts, expected=(expected, variance, events))
 
 
@@ -287,10 +300,7 @@ def _large(batch: Batch, element: np.ndarray, radius: np.ndarray, u: np.ndarray)
         extra_e2 = rn**2 * rows[flagged_mask] * split_variance(tau[flagged_mask], batch.exposure.groups)
         scale = batch.scale_at(hit)
         np.add.at(batch.value.reshape(-1), hit, (z[flagged_mask] * np.sqrt(extra_e2) * scale).astype(batch.value.dtype))
-        added = np.zeros(batch.value.size)
-        np.add.at(added, hit, extra_e2 * scale**2)
-        shaped = added.reshape(batch.value.shape)
-        batch.add_variance(shaped, "rnoise", where=shaped > 0)
+        batch.add_variance_at(hit, extra_e2 * scale**2, "rnoise")
         batch.flag(hit, JUMP_DET)
     return flat[touched], hit
 

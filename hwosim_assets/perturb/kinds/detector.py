@@ -202,10 +202,7 @@ def hot_pixels(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     if archive:
         z = _keyed_normals(draws.key("packet"), batch.seq[flat // batch.elements], det)
         values[flat[live_pixels]] += (z * np.sqrt(charge) * scale)[live_pixels].astype(values.dtype)
-        added = np.zeros(values.size)
-        added[flat[live_pixels]] = (charge * scale**2)[live_pixels]
-        shaped = added.reshape(batch.value.shape)
-        batch.add_variance(shaped, "poisson", where=shaped > 0)
+        batch.add_variance_at(flat[live_pixels], (charge * scale**2)[live_pixels], "poisson")
         batch.flag(flat[cls == 2], HOT)
         batch.flag(flat[cls == 1], WARM)
         batch.blank(flat[cls == 3], DEAD | DO_NOT_USE)
@@ -316,10 +313,7 @@ def saturation(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
         z = _keyed_normals(draws.key("packet"), batch.seq[flat // batch.elements], flat % batch.elements)
         scale = batch.scale_at(flat)
         batch.value.reshape(-1)[flat] += (z * np.sqrt(extra_e2) * scale).astype(batch.value.dtype)
-        added = np.zeros(batch.value.size)
-        added[flat] = extra_e2 * scale**2
-        shaped = added.reshape(batch.value.shape)
-        batch.add_variance(shaped, "rnoise", where=shaped > 0)
+        batch.add_variance_at(flat, extra_e2 * scale**2, "rnoise")
         batch.flag(kept, SATURATED)
     if lost.any():
         batch.blank(lost, SATURATED | DO_NOT_USE)

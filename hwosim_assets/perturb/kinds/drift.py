@@ -10,6 +10,7 @@ in this chunk, another chunk, or never.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from hwosim_assets.perturb.batch import ALL, Batch, Effect
 from hwosim_assets.perturb.draws import Draws
+from hwosim_assets.perturb.kinds.noise import add_normal
 from hwosim_assets.perturb.rng import Stream
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 
@@ -105,8 +107,6 @@ def restore_noise(batch: Batch, draws: Draws, lost_var: np.ndarray) -> None:
     ~0.8x for a half-pixel shift) while a real exposure's detector noise is
     fresh whatever the pointing: add back the variance the interpolation
     removed (data units^2, per element), so the scatter matches ERR again."""
-    from hwosim_assets.perturb.kinds.noise import add_normal
-
     sigma = np.sqrt(np.clip(np.nan_to_num(lost_var), 0.0, None))
     add_normal(batch, draws.packets(batch.seq), sigma, lane=7)
 
@@ -167,44 +167,128 @@ def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
     return Effect(ALL, shift)
 
 
+SHIFT_PACKETS = 4  # packets resampled together: 4 tiles of 128^2 float32 and two scratch copies stay in cache
+
+
 def _shift_tiles(planes: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """Resample (k, ny, nx) tiles as if the scene moved by (dy, dx) pixels:
-    bilinear interpolation, edges clamped (a tile has no neighbours)."""
-    _, ny, nx = planes.shape
-
-    def taps(shift: float, size: int):
-        base = np.floor(-shift)
-        frac = np.float32(-shift - base)
-        i0 = np.clip(np.arange(size) + int(base), 0, size - 1)
-        i1 = np.clip(np.arange(size) + int(base) + 1, 0, size - 1)
-        return ((i0, np.float32(1) - frac), (i1, frac))
-
-    out = np.zeros_like(planes)
-    for rows, wy in taps(dy, ny):
-        for cols, wx in taps(dx, nx):
-            if wy * wx != 0:
-                out += planes[:, rows][:, :, cols] * (wy * wx)
+    bilinear interpolation, edges clamped (a tile has no neighbours). A new
+    array; :func:`_shift_in_place` does the work."""
+    out = planes.copy()
+    _shift_in_place(out, dy, dx)
     return out
+
+
+def _shift_in_place(planes: np.ndarray, dy: float, dx: float) -> None:
+    """Bilinear resampling of (k, ny, nx) tiles in place, one axis after the
+    other: a bilinear weight is the product of a weight along y and one along
+    x, so two 2-tap blends (y, then x) give the four-tap result with half the
+    arithmetic, and each blend is whole-slice numpy (a copy shifted by whole
+    pixels, two scalings, one sum) - no index arrays. Packets are done
+    SHIFT_PACKETS at a time with two reused scratch buffers, so the blend's
+    temporaries stay in cache."""
+    if len(planes) == 0:
+        return
+    step = min(SHIFT_PACKETS, len(planes))
+    scratch = (np.empty_like(planes[:step]), np.empty_like(planes[:step]))
+    for first in range(0, len(planes), step):
+        part = planes[first : first + step]
+        spare = tuple(buffer[: len(part)] for buffer in scratch)
+        _blend(part, dy, 1, spare)
+        _blend(part, dx, 2, spare)
+
+
+def _blend(planes: np.ndarray, shift: float, axis: int, scratch: tuple[np.ndarray, np.ndarray]) -> None:
+    """out[i] = (1 - f) x[clip(i + b)] + f x[clip(i + b + 1)] along ``axis``
+    in place, with b = floor(-shift), f = -shift - b (float32 weights): the
+    scene moved by ``shift``. A zero weight is skipped, so a whole-pixel
+    shift does not pull a NaN neighbour in. ``scratch``: two arrays shaped
+    like ``planes``. For a sub-pixel shift one tap is ``planes`` itself:
+    three passes (the other tap, weighted on the way; a scaling; a sum)."""
+    base = math.floor(-shift)
+    frac = np.float32(-shift - base)
+    near, far = scratch
+    if frac == 0:
+        if base != 0:
+            _shifted(planes, base, axis, near)
+            planes[...] = near
+        return
+    keep = np.float32(1) - frac
+    if base == 0:  # taps: planes itself (1 - f) and its neighbour at +1 (f)
+        _shifted(planes, 1, axis, far, frac)
+        planes *= keep
+        planes += far
+    elif base == -1:  # taps: the neighbour at -1 (1 - f) and planes itself (f)
+        _shifted(planes, -1, axis, near, keep)
+        planes *= frac
+        planes += near
+    else:  # a shift of a pixel or more: both taps moved
+        _shifted(planes, base, axis, near, keep)
+        _shifted(planes, base + 1, axis, far, frac)
+        np.add(near, far, out=planes)
+
+
+def _shifted(planes: np.ndarray, k: int, axis: int, out: np.ndarray, weight: np.float32 | None = None) -> np.ndarray:
+    """``planes`` moved by ``k`` whole pixels along ``axis`` (times ``weight``
+    when given), into ``out``: out[i] = weight x planes[clip(i + k, 0, size -
+    1)] (edges repeated), by slices."""
+    size = planes.shape[axis]
+    k = max(-size, min(size, int(k)))
+
+    def at(part: slice) -> tuple[slice, ...]:
+        index = [slice(None)] * planes.ndim
+        index[axis] = part
+        return tuple(index)
+
+    if k >= 0:
+        pairs = ((slice(0, size - k), slice(k, size)), (slice(size - k, size), slice(size - 1, size)))
+    else:
+        pairs = ((slice(-k, size), slice(0, size + k)), (slice(0, -k), slice(0, 1)))
+    for dst, src in pairs:
+        if weight is None:
+            out[at(dst)] = planes[at(src)]
+        else:
+            np.multiply(planes[at(src)], weight, out=out[at(dst)])
+    return out
+
+
+def _kept_variance(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Share of a pixel's noise variance bilinear resampling keeps: the sum of
+    the squared weights, ((1 - fy)^2 + fy^2) ((1 - fx)^2 + fx^2)."""
+    fy, fx = dy - np.floor(dy), dx - np.floor(dx)
+    return ((1 - fy) ** 2 + fy**2) * ((1 - fx) ** 2 + fx**2)
+
+
+def _epoch_runs(epoch: np.ndarray) -> list[slice]:
+    """Runs of consecutive packets of one epoch (a frame's tiles come together)."""
+    edges = np.flatnonzero(epoch[1:] != epoch[:-1]) + 1
+    bounds = np.r_[0, edges, len(epoch)]
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def pointing_jitter(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     """Line-of-sight jitter: each frame's scene moves by a Gaussian sub-pixel
     offset (``sigma_mas`` per axis, over the detector's pixel scale from
     :mod:`hwosim_assets.perturb.detectors`); every tile of the frame moves
-    together. The noise bilinear resampling averages away is restored
-    (:func:`restore_noise`): ERR stays right.
+    together. The noise bilinear resampling averages away is restored: a
+    fresh Gaussian of sigma ERR x sqrt(1 - kept) (:func:`_kept_variance`;
+    NaN ERR: none) - ERR stays right.
 
     Magnitude: the offset length in pixels."""
     offsets = draws.epochs(batch.epoch).normal(2) * (p["sigma_mas"] / batch.detector.pixel_scale_mas)
-    lost = np.zeros(batch.value.shape)
-    for epoch in np.unique(batch.epoch):
-        rows = np.flatnonzero(batch.epoch == epoch)
-        dy, dx = offsets[rows[0]]
-        batch.value[rows] = _shift_tiles(batch.value[rows], dy, dx)
-        fy, fx = dy - np.floor(dy), dx - np.floor(dx)
-        kept = ((1 - fy) ** 2 + fy**2) * ((1 - fx) ** 2 + fx**2)  # sum of squared bilinear weights
-        lost[rows] = np.nan_to_num(batch.error[rows].astype(np.float64)) ** 2 * (1.0 - kept)
-    restore_noise(batch, draws, lost)
+    for run in _epoch_runs(batch.epoch):
+        dy, dx = offsets[run.start]
+        _shift_in_place(batch.value[run], float(dy), float(dx))
+    lost = np.sqrt(np.clip(1.0 - _kept_variance(offsets[:, 0], offsets[:, 1]), 0.0, None))
+    lost = lost.astype(batch.value.dtype)[:, None]
+    error = batch.error.reshape(batch.n, -1)
+
+    def sigma(rows: slice, first: int, last: int, out: np.ndarray) -> np.ndarray:
+        np.abs(error[rows, first:last], out=out)
+        out *= lost[rows]
+        return np.fmax(out, 0, out=out)  # fmax drops NaN: no noise where ERR is NaN
+
+    add_normal(batch, draws.packets(batch.seq), sigma, lane=7)
     return Effect(ALL, np.hypot(offsets[:, 0], offsets[:, 1]))
 
 

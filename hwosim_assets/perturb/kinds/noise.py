@@ -25,21 +25,35 @@ def _everything(params: Mapping[str, float], coverage) -> Expectation:
 BLOCK = 1 << 17  # elements per block of a dense noise field: stays in cache
 
 
-def add_normal(batch: Batch, stream: Stream, sigma: np.ndarray, lane: int = 0) -> None:
+def add_normal(batch: Batch, stream: Stream, sigma, lane: int = 0) -> None:
     """value += sigma x N(0, 1), with packet i's field drawn from ``stream``
-    row i. Drawn and added piece by piece, so no field-sized temporary is
-    made; sigma (data units) broadcasts against value."""
+    row i. Drawn and added piece by piece into reused buffers, so no
+    field-sized temporary is made. ``sigma`` (data units) is either an array
+    that broadcasts against value (one per packet, or per element) or a
+    function (rows, first, last, out) -> the sigmas of that piece,
+    (len(rows), last - first), written into the scratch ``out`` - for a sigma
+    the caller derives from the data piece by piece, in cache."""
     n, size = batch.n, batch.elements
     values = batch.value.reshape(n, size)
-    sigma = np.asarray(sigma, dtype=values.dtype)
-    if sigma.ndim == 0 or sigma.size == n:  # one sigma per packet (or for all): no full-size array
-        sigma = np.broadcast_to(sigma.reshape(-1, 1) if sigma.size == n else sigma.reshape(1, 1), (n, size))
-    else:
-        sigma = np.broadcast_to(sigma, batch.value.shape).reshape(n, size)
-    for rows, first, last, noise in stream.normal_fields(size, lane=lane, block=BLOCK):
+    piece = sigma if callable(sigma) else _sigma_pieces(np.asarray(sigma), batch)
+    scratch = np.empty(min(BLOCK, n * size) + 4 * n, dtype=values.dtype)
+    for rows, first, last, noise in stream.normal_fields(size, lane=lane, block=BLOCK, reuse=True):
         noise = noise.astype(values.dtype, copy=False)
-        noise *= sigma[rows, first:last]
+        out = scratch[: noise.size].reshape(noise.shape)
+        noise *= piece(rows, first, last, out)
         values[rows, first:last] += noise
+
+
+def _sigma_pieces(sigma: np.ndarray, batch: Batch):
+    """Pieces of a sigma array: per packet it stays an (n, 1) column (no
+    full-size array is made), per element the matching slice."""
+    n, size = batch.n, batch.elements
+    dtype = batch.value.dtype
+    if sigma.ndim == 0 or sigma.size == n:  # one sigma per packet (or for all)
+        column = np.broadcast_to(sigma.astype(dtype).reshape(-1, 1), (n, 1))
+        return lambda rows, first, last, out: column[rows]
+    full = np.broadcast_to(sigma.astype(dtype, copy=False), batch.value.shape).reshape(n, size)
+    return lambda rows, first, last, out: full[rows, first:last]
 
 
 def read_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
@@ -54,8 +68,7 @@ def read_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     sigma = sigma_e * batch.per_electron
     add_normal(batch, draws.packets(batch.seq), sigma)
     batch.add_variance(np.asarray(sigma, dtype=np.float64) ** 2, "rnoise")
-    per_packet = np.broadcast_to(sigma_e, batch.value.shape).reshape(batch.n, -1)
-    return Effect(ALL, np.median(per_packet, axis=1) if per_packet.shape[1] > 1 else per_packet[:, 0])
+    return Effect(ALL, batch.packet_median(sigma_e))
 
 
 def shot_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
