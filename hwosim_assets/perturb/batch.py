@@ -402,8 +402,7 @@ def _scale_medians(batch: Batch, name: str, grid: tuple) -> tuple[np.ndarray, np
         part = slice(first, first + step)
         # contiguous copies of the sub-grid first: every later pass reads them at full speed
         value, error = np.ascontiguousarray(batch.value[part][grid]), np.ascontiguousarray(batch.error[part][grid])
-        # "poisson" only where the batch carries VAR_POISSON (_tile_scale); no narrowing inside this loop
-        numerator = batch.var_poisson[part][grid] if name == "poisson" else np.square(error, dtype=np.float64)  # type: ignore[index]
+        numerator = batch.var_poisson[part][grid] if name == "poisson" else np.square(error, dtype=np.float64)  # type: ignore[index]  # "poisson" only where the batch has VAR_POISSON (_tile_scale)
         ratio = _ratio(numerator, value, error)
         tile[part] = _lower_median(ratio.reshape(len(ratio), -1))
         if column is not None:
