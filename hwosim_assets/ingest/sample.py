@@ -36,6 +36,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import erfa
 import numpy as np
@@ -360,7 +361,7 @@ def x1dints_bytes(
     return b"".join(parts)
 
 
-def injected_transit(**kwargs) -> dict[str, float]:
+def injected_transit(**kwargs: Any) -> dict[str, float]:
     """The white-light transit that ``x1dints_bytes(**kwargs)`` injects: the answer a transit
     fitter is scored against (``hwosim_assets.evaluate``).
 
@@ -372,7 +373,8 @@ def injected_transit(**kwargs) -> dict[str, float]:
     p = {name: param.default for name, param in inspect.signature(x1dints_bytes).parameters.items()} | kwargs
     exp = p["exposure"] or SAMPLE_EXPOSURES["spectra"]
     n_int, n_wl = int(p["n_integrations"]), int(p["n_wavelengths"])
-    wavelength = np.linspace(*p["wavelength_range"], n_wl)[2:-2]  # the two bins at each end are NaN
+    # the two bins at each end are NaN
+    wavelength = np.linspace(*cast(tuple[float, float], p["wavelength_range"]), n_wl)[2:-2]
     star = stellar_spectrum(wavelength)
     radius = p["rp_rs"] * (1 + p["feature_amplitude"] * np.exp(-0.5 * ((wavelength - 1.4) / 0.12) ** 2))
     at_mid = transit_light_curve(
@@ -396,18 +398,19 @@ def _stored_as_fits(rows: np.ndarray) -> np.ndarray:
     """Table rows as FITS stores them: packed big-endian fields, uint32 fields
     as int32 offset by TZERO = 2**31 (the header astropy makes says so)."""
     rows = np.asarray(rows)
+    names = cast(tuple[str, ...], rows.dtype.names)  # a structured dtype: its field names
 
     def is_u4(name: str) -> bool:
         return rows.dtype[name].kind == "u" and rows.dtype[name].itemsize == 4
 
-    fields = [(n, ">i4" if is_u4(n) else rows.dtype[n].newbyteorder(">")) for n in rows.dtype.names]
+    fields = [(n, ">i4" if is_u4(n) else rows.dtype[n].newbyteorder(">")) for n in names]
     out = np.empty(rows.shape, dtype=fields)
-    for name in rows.dtype.names:
+    for name in names:
         out[name] = (rows[name].astype(np.uint32) ^ np.uint32(2**31)).view(np.int32) if is_u4(name) else rows[name]
     return out
 
 
-def make_x1dints(n_integrations: int = 200, n_wavelengths: int = 500, **kwargs) -> fits.HDUList:
+def make_x1dints(n_integrations: int = 200, n_wavelengths: int = 500, **kwargs: Any) -> fits.HDUList:
     """``x1dints_bytes`` opened with astropy (same keyword arguments)."""
     return fits.open(io.BytesIO(x1dints_bytes(n_integrations, n_wavelengths, **kwargs)))
 
@@ -421,7 +424,9 @@ _GAIN = 2.0  # e- per DN
 _READ_NOISE_E = 15.0
 
 
-def _star_field(ny: int, nx: int, dither: tuple[float, float], field_seed: int, stars_per_megapixel: float):
+def _star_field(
+    ny: int, nx: int, dither: tuple[float, float], field_seed: int, stars_per_megapixel: float
+) -> np.ndarray:
     """Electrons per second per pixel from a star field.
 
     Stars are drawn on a sky larger than the frame (seeded by ``field_seed``,
@@ -482,7 +487,7 @@ def make_image(
     exp = exposure or SAMPLE_EXPOSURES["images"]
     rng = np.random.default_rng(seed)
     cube = nints is not None
-    n = int(nints) if cube else 1
+    n = int(nints) if nints is not None else 1
 
     scene = _star_field(ny, nx, dither, field_seed, stars_per_megapixel)
     electrons = np.broadcast_to((scene + sky_electrons_per_second) * effexptm, (n, ny, nx))

@@ -45,9 +45,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
+from hwosim_assets.perturb.detectors import Detector
 from hwosim_assets.perturb.exposure import GENERIC, Exposure
 
 DETECTOR_PIXELS = 2048
@@ -114,7 +116,7 @@ class Batch:
         return self.exposure.seconds
 
     @property
-    def detector(self):
+    def detector(self) -> Detector:
         return self.exposure.detector
 
     def aperture(self) -> np.ndarray:
@@ -161,7 +163,7 @@ class Batch:
         with np.errstate(invalid="ignore"):
             return np.where(self.value > 0, self.value / self.per_electron, 0.0)
 
-    def add_variance(self, added: np.ndarray, component: str, where=None) -> None:
+    def add_variance(self, added: np.ndarray, component: str, where: np.ndarray | None = None) -> None:
         """Add ``added`` (data units^2, broadcastable to value) to the error and to
         the product's VAR_RNOISE (``component`` "rnoise") or VAR_POISSON
         ("poisson") where it carries them; ``where`` restricts to a mask.
@@ -235,7 +237,7 @@ class Batch:
             if column is not None:
                 column *= (factor**2).astype(column.dtype)
 
-    def flag(self, where, flags: int) -> None:
+    def flag(self, where: np.ndarray, flags: int) -> None:
         """OR JWST DQ ``flags`` into the in-band DQ where touched (a mask or flat indices)."""
         if self.dq is None:
             return
@@ -246,7 +248,7 @@ class Batch:
                 self.dq.reshape(-1), np.asarray(where, dtype=np.int64), np.asarray(flags, dtype=self.dq.dtype)
             )
 
-    def blank(self, where, flags: int) -> None:
+    def blank(self, where: np.ndarray, flags: int) -> None:
         """Make elements unusable: value and error NaN (variances NaN), DQ ``flags``."""
         for array in (self.value, self.error, self.var_poisson, self.var_rnoise):
             if array is not None:
@@ -315,7 +317,8 @@ def _bright_medians(batch: Batch, grid: tuple, step: int, name: str) -> np.ndarr
     size_buf, limit_buf = np.empty(shape, batch.error.dtype), np.empty(shape, batch.error.dtype)
     ok_buf, test_buf = np.empty(shape, bool), np.empty(shape, bool)
     ratio_buf = np.empty(shape, np.float64)
-    numerator_buf = np.empty(shape, batch.var_poisson.dtype) if name == "poisson" else None
+    # "poisson" is asked for only where the batch carries VAR_POISSON (_tile_scale)
+    numerator_buf = np.empty(shape, cast(np.ndarray, batch.var_poisson).dtype) if name == "poisson" else None
     tile = np.empty(n)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for first in range(0, n, step):
@@ -332,7 +335,7 @@ def _bright_medians(batch: Batch, grid: tuple, step: int, name: str) -> np.ndarr
                 np.square(error, out=ratio, dtype=np.float64)
             else:
                 numerator = numerator_buf[:k]
-                np.copyto(numerator, batch.var_poisson[part][grid])
+                np.copyto(numerator, batch.var_poisson[part][grid])  # type: ignore[index]  # not None: see numerator_buf
                 ok &= np.greater(numerator, 0, out=test)
                 ok &= np.less(numerator, np.inf, out=test)
                 np.copyto(ratio, numerator)
@@ -367,6 +370,7 @@ def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
             continue
         tile = np.where(np.isfinite(tile), tile, np.nanmedian(tile))
         if batch.spectral_2d:
+            column = cast(np.ndarray, column)  # _scale_medians gives the columns of a 2-D spectrum
             column = np.where(np.isfinite(column), column, tile[:, None])
             return column[:, None, :], name
         return tile[:, None, None], name
@@ -398,7 +402,7 @@ def _scale_medians(batch: Batch, name: str, grid: tuple) -> tuple[np.ndarray, np
         part = slice(first, first + step)
         # contiguous copies of the sub-grid first: every later pass reads them at full speed
         value, error = np.ascontiguousarray(batch.value[part][grid]), np.ascontiguousarray(batch.error[part][grid])
-        numerator = batch.var_poisson[part][grid] if name == "poisson" else np.square(error, dtype=np.float64)
+        numerator = batch.var_poisson[part][grid] if name == "poisson" else np.square(error, dtype=np.float64)  # type: ignore[index]  # "poisson" only where the batch has VAR_POISSON (_tile_scale)
         ratio = _ratio(numerator, value, error)
         tile[part] = _lower_median(ratio.reshape(len(ratio), -1))
         if column is not None:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -50,6 +51,8 @@ SUMMARY_SCHEMA = {
 }
 SPECTRA_TRUTH_SCHEMA = {"seq": pl.Int64, "channel": pl.Int32, "truth": pl.UInt32}
 IMAGE_TRUTH_SCHEMA = {"seq": pl.Int64, "truth": pl.Binary}
+# one kind applied to a batch: (kind, affected elements per packet, magnitude per packet, Effect.expected)
+KindRecord = tuple[str, np.ndarray, np.ndarray, tuple | None]
 
 
 class PerturbError(ValueError):
@@ -107,7 +110,8 @@ class _Run:
         self.deltas: dict[str, list] = {s.kind: [] for s in self.settings} if self.trace else {}
         # bits of the kinds that touch every element, preset in every truth mask
         self.dense_bits = np.uint32(
-            sum({1 << ELEMENT_KINDS[s.kind].bit for s in self.settings if ELEMENT_KINDS[s.kind].marks_all})
+            # element kinds all have a bit (kinds/__init__.py)
+            sum({1 << cast(int, ELEMENT_KINDS[s.kind].bit) for s in self.settings if ELEMENT_KINDS[s.kind].marks_all})
         )
 
     def new_truth(self, shape: tuple[int, ...], preset: bool = True) -> np.ndarray:
@@ -118,26 +122,26 @@ class _Run:
             return np.empty(shape, dtype=np.uint32)
         return np.full(shape, self.dense_bits, dtype=np.uint32)
 
-    def apply(self, batch: Batch, truth: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    def apply(self, batch: Batch, truth: np.ndarray) -> list[KindRecord]:
         """Apply every kind in chain order, marking ``truth`` (from
         :meth:`new_truth`, shaped like the batch); return per kind (name,
-        affected per packet, magnitude per packet). Thread-safe."""
+        affected per packet, magnitude per packet, expected touched elements). Thread-safe."""
         records = []
         for setting in self.settings:
             spec = ELEMENT_KINDS[setting.kind]
             before = batch.value.astype(np.float64) if self.trace else None
-            effect = spec.apply(batch, setting.params, self.draws[setting.kind])
+            effect = spec.apply(batch, setting.params, self.draws[setting.kind])  # type: ignore[misc]  # element kinds all have apply (kinds/__init__.py)
             if self.trace:
-                records_delta = batch.value.astype(np.float64) - before
+                records_delta = batch.value.astype(np.float64) - before  # type: ignore[operator]  # before is set when tracing
                 batch.trace[setting.kind] = records_delta
             if not spec.marks_all:  # every-element kinds are preset by new_truth
-                effect.mark(truth, spec.bit)
+                effect.mark(truth, spec.bit)  # type: ignore[arg-type]  # element kinds all have a bit (kinds/__init__.py)
             records.append(
                 (setting.kind, effect.counts(batch), np.asarray(effect.magnitude, dtype=np.float64), effect.expected)
             )
         return records
 
-    def batch(self, **kwargs) -> Batch:
+    def batch(self, **kwargs: Any) -> Batch:
         """A Batch of this run: its stage and the exposure of the product."""
         batch = Batch(stage=self.stage, exposure=pick(self.exposures, kwargs.pop("source", None)), **kwargs)
         batch.trace = {}
@@ -152,7 +156,7 @@ class _Run:
     def traced(self) -> dict[str, tuple[list, list]]:
         return {kind: ([d for d, _ in parts], [r for _, r in parts]) for kind, parts in self.deltas.items()}
 
-    def record(self, batch: Batch, records) -> None:
+    def record(self, batch: Batch, records: list[KindRecord]) -> None:
         """Account for one applied batch (main thread only)."""
         self.coverage.add(batch)
         self.scale_sources[batch.scale_source] = (
@@ -183,7 +187,7 @@ class _Run:
         )
         return frame.sort(["seq", "bit", "kind"], maintain_order=True)
 
-    def result(self, data, truth, rows: int) -> PerturbResult:
+    def result(self, data: pl.DataFrame | None, truth: pl.DataFrame | None, rows: int) -> PerturbResult:
         summary = self._summary()
         total = max(self.coverage.elements, 1)
         fractions = {kind: count / total for kind, count in self.affected.items()}
@@ -277,6 +281,7 @@ def _spectra(table: pl.DataFrame, run: _Run) -> tuple[pl.DataFrame, pl.DataFrame
         values = table[name].to_numpy()
         if np.isfinite(values).any():
             columns[name] = values.copy()
+    npixels: np.ndarray | None
     npixels = table["npixels"].to_numpy()
     npixels = npixels if np.isfinite(npixels).any() else None
     times = table["event_time"].to_numpy()
@@ -357,7 +362,16 @@ IMAGE_PLANES = ("sci", "err", "dq", "var_poisson", "var_rnoise")  # what the kin
 
 
 def _apply_tiles(
-    run: _Run, planes: dict[str, np.ndarray | None], truth, seq, frame, y0, x0, times, source=None, spectral_2d=False
+    run: _Run,
+    planes: Mapping[str, np.ndarray | None],
+    truth: np.ndarray,
+    seq: np.ndarray,
+    frame: np.ndarray,
+    y0: np.ndarray,
+    x0: np.ndarray,
+    times: np.ndarray,
+    source: str | None = None,
+    spectral_2d: bool = False,
 ) -> None:
     """Perturb a stack of same-shape tiles in place (sci, err and, where
     present, dq and the variances), marking ``truth`` (from
@@ -366,17 +380,17 @@ def _apply_tiles(
     The stack is cut into units of ~CHUNK_ELEMENTS pixels that the worker
     threads take in turn (numpy releases the GIL); each unit is a Batch of
     views into the stack, so kinds write straight into the output."""
-    sci = planes["sci"]
+    sci = cast(np.ndarray, planes["sci"])  # sci and err are always given
     _, ny, nx = sci.shape
     per_unit = max(1, CHUNK_ELEMENTS // (ny * nx))
     optional = {name: planes.get(name) for name in ("dq", "var_poisson", "var_rnoise")}
 
-    def work(part: slice):
+    def work(part: slice) -> tuple[Batch, list[KindRecord]]:
         truth[part] = run.dense_bits  # the preset bits (new_truth(preset=False) left them to the workers)
         batch = run.batch(
             family="images",
             value=sci[part],
-            error=planes["err"][part],
+            error=planes["err"][part],  # type: ignore[index]  # sci and err are always given
             wavelength=None,
             seq=seq[part],
             epoch=frame[part],
@@ -510,7 +524,8 @@ def _image_arrow(table: pa.Table, run: _Run, observation: str) -> tuple[pa.Table
         same = (keys == shape).all(axis=1)
         for label in np.unique(labels[same]):
             rows = np.flatnonzero(same & (labels == label))
-            group = {"rows": rows, "truth": run.new_truth((len(rows),) + shape, preset=False)}
+            # "rows", "truth": arrays; each plane: its stack, or None where the group lacks it
+            group: dict[str, Any] = {"rows": rows, "truth": run.new_truth((len(rows),) + shape, preset=False)}
             for name in IMAGE_PLANES:
                 group[name] = stack(name, rows, shape) if name in planes and present[name][rows].all() else None
             wavelength = "wavelength" in present and present["wavelength"][rows].any()
@@ -571,8 +586,8 @@ def perturb_images(
     run = _Run(profile, observation, seed, "images", t_ref, exposures)
     arrow = table.to_arrow(compat_level=pl.CompatLevel.oldest())
     data, truth = _image_arrow(arrow, run, observation)
-    planes = [pl.from_arrow(data.column(name)).alias(name) for name in IMAGE_PLANES]  # zero-copy
-    return run.result(table.with_columns(planes), pl.from_arrow(truth), len(table))
+    planes = [cast(pl.Series, pl.from_arrow(data.column(name))).alias(name) for name in IMAGE_PLANES]  # zero-copy
+    return run.result(table.with_columns(planes), cast(pl.DataFrame, pl.from_arrow(truth)), len(table))
 
 
 # --- streaming ---------------------------------------------------------------
@@ -614,7 +629,7 @@ def perturb_parquet(
     batch_rows = batch_rows or (256 if family == "images" else 1 << 16)
     writers: dict[str, pq.ParquetWriter] = {}
 
-    def write(path, name: str, table: pa.Table) -> None:
+    def write(path: str | Path, name: str, table: pa.Table) -> None:
         if name not in writers:
             writers[name] = pq.ParquetWriter(path, table.schema, compression=compression)
         writers[name].write_table(table)
@@ -625,7 +640,7 @@ def perturb_parquet(
             for record_batch in source.iter_batches(batch_size=batch_rows, columns=list(schema)):
                 chunk = pa.Table.from_batches([record_batch])
                 metadata = chunk.drop_columns(list(PIXEL_DTYPES))  # the planes are checked by _image_arrow
-                _check_table(pl.from_arrow(metadata), _without_planes(schema), observation, family)
+                _check_table(pl.from_arrow(metadata), _without_planes(schema), observation, family)  # type: ignore[arg-type]  # a Table gives a DataFrame
                 data, truth = _image_arrow(chunk, run, observation)
                 write(dst_path, "data", data)
                 write(truth_path, "truth", truth)
@@ -645,13 +660,15 @@ def _without_planes(schema: dict) -> dict:
     return {k: v for k, v in schema.items() if k not in PIXEL_DTYPES}
 
 
-def _spectra_batches(source: pq.ParquetFile, batch_rows: int, run: _Run, observation: str):
+def _spectra_batches(
+    source: pq.ParquetFile, batch_rows: int, run: _Run, observation: str
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Yield perturbed (data, truth) per batch, holding back the last packet of
     each batch until its rows are complete."""
     carry: pl.DataFrame | None = None
     done = -1
     for record_batch in source.iter_batches(batch_size=batch_rows, columns=list(SPECTRA_SCHEMA)):
-        chunk = _check_table(pl.from_arrow(record_batch), SPECTRA_SCHEMA, observation, "spectra")
+        chunk = _check_table(pl.from_arrow(record_batch), SPECTRA_SCHEMA, observation, "spectra")  # type: ignore[arg-type]  # a RecordBatch gives a DataFrame
         if carry is not None:
             chunk = pl.concat([carry, chunk])
         last = chunk["seq"][-1]
@@ -659,11 +676,11 @@ def _spectra_batches(source: pq.ParquetFile, batch_rows: int, run: _Run, observa
         ready = chunk.filter(pl.col("seq") != last)
         if ready.is_empty():
             continue
-        if ready["seq"].min() <= done:
+        if ready["seq"].min() <= done:  # type: ignore[operator]  # seq: non-null Int64 (_check_table), min is an int
             raise PerturbError(
                 f"observation {observation!r}: rows are not grouped by 'seq'; sort the table by seq first"
             )
-        done = ready["seq"].max()
+        done = ready["seq"].max()  # type: ignore[assignment]  # seq: non-null Int64 (_check_table), max is an int
         yield _spectra(ready, run)
     if carry is not None and not carry.is_empty():
         if carry["seq"][0] <= done:

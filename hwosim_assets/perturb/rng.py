@@ -29,6 +29,7 @@ releases; raw SplitMix64 and SFC64 streams cannot.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from functools import lru_cache
 from statistics import NormalDist
 
@@ -186,7 +187,9 @@ class Stream:
         radius = np.sqrt(-2.0 * np.log(u[:, :count]))
         return radius * np.cos(2.0 * np.pi * u[:, count:])
 
-    def normal_fields(self, count: int, lane: int = 0, block: int = 1 << 17, reuse: bool = False):
+    def normal_fields(
+        self, count: int, lane: int = 0, block: int = 1 << 17, reuse: bool = False
+    ) -> Iterator[tuple[slice, int, int, np.ndarray]]:
         """Dense float32 Gaussian fields of ``count`` values per index, yielded
         in cache-sized pieces as (rows, first, last, values[len(rows), last-first]).
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from hwosim_assets.perturb.batch import Batch, Effect
+from hwosim_assets.perturb.batch import Batch, Coverage, Effect
 from hwosim_assets.perturb.draws import Draws
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 
@@ -30,7 +30,7 @@ def bit_flips(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     return Effect(flat, counts.astype(float))
 
 
-def expect_bit_flips(p: Mapping[str, float], coverage) -> Expectation:
+def expect_bit_flips(p: Mapping[str, float], coverage: Coverage) -> Expectation:
     fraction = 1 - math.exp(-p["probability"])
     n = max(coverage.elements, 1)
     return Expectation(fraction, 4 * math.sqrt(fraction * (1 - fraction) / n) + 1 / n)

@@ -49,9 +49,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from hwosim_assets.perturb.batch import Batch, Effect
+from hwosim_assets.perturb.batch import Batch, Coverage, Effect
 from hwosim_assets.perturb.dq import JUMP_DET
 from hwosim_assets.perturb.draws import Draws
+from hwosim_assets.perturb.rng import Stream
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 
 BOTH = frozenset({"spectra", "images"})
@@ -106,7 +107,9 @@ def _rates(batch: Batch, p: Mapping[str, float]) -> tuple[np.ndarray | float, np
     return single, large
 
 
-def _draw(lam: np.ndarray | float, stream, lane: int, width: int, batch: Batch):
+def _draw(
+    lam: np.ndarray | float, stream: Stream, lane: int, width: int, batch: Batch
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Poisson counts per packet, then for each event its element (chosen with
     probability proportional to ``lam``) and ``width`` uniforms. A scalar
     ``lam`` (uniform rate) places events at element floor(u x m) directly."""
@@ -148,7 +151,7 @@ def _pixel_electrons(batch: Batch, flat: np.ndarray) -> np.ndarray:
 
 def _land(
     batch: Batch, flat: np.ndarray, charge: np.ndarray, tau: np.ndarray, z: np.ndarray, forced: np.ndarray | None = None
-):
+) -> tuple[np.ndarray, np.ndarray]:
     """Put hits of ``charge`` e- on elements ``flat``, live or through the jump
     step (archive); returns the flat indices touched and those flagged."""
     if batch.stage == "live" or len(flat) == 0:
@@ -252,7 +255,7 @@ def _large_area(batch: Batch) -> float:
     return float(np.mean(2 * (2 * r + 2) + 1))
 
 
-def _large(batch: Batch, element: np.ndarray, radius: np.ndarray, u: np.ndarray):
+def _large(batch: Batch, element: np.ndarray, radius: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Snowballs / showers: a saturated core of ``radius``, a halo out to 2r + 2."""
     det = batch.detector
     images = batch.family == "images"
@@ -323,7 +326,7 @@ def _poisson_spread(lam: float, tail: float = 1e-4) -> float:
     return max(k - lam, min(lam, 4.0 * math.sqrt(lam)))
 
 
-def expect_cosmic_rays(p: Mapping[str, float], coverage) -> Expectation:
+def expect_cosmic_rays(p: Mapping[str, float], coverage: Coverage) -> Expectation:
     """The kind's own per-batch expectation (1 - exp(-hits x footprint) per element), summed;
     single hits within 4 sigma, large events within a Poisson bound of their count x their largest area."""
     mean, var = coverage.expected_total("cosmic_rays")

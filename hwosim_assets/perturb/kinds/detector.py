@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
 from hwosim_assets.perturb.batch import DETECTOR_PIXELS as G
-from hwosim_assets.perturb.batch import SECONDS_PER_DAY, Batch, Effect
+from hwosim_assets.perturb.batch import SECONDS_PER_DAY, Batch, Coverage, Effect
 from hwosim_assets.perturb.dq import DEAD, DO_NOT_USE, HOT, SATURATED, WARM
 from hwosim_assets.perturb.draws import Draws
 from hwosim_assets.perturb.rng import Stream
@@ -38,7 +39,8 @@ def _grid(batch: Batch) -> tuple[int, int, np.ndarray, np.ndarray]:
     spectra are one row whose columns are the channel positions."""
     if batch.family == "images":
         _, ny, nx = batch.value.shape
-        return ny, nx, batch.rows[:, 0] % G, batch.cols[:, 0] % G
+        rows = cast(np.ndarray, batch.rows)  # an image batch has its detector rows
+        return ny, nx, rows[:, 0] % G, batch.cols[:, 0] % G
     return 1, batch.value.shape[1], np.zeros(batch.n, dtype=np.int64), batch.cols[:, 0] % G
 
 
@@ -48,7 +50,15 @@ def _disc(radius: int) -> tuple[np.ndarray, np.ndarray]:
     return dy[keep], dx[keep]
 
 
-def _place(batch: Batch, owner, cy, cx, dy, dx, weight) -> tuple[np.ndarray, np.ndarray]:
+def _place(
+    batch: Batch,
+    owner: np.ndarray,
+    cy: np.ndarray,
+    cx: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+    weight: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices into ``value`` and weights of footprint pixels that fall
     inside their packet. cy, cx: (E,) local centres; dy, dx, weight: (E, K)."""
     ny, nx, _, _ = _grid(batch)
@@ -93,7 +103,8 @@ def defect_map(key: int, p_items: tuple) -> tuple[np.ndarray, np.ndarray, np.nda
         where = np.minimum((u[:count] * size).astype(np.int64), size - 1)
         rate[where] = mean * -np.log(u[count:]) if cls != "dead" else 0.0  # exponential spread of dark rates
         kind[where] = lane + 1
-    return _frozen(rate.reshape(G, G), kind.reshape(G, G), np.flatnonzero(kind))
+    frozen = _frozen(rate.reshape(G, G), kind.reshape(G, G), np.flatnonzero(kind))
+    return cast(tuple[np.ndarray, np.ndarray, np.ndarray], frozen)  # _frozen returns the arrays it is given
 
 
 @lru_cache(maxsize=64)
@@ -217,7 +228,7 @@ def hot_pixels(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     )
 
 
-def expect_hot_pixels(p: Mapping[str, float], coverage) -> Expectation:
+def expect_hot_pixels(p: Mapping[str, float], coverage: Coverage) -> Expectation:
     """The map is fixed: only distinct detector positions (columns for spectra) vary."""
     mean, _ = coverage.expected_total("hot_pixels")
     fraction = mean / max(coverage.elements, 1)
@@ -256,7 +267,7 @@ def dead_columns(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     return Effect(where, dead.sum(axis=1).astype(float))
 
 
-def expect_dead_columns(p: Mapping[str, float], coverage) -> Expectation:
+def expect_dead_columns(p: Mapping[str, float], coverage: Coverage) -> Expectation:
     """Columns are a random subset of the 2048, so the dead share of the W
     columns covered is hypergeometric around columns / 2048."""
     fraction = p["columns"] / G
@@ -364,7 +375,9 @@ def persistence(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     return Effect(flat, counts)
 
 
-def _afterimages(batch: Batch, p: Mapping[str, float], draws: Draws, part: slice):
+def _afterimages(
+    batch: Batch, p: Mapping[str, float], draws: Draws, part: slice
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flat indices, charges (e-) and per-packet counts of afterimages on packets ``part``."""
     tau = p["tau_s"]
     bin_s = tau
@@ -373,8 +386,10 @@ def _afterimages(batch: Batch, p: Mapping[str, float], draws: Draws, part: slice
     first = np.floor((t_s - DECAY_WINDOW_TAU * tau) / bin_s).astype(np.int64)
     last = np.floor(t_s / bin_s).astype(np.int64)
     per_bin = p["rate_per_hour"] * bin_s / 3600.0
-    bins = np.arange(first.min(), last.max() + 1) if n else []
-    events = [afterimages_in_bin(draws.key("time_bin"), int(b), per_bin, bin_s) for b in bins]
+    bins: np.ndarray | list[int] = np.arange(first.min(), last.max() + 1) if n else []
+    events: list[np.ndarray] | np.ndarray = [
+        afterimages_in_bin(draws.key("time_bin"), int(b), per_bin, bin_s) for b in bins
+    ]
     events = np.concatenate(events) if events else np.empty((0, 3))
     if len(events) == 0:
         return np.empty(0, dtype=np.int64), np.empty(0), np.zeros(n)

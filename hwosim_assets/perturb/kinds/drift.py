@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from hwosim_assets.perturb.batch import ALL, Batch, Effect
+from hwosim_assets.perturb.batch import ALL, Batch, Coverage, Effect
 from hwosim_assets.perturb.draws import Draws
 from hwosim_assets.perturb.kinds.noise import add_normal
 from hwosim_assets.perturb.rng import Stream
@@ -55,11 +55,11 @@ def drift_profile(
     return value
 
 
-def _everything(params: Mapping[str, float], coverage) -> Expectation:
+def _everything(params: Mapping[str, float], coverage: Coverage) -> Expectation:
     return Expectation(1.0, 0.0)
 
 
-def _spectral_elements(params: Mapping[str, float], coverage) -> Expectation:
+def _spectral_elements(params: Mapping[str, float], coverage: Coverage) -> Expectation:
     """Every element of a spectrum; of images, every pixel of the 2-D spectra
     (the batches report which) and none of the plain images."""
     if coverage.family == "spectra":
@@ -198,7 +198,7 @@ def _shift_in_place(planes: np.ndarray, dy: float, dx: float) -> None:
         _blend(part, dx, 2, spare)
 
 
-def _blend(planes: np.ndarray, shift: float, axis: int, scratch: tuple[np.ndarray, np.ndarray]) -> None:
+def _blend(planes: np.ndarray, shift: float, axis: int, scratch: tuple[np.ndarray, ...]) -> None:
     """out[i] = (1 - f) x[clip(i + b)] + f x[clip(i + b + 1)] along ``axis``
     in place, with b = floor(-shift), f = -shift - b (float32 weights): the
     scene moved by ``shift``. A zero weight is skipped, so a whole-pixel

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from hwosim_assets.perturb.batch import Batch, Effect
+from hwosim_assets.perturb.batch import Batch, Coverage, Effect
 from hwosim_assets.perturb.dq import DO_NOT_USE, DROPOUT
 from hwosim_assets.perturb.draws import Draws
 from hwosim_assets.perturb.rng import Stream
@@ -17,7 +17,7 @@ from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 BOTH = frozenset({"spectra", "images"})
 
 
-def _blank(batch: Batch, where, flags: int = DO_NOT_USE) -> None:
+def _blank(batch: Batch, where: np.ndarray, flags: int = DO_NOT_USE) -> None:
     """A lost element has neither a value nor an error; the ground system
     knows it is gone, so DQ says so in both stages (DO_NOT_USE; DROPOUT for
     telemetry losses, the JWST flag for "data lost in transmission")."""
@@ -39,7 +39,7 @@ def missing_values(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
     return Effect(flat, counts.astype(float))
 
 
-def expect_missing(p: Mapping[str, float], coverage) -> Expectation:
+def expect_missing(p: Mapping[str, float], coverage: Coverage) -> Expectation:
     fraction = 1 - math.exp(-p["probability"])
     n = max(coverage.elements, 1)
     return Expectation(fraction, 4 * math.sqrt(fraction * (1 - fraction) / n) + 1 / n)
@@ -111,7 +111,7 @@ def dropouts(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     return Effect(flat, affected / batch.elements, affected=affected)
 
 
-def expect_dropouts(p: Mapping[str, float], coverage) -> Expectation:
+def expect_dropouts(p: Mapping[str, float], coverage: Coverage) -> Expectation:
     """Stationary share of bad packets x loss probability x mean share lost."""
     cycle = 1 / p["p_enter"] + max(p["mean_burst"], 1.0)
     bad_share = max(p["mean_burst"], 1.0) / cycle

@@ -5,27 +5,31 @@ perturbed product states its own scatter."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
-from hwosim_assets.perturb.batch import ALL, DETECTOR_PIXELS, Batch, Effect
+from hwosim_assets.perturb.batch import ALL, DETECTOR_PIXELS, Batch, Coverage, Effect
 from hwosim_assets.perturb.draws import Draws
 from hwosim_assets.perturb.rng import Stream
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 
 BOTH = frozenset({"spectra", "images"})
 
+# (rows, first, last, out) -> the sigmas of that piece of the packets' fields (:func:`add_normal`)
+SigmaFn = Callable[[slice, int, int, np.ndarray], np.ndarray]
 
-def _everything(params: Mapping[str, float], coverage) -> Expectation:
+
+def _everything(params: Mapping[str, float], coverage: Coverage) -> Expectation:
     return Expectation(1.0, 0.0)
 
 
 BLOCK = 1 << 17  # elements per block of a dense noise field: stays in cache
 
 
-def add_normal(batch: Batch, stream: Stream, sigma, lane: int = 0) -> None:
+def add_normal(batch: Batch, stream: Stream, sigma: np.ndarray | SigmaFn, lane: int = 0) -> None:
     """value += sigma x N(0, 1), with packet i's field drawn from ``stream``
     row i. Drawn and added piece by piece into reused buffers, so no
     field-sized temporary is made. ``sigma`` (data units) is either an array
@@ -44,7 +48,7 @@ def add_normal(batch: Batch, stream: Stream, sigma, lane: int = 0) -> None:
         values[rows, first:last] += noise
 
 
-def _sigma_pieces(sigma: np.ndarray, batch: Batch):
+def _sigma_pieces(sigma: np.ndarray, batch: Batch) -> SigmaFn:
     """Pieces of a sigma array: per packet it stays an (n, 1) column (no
     full-size array is made), per element the matching slice."""
     n, size = batch.n, batch.elements
@@ -135,7 +139,8 @@ def striping_1f(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     sigma_pixel = p["sigma_rn"] * batch.exposure.read_noise_e()  # e-, per pixel
     if batch.family == "images":
         if direction == "rows":
-            offsets = series[which[:, None], batch.rows % DETECTOR_PIXELS][:, :, None]  # (n, ny, 1)
+            rows = cast(np.ndarray, batch.rows)  # an image batch has its detector rows
+            offsets = series[which[:, None], rows % DETECTOR_PIXELS][:, :, None]  # (n, ny, 1)
         else:
             offsets = series[which[:, None], batch.cols % DETECTOR_PIXELS][:, None, :]  # (n, 1, nx)
         added = offsets * sigma_pixel * batch.per_electron
