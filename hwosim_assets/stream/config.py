@@ -104,6 +104,12 @@ class StreamSpec:
         """Scheduled length of one window in rate mode (= tick_seconds by default), else None."""
         return self.window / self.pacing.packets_per_second() if self.pacing.mode == "rate" else None
 
+    @property
+    def stall_seconds(self) -> float:
+        """How long a stream may commit nothing while a window is that overdue before its run is
+        presumed stopped (by the next run, and by the sensor): two windows, at least 10 s."""
+        return max(10.0, 2 * (self.window_seconds or 0.0))
+
     def window_start_time(self, window_index: int, stream_start: float) -> float:
         """Absolute due time of window ``window_index``'s first packet (rate mode: exact, no drift).
 

@@ -158,7 +158,7 @@ def wait_for_turn(
     """
     began = clock()
     window_s = spec.window_seconds
-    stall_s = stall_s if stall_s is not None else max(10.0, 2 * (window_s or 0.0))
+    stall_s = stall_s if stall_s is not None else spec.stall_seconds
 
     def due(n: int) -> float:
         return start_time + (n - first) * window_s if window_s else start_time

@@ -173,7 +173,7 @@ def decide(
         # Nothing committed for the stall limit while the first undelivered window is that overdue:
         # the runs that were in flight then are dead (their processes went with the daemon's, or the
         # machine's), though the instance still has them as started. Runs requested since still count.
-        stall_s = max(10.0, 2 * window_s)  # as the runs themselves judge it (runs.wait_for_turn)
+        stall_s = spec.stall_seconds  # as the runs themselves judge it (runs.wait_for_turn)
         if (
             last_commit is not None
             and cursor.start_time is not None
