@@ -487,21 +487,47 @@ def drift_ratio(product: Product, kind: str, level: int, seeds: int = 40) -> Row
     return Row(kind, product.name, level, stat, float(np.mean(measured)), float(target), use.sum() * seeds, seeds)
 
 
+MAX_WHOLE_SHIFT = 5  # px: whole-pixel parts of the shift :func:`fit_shift` tries
+
+
+def fit_shift(flux: np.ndarray, after: np.ndarray) -> float:
+    """The shift s = k + f of spectra ``after`` against ``flux`` (rows of
+    channels): for each whole k in +-MAX_WHOLE_SHIFT, the flux moved by k
+    (F_k[c] = F[c - k]) and the least-squares fraction f of the linearised
+    rest (after - F_k = -f x (F_k[c] - F_k[c-1])); the k whose fit leaves the
+    smallest residual per channel wins. A first-order fit alone only holds
+    below a pixel."""
+    best = (np.inf, 0.0)
+    for k in range(-MAX_WHOLE_SHIFT, MAX_WHOLE_SHIFT + 1):
+        moved = np.full_like(flux, np.nan)
+        if k >= 0:
+            moved[:, k:] = flux[:, : flux.shape[1] - k]
+        else:
+            moved[:, :k] = flux[:, -k:]
+        slope = moved[:, 1:] - moved[:, :-1]
+        delta = (after - moved)[:, 1:]
+        ok = np.isfinite(slope) & np.isfinite(delta)
+        if not ok.any() or not (slope[ok] ** 2).sum() > 0:
+            continue
+        f = -(delta[ok] * slope[ok]).sum() / (slope[ok] ** 2).sum()
+        residual = ((delta[ok] + f * slope[ok]) ** 2).mean()
+        if residual < best[0]:
+            best = (residual, k + f)
+    return best[1]
+
+
 def shift_ratio(product: Product, level: int, seeds: int = 10) -> Row:
     """spectral_shift: the least-squares shift of the flux on the fixed grid
-    (delta = -s x (F[c] - F[c-1])) vs offset + slope x mean time."""
+    (:func:`fit_shift`) vs offset + slope x mean time."""
     p = ELEMENT_KINDS["spectral_shift"].at_level(level)
     table = product.spectra
     m = table.filter(pl.col("seq") == table["seq"][0]).height
     flux = table.sort("seq", "channel")["flux"].to_numpy().reshape(-1, m)
-    slope = flux[:, 1:] - flux[:, :-1]
     estimates = []
     for s in range(seeds):
         r = _run(product, "spectral_shift", level, s)
         after = r.data.sort("seq", "channel")["flux"].to_numpy().reshape(-1, m)
-        delta = (after - flux)[:, 1:]
-        ok = np.isfinite(slope) & np.isfinite(delta)
-        estimates.append(-(delta[ok] * slope[ok]).sum() / (slope[ok] ** 2).sum())
+        estimates.append(fit_shift(flux, after))
     target = p["offset_px"] + p["slope_px_per_hour"] * _drift_target(product, 1.0, 0.0, 1.0).mean()
     return Row(
         "spectral_shift",

@@ -48,9 +48,11 @@ BIT_FLIPS = KindSpec(
     params=(Param("probability", "per value", "probability", "mean flips per stored value"),),
     levels={"probability": (0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)},
     anchors={
-        1: "assumed: rare residual upsets behind EDAC",
-        3: "assumed: a particle event's upset rate",
-        5: "assumed: a failing memory bank",
+        1: "what-if (no record): rare residual upsets behind EDAC - the recorder and ICDH memories correct "
+        "single-event upsets and no rate of uncorrected upsets reaching JWST products is published",
+        3: "what-if (no record): the upset rate of a solar particle event, which raises the particle flux 10-100x "
+        "(cosmic_rays levels 3-4); EDAC still corrects almost all, the residual is not published",
+        5: "what-if (no record): a failing memory bank - EDAC overwhelmed; no such JWST event is on record",
     },
     is_off=lambda p: p["probability"] == 0,
     apply=bit_flips,

@@ -437,8 +437,10 @@ HOT_PIXELS = KindSpec(
     summary="fixed hot, warm and dead pixels",
     grounding=(
         "JWST bad-pixel reference files flag DEAD, HOT and WARM pixels (stdatamodels "
-        "dqflags); H2RG arrays keep well over 98 % of pixels operable, and new hot pixels "
-        "accumulate with radiation dose. Dark charge = rate x the product's integration time."
+        "dqflags) - ~1.7 % of the NIRCam LW pixels are DO_NOT_USE (grizli pull request #277); "
+        "the kind adds defects the product's own mask missed: new hot pixels appear in science "
+        "data (grizli issue #200) and MIRI's bad pixels change within days (jwst "
+        "outlier_detection docs, IFU). Dark charge = rate x the product's integration time."
     ),
     families=BOTH,
     params=(
@@ -449,16 +451,22 @@ HOT_PIXELS = KindSpec(
         Param("warm_e_s", "e-/s", "nonneg", "mean dark current of a warm pixel", high=1e6),
     ),
     levels={
-        "hot_fraction": (0, 0.0002, 0.0005, 0.001, 0.003, 0.01),
-        "warm_fraction": (0, 0.0005, 0.0015, 0.003, 0.01, 0.03),
-        "dead_fraction": (0, 0.0001, 0.0002, 0.0005, 0.001, 0.005),
+        "hot_fraction": (0, 0.0001, 0.0005, 0.004, 0.01, 0.03),
+        "warm_fraction": (0, 0.00015, 0.0015, 0.01, 0.03, 0.07),
+        "dead_fraction": (0, 0.00005, 0.0002, 0.003, 0.005, 0.02),
         "hot_e_s": (10.0,),
         "warm_e_s": (1.0,),
     },
     anchors={
-        1: "assumed: a few 1e-4 of the pixels, well inside the > 98 % operability of the H2RGs",
-        3: "assumed: 0.45 % bad pixels - a detector late in life",
-        5: "assumed: 4.5 % bad - the 2 % operability margin exceeded twice over",
+        1: "0.03 % new bad pixels: outliers found in 2025 NIRCam LW imaging beyond the CRDS DO_NOT_USE mask "
+        "(jwst_1431.pmap) - 'an additional ~0.03% of the LW detector pixels' (grizli pull request #277, "
+        "'Update utils.py'); new NIRCam LW hot pixels, ~20 % of them intermittent, are found in science data "
+        "(grizli issue #200)",
+        3: "1.7 % bad: the share of NIRCam LW pixels the CRDS bad-pixel masks flag DO_NOT_USE ('~1.7% ... "
+        "already flagged', grizli pull request #277) - a product calibrated with a stale or missing mask",
+        5: "12 % bad: the share of FGS2 pixels its early bad-pixel reference mask flagged (FGS1: 6 %; jwst "
+        "issue #6366, 'FGS Mask File rarely sets the DO NOT USE bit') - the largest flagged share on record "
+        "for a JWST H2RG",
     },
     is_off=lambda p: p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"] == 0,
     apply=hot_pixels,
@@ -475,7 +483,12 @@ DEAD_COLUMNS = KindSpec(
     families=BOTH,
     params=(Param("columns", "columns per 2048", "count", "dead columns on the detector", high=2048),),
     levels={"columns": (0, 1, 2, 4, 8, 32)},
-    anchors={1: "assumed: one column", 5: "assumed: 32 columns, a failing column buffer"},
+    anchors={
+        1: "what-if (no record): one dead column - no dead column of a JWST H2RG is documented",
+        2: "2 columns: the MIRI imager's two shorted columns 385 and 386, flagged in its bad-pixel mask "
+        "(JDox 'MIRI Imaging Known Issues')",
+        5: "what-if (no record): 32 columns, a failing column buffer - no such failure is on record",
+    },
     is_off=lambda p: p["columns"] == 0,
     apply=dead_columns,
     expect=expect_dead_columns,
@@ -500,11 +513,16 @@ SATURATION = KindSpec(
         ),
         Param("core_fraction", "", "fraction", "spectra: share of a channel's charge in its brightest pixel"),
     ),
-    levels={"well_fraction": (math.inf, 1.0, 0.8, 0.6, 0.4, 0.2), "core_fraction": (0.4,)},
+    levels={"well_fraction": (math.inf, 1.0, 0.78, 0.7, 0.4, 0.2), "core_fraction": (0.4,)},
     anchors={
         1: "1.0: the documented full wells - only sources that truly saturate do",
-        3: "0.6: assumed - a well shrunk by a raised bias or the charge of a preceding bright exposure",
-        5: "0.2: assumed",
+        2: "0.78: MIRI's usable share - the ETC saturation limit of 193,655 e- against a 250,000 e- full "
+        "well (JDox 'JWST ETC Saturation', Table 1)",
+        3: "0.7: the usable share for time series - NIRCam's time-series ETC limits are ~70 % of full well "
+        "(73,990 e- SW; same table), a bright time-series target saturating early",
+        4: "interpolated",
+        5: "what-if (no record): 0.2 - a well shrunk to a fifth (a raised bias, or the charge of a preceding "
+        "saturating exposure); no such loss is documented",
     },
     is_off=lambda p: math.isinf(p["well_fraction"]),
     apply=saturation,
@@ -517,7 +535,8 @@ PERSISTENCE = KindSpec(
         "NIRCam persistence: residual images lasting seconds to hours; the long "
         "time constant is ~1000 s (JDox 'NIRCam Persistence'; STScI IJDPW notes); "
         "charge-trapping persistence settles over 5-15 min in NIRCam time series "
-        "(Schlawin et al. 2023)."
+        "(Schlawin et al. 2023); MIRI latents are < 1 % (JDox 'MIRI Detector "
+        "Performance'), up to 1.69 % after a saturating star (arXiv:2512.15477)."
     ),
     families=BOTH,
     params=(
@@ -528,11 +547,24 @@ PERSISTENCE = KindSpec(
     ),
     levels={
         "rate_per_hour": (0, 2, 5, 10, 30, 100),
-        "amplitude_e": (0, 100, 200, 500, 1000, 3000),
+        "amplitude_e": (0, 100, 200, 500, 1000, 3500),
         "tau_s": (1000.0,),
         "radius_px": (1.5,),
     },
-    anchors={1: "assumed: a few faint afterimages an hour", 5: "assumed: a bright field just before"},
+    anchors={
+        1: "what-if figure: a few faint (100 e-, 0.1 % of a full well) afterimages an hour - persistence is "
+        "'typically inconsequential for NIRCam observations' (JDox 'NIRCam Persistence'); no typical rate is "
+        "published",
+        2: "interpolated",
+        3: "interpolated",
+        4: "1000 e-: 1 % of a ~100 ke- H2RG well, the bound of the '< 1 %' latent images of MIRI's flight "
+        "measurements (JDox 'MIRI Detector Performance', Table 1)",
+        5: "3500 e-: 1.69 % of a saturating source's level 11.6 min after it (MIRI F2100W, arXiv:2512.15477, "
+        "'A Characterization of JWST MIRI Detector Persistence ...'; there a flux deficit) x MIRI's ~210,000 e- "
+        "full well; NIRCam "
+        "long-term persistence has forced repeats (JDox 'NIRCam Persistence'); rate: a bright field just "
+        "before (what-if)",
+    },
     is_off=lambda p: p["rate_per_hour"] * p["amplitude_e"] == 0,
     apply=persistence,
 )

@@ -298,10 +298,17 @@ SETTLE_GROUNDING = (
     "2023, PASP 135, 018001); JDox 'JWST Time-Series Observations Noise Sources'."
 )
 
+EPOCH_GROUNDING = (
+    "Between epochs, MIRI flux calibrations repeat to 0.1-1.2 % (Gordon et al. 2024, "
+    "arXiv:2409.10443); the NIRCam short-wavelength detector offsets of the 2022 "
+    "zeropoints (jwst_0959.pmap) appeared time-variable by up to at least 0.1 mag "
+    "(Boyer et al. 2022, arXiv:2209.03348)."
+)
+
 GAIN_DRIFT = KindSpec(
     name="gain_drift",
     summary="multiplicative drift: linear, exponential settling, random walk",
-    grounding=SETTLE_GROUNDING,
+    grounding=SETTLE_GROUNDING + " " + EPOCH_GROUNDING,
     families=BOTH,
     params=(
         Param("slope_per_hour", "1/h", "real", "linear relative gain change per hour", high=1),
@@ -311,14 +318,19 @@ GAIN_DRIFT = KindSpec(
     ),
     levels={
         "slope_per_hour": (0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-        "settle_amplitude": (0, 5e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+        "settle_amplitude": (0, 5e-4, 1e-3, 3e-3, 1e-2, 0.096),
         "settle_tau_s": (600.0,),
         "walk_sigma": (0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
     },
     anchors={
         1: "5e-4 settling: sub-per-mil settling of NIRCam time series after the start (Schlawin et al. 2023)",
         3: "3e-3: a 'tilt event' - a mirror-segment jump of a few 1e-3 (Schlawin et al. 2023)",
-        5: "3e-2: assumed - a per-cent response change",
+        4: "1e-2: the per-cent scale of flux-calibration repeatability - 0.1-1.2 % per MIRI band after "
+        "correcting the time-dependent response loss (Gordon et al. 2024, 'The JWST Absolute Flux Calibration. "
+        "II. MIRI Imaging and Coronagraphy', arXiv:2409.10443, abstract)",
+        5: "0.096: the NIRCam short-wavelength detector offsets 'appear to be time variable by up to at least "
+        "0.1 mag' (Boyer et al. 2022, 'The JWST Resolved Stellar Populations ERS Program I.: NIRCam Flux "
+        "Calibration', arXiv:2209.03348, abstract): 0.1 mag = 9.6 %",
     },
     is_off=lambda p: p["slope_per_hour"] == 0 and p["settle_amplitude"] == 0 and p["walk_sigma"] == 0,
     apply=gain_drift,
@@ -348,9 +360,14 @@ OFFSET_DRIFT = KindSpec(
         "walk_sigma_e": (0, 0.2, 0.5, 1, 3, 10),
     },
     anchors={
-        1: "assumed: ~1 e- per pixel, what the reference-pixel correction leaves",
-        3: "assumed: 10 e- - a pre-amplifier offset jump between integrations (Schlawin et al. 2020)",
-        5: "assumed: 100 e-",
+        1: "what-if figure: ~1 e- per pixel, what the reference-pixel correction leaves - pre-amplifier "
+        "offsets are 'correctable below 10 ppm once background subtraction and pixel masking are performed' "
+        "(Schlawin et al. 2020, 'JWST Noise Floor I', AJ 160, 231, arXiv:2010.03564, abstract); no residual "
+        "in electrons is published",
+        3: "what-if figure: 10 e- - an uncorrected pre-amplifier offset: the SUBGRISM64/128 subarrays have no "
+        "bottom reference pixels on the short-wavelength detectors to subtract pre-amplifier reset noise "
+        "(JDox 'NIRCam Time Series Observation Pipeline Caveats'); its size in electrons is not published",
+        5: "what-if (no record): 100 e- - a bias jump ten times that",
     },
     is_off=lambda p: p["slope_e_per_hour"] == 0 and p["settle_e"] == 0 and p["walk_sigma_e"] == 0,
     apply=offset_drift,
@@ -362,9 +379,10 @@ SPECTRAL_SHIFT = KindSpec(
     name="spectral_shift",
     summary="the spectrum moving on the detector (offset, trend, jitter) under a fixed wavelength grid",
     grounding=(
-        "The NIRISS pupil wheel does not settle exactly, moving the SOSS traces "
-        "and wavelength solution by fractions of a pixel between visits (NIRISS "
-        "GR700XD wavelength calibration, CAL program 1512); trace drifts of "
+        "The NIRISS pupil wheel does not settle exactly where commanded, moving the "
+        "SOSS traces and the wavelength solution between visits by up to a few pixels; "
+        "a model of the pupil-wheel position predicts them to ~0.1-0.3 px (Baines et al. "
+        "2023, arXiv:2311.07769 and 2311.07771; CAL program 1512); trace drifts of "
         "~0.01 px occur within time series."
     ),
     families=BOTH,
@@ -374,14 +392,22 @@ SPECTRAL_SHIFT = KindSpec(
         Param("jitter_px", "px", "nonneg", "per-integration jitter, 1 sigma", high=100),
     ),
     levels={
-        "offset_px": (0, 0.01, 0.03, 0.1, 0.3, 1.0),
+        "offset_px": (0, 0.01, 0.03, 0.1, 0.3, 2.0),
         "slope_px_per_hour": (0, 0.002, 0.005, 0.02, 0.05, 0.2),
         "jitter_px": (0, 0.002, 0.005, 0.01, 0.03, 0.1),
     },
     anchors={
         1: "0.01 px: trace drifts within time series (NIRISS GR700XD wavelength calibration, CAL program 1512)",
-        3: "0.1 px: assumed - a pupil-wheel repositioning offset",
-        5: "1 px: assumed - the pupil wheel settling a pixel off",
+        3: "0.1 px: what a pupil-wheel model leaves - trace positions predicted from the GR700XD pupil-wheel "
+        "position 'with sub-pixel accuracy of about ~0.1 pixels' (Baines et al. 2023, 'Characterization of "
+        "the visit-to-visit Stability of the GR700XD Spectral Traces for NIRISS/SOSS Observations', "
+        "arXiv:2311.07769, abstract)",
+        4: "0.3 px: the wavelength solution per visit predicted 'with an RMS error within a few tenths of a "
+        "pixel' (Baines et al. 2023, '... Stability of the GR700XD Wavelength Calibration ...', "
+        "arXiv:2311.07771, abstract)",
+        5: "2 px: the pupil wheel not settling where commanded - the wavelength solution 'can fluctuate ... "
+        "between visits by up to a few pixels' (Baines et al. 2023, arXiv:2311.07771, abstract; CAL program "
+        "1512); 2 px taken for 'a few'",
     },
     is_off=lambda p: p["offset_px"] == 0 and p["slope_px_per_hour"] == 0 and p["jitter_px"] == 0,
     apply=spectral_shift,

@@ -15,9 +15,15 @@ from __future__ import annotations
 from hwosim_assets.perturb.spec import KindSpec, Param
 
 STREAM = frozenset({"stream"})
+# No record exists for these: JWST moves science data as files (CFDP, with
+# retransmission) from its recorder over the Deep Space Network, so packet-level
+# loss, duplication, reordering and jitter never reach the archive and are not
+# published; the real-time links of the HWO era are not built yet. The levels are
+# explicit what-ifs, and the JWST figures live in the 'downlink' kind.
 WHAT_IF = {
-    1: "assumed: a generic network what-if for HWO-era links, not a JWST figure (JWST: the 'downlink' kind)",
-    5: "assumed: a badly degraded generic network",
+    1: "what-if (no record): a healthy generic real-time link for HWO-era what-ifs - JWST delivers files "
+    "by CFDP with retransmission, so packet-level faults are neither seen nor published (JWST: the 'downlink' kind)",
+    5: "what-if (no record): a badly degraded generic real-time link",
 }
 DSN = (
     "JWST downlinks over the Deep Space Network in two 4-h Ka-band contacts a day "
@@ -118,8 +124,13 @@ DOWNLINK = KindSpec(
     },
     anchors={
         1: "two 4-h contacts a day, ~12 h apart; no contact missed (JDox 'JWST Solid State Recorder')",
-        3: "assumed: one contact in ten missed - a 12-h gap caught up at the next (same page)",
-        5: "assumed: half the contacts missed (a ground-station outage)",
+        3: "one contact in ten missed, a 12-h gap caught up at the next: the recorder is sized so that observing "
+        "continues 'even if one downlink contact is missed' (JDox 'JWST Solid State Recorder'); Ka-band drops to "
+        "1/2 or 1/4 of its 3.5 MB/s for bad weather at a station (JDox 'JWST Communications Subsystem'); "
+        "the miss rate itself is a what-if - none is published",
+        5: "what-if beyond the design margin: half the contacts missed (a ground-station outage) - the ~65 GB "
+        "recorder holds about two contacts' worth (>= 28.6 GB each, JDox 'JWST Solid State Recorder'), so "
+        "consecutive misses delay data by a day or more; no such outage is on record",
     },
     is_off=lambda p: p["contacts_per_day"] == 0,
 )
