@@ -17,7 +17,8 @@ see ``ingest/products.py``), never from the file name:
   cut into square tiles. A frame is one 2-D image, one integration of a cube,
   or one slit; a packet is one tile. Pixel planes are stored as raw
   little-endian bytes so the values survive every hop bit for bit. 2-D spectra
-  are images that carry their WAVELENGTH plane.
+  are images that carry their WAVELENGTH plane, or a DISPAXIS in their SCI
+  header (resampled s2d products keep their wavelengths in the WCS).
 
 Adding a family is one :class:`Family` entry here and its functions: a reader
 (``ingest/fits_reader.py``), the perturbation of its batches, and the row

@@ -78,8 +78,9 @@ HEADER_FACTS: dict[str, type] = {
     "EXPMID": float,
     "EXPEND": float,
 }
-# From the science extension (SCI, or the first EXTRACT1D): units and flux calibration.
-SCIENCE_FACTS: dict[str, type] = {"BUNIT": str, "PHOTMJSR": float, "PIXAR_SR": float}
+# From the science extension (SCI, or the first EXTRACT1D): units, flux calibration and
+# the dispersion direction of spectra (DISPAXIS: 1 = along x, 2 = along y; e.g. 2 for MIRI LRS).
+SCIENCE_FACTS: dict[str, type] = {"BUNIT": str, "PHOTMJSR": float, "PIXAR_SR": float, "DISPAXIS": int}
 
 _UNSET = ("", "n/a", "none", "any", "full", "generic")
 

@@ -16,8 +16,10 @@ product itself, in this order (``scale_source`` says which was used):
    channel, where F > 0 and VAR_POISSON > 0, interpolated along the channels
    elsewhere (below-background channels have no usable ratio). Images: the
    median ratio over the tile's pixels with S/N > 5 (one scale per tile, like
-   a real gain), per column where the tile is a 2-D spectrum (the flux
-   calibration varies with wavelength).
+   a real gain), per line of constant wavelength where the tile is a 2-D
+   spectrum (the flux calibration varies with wavelength): per column when
+   the dispersion runs along x (DISPAXIS 1, the default), per row when it
+   runs along y (DISPAXIS 2).
 2. ``header``: gain x EFFINTTM (EFFEXPTM for exposure-level products) and
    PHOTMJSR / PIXAR_SR from the headers, with the gain of the detector table
    (:mod:`hwosim_assets.perturb.detectors`).
@@ -88,13 +90,17 @@ class Batch:
     var_rnoise: np.ndarray | None = None
     npixels: np.ndarray | None = None  # spectra: (n, m) pixels summed per channel
     dq: np.ndarray | None = None  # like value, integer JWST DQ flags
-    spectral_2d: bool = False  # images that are 2-D spectra (a WAVELENGTH plane): dispersion along x
+    # images that are 2-D spectra: a WAVELENGTH plane, or DISPAXIS in the product's SCI header (resampled
+    # s2d products carry their wavelengths in the WCS only); dispersed along exposure.dispersion_axis
+    spectral_2d: bool = False
     per_electron: np.ndarray = field(init=False)  # data units per electron, broadcastable to value
     scale_source: str = field(init=False)
     read_noise_e: np.ndarray = field(init=False)  # e- per element over one integration, broadcastable
     trace: dict = field(init=False, default_factory=dict)  # kind -> change of value (engine trace mode)
 
     def __post_init__(self) -> None:
+        if self.family == "images" and self.exposure.dispaxis in (1, 2):
+            self.spectral_2d = True
         if self.family == "images":
             self.per_electron, self.scale_source = _tile_scale(self)
         else:
@@ -118,6 +124,13 @@ class Batch:
     @property
     def detector(self) -> Detector:
         return self.exposure.detector
+
+    @property
+    def dispersion_axis(self) -> int:
+        """Array axis of a 2-D spectrum's dispersion: 2 for y (rows; DISPAXIS = 2),
+        1 for x (columns) - the default when the product does not say
+        (:attr:`Exposure.dispersion_axis`)."""
+        return self.exposure.dispersion_axis
 
     def aperture(self) -> np.ndarray:
         """Pixels behind each element: NPIXELS for an extracted channel (0 where
@@ -348,8 +361,9 @@ def _bright_medians(batch: Batch, grid: tuple, step: int, name: str) -> np.ndarr
 
 
 def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
-    """Data per electron of each tile (n, 1, 1), per column for 2-D spectra
-    (n, 1, nx). Ratios are taken on a regular sub-grid of ~4096 pixels (every
+    """Data per electron of each tile (n, 1, 1), per line of constant
+    wavelength for 2-D spectra: per column (n, 1, nx) when dispersed along x,
+    per row (n, ny, 1) when dispersed along y. Ratios are taken on a regular sub-grid of ~4096 pixels (every
     step-th row and column): a median needs no more, and a full-tile pass
     would cost as much as the noise field itself. Each tile's median is its
     own; which source is used (and the fill of tiles without one) is decided
@@ -370,9 +384,9 @@ def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
             continue
         tile = np.where(np.isfinite(tile), tile, np.nanmedian(tile))
         if batch.spectral_2d:
-            column = cast(np.ndarray, column)  # _scale_medians gives the columns of a 2-D spectrum
+            column = cast(np.ndarray, column)  # _scale_medians gives the wavelength lines of a 2-D spectrum
             column = np.where(np.isfinite(column), column, tile[:, None])
-            return column[:, None, :], name
+            return (column[:, :, None] if batch.dispersion_axis == 2 else column[:, None, :]), name
         return tile[:, None, None], name
     # last resort: ERR of a background pixel = 16 e-
     value, error = batch.value[grid], batch.error[grid]
@@ -387,7 +401,8 @@ def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
 
 def _scale_medians(batch: Batch, name: str, grid: tuple) -> tuple[np.ndarray, np.ndarray | None]:
     """Per tile, the lower median of the ``name`` ratio ("poisson": VAR_POISSON
-    / F, "err": ERR^2 / F) over the sub-grid ``grid`` - and per column, its
+    / F, "err": ERR^2 / F) over the sub-grid ``grid`` - and per line of
+    constant wavelength (columns; rows when dispersed along y), its
     NaN-median, for 2-D spectra. Tiles are taken a few at a time (about
     SCALE_SAMPLES samples): a tile's figure never depends on the others, and
     the temporaries stay small and in cache."""
@@ -397,7 +412,8 @@ def _scale_medians(batch: Batch, name: str, grid: tuple) -> tuple[np.ndarray, np
     if not batch.spectral_2d:
         return _bright_medians(batch, grid, step, name), None
     tile = np.empty(n)
-    column = np.empty((n, batch.value[:1][grid].shape[2])) if batch.spectral_2d else None
+    along_y = batch.dispersion_axis == 2  # a line of constant wavelength is a row, else a column
+    column = np.empty((n, batch.value[:1][grid].shape[1 if along_y else 2])) if batch.spectral_2d else None
     for first in range(0, n, step):
         part = slice(first, first + step)
         # contiguous copies of the sub-grid first: every later pass reads them at full speed
@@ -408,7 +424,7 @@ def _scale_medians(batch: Batch, name: str, grid: tuple) -> tuple[np.ndarray, np
         if column is not None:
             with warnings.catch_warnings():  # all-NaN columns are expected (NaN padding)
                 warnings.simplefilter("ignore", RuntimeWarning)
-                column[part] = np.nanmedian(ratio, axis=1)
+                column[part] = np.nanmedian(ratio, axis=2 if along_y else 1)
     return tile, column
 
 

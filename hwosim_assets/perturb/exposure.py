@@ -63,6 +63,7 @@ class Exposure:
     bunit: str = ""
     photmjsr: float | None = None
     pixar_sr: float | None = None
+    dispaxis: int | None = None  # DISPAXIS of the science header: 1 = dispersion along x, 2 = along y
     detector: Detector = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +120,14 @@ class Exposure:
             return per_dn_s * self.photmjsr * self.pixar_sr
         return None
 
+    @property
+    def dispersion_axis(self) -> int:
+        """The array axis a spectrum is dispersed along: 2 (y, rows of a 2-D
+        spectrum, e.g. MIRI LRS) where the product says DISPAXIS = 2; else 1
+        (x) - the default when DISPAXIS is missing or unknown, as for NIRSpec
+        and NIRISS SOSS, whose spectra run along x."""
+        return 2 if self.dispaxis == 2 else 1
+
     def with_product_type(self, product_type: str) -> Exposure:
         return replace(self, product_type=product_type)
 
@@ -141,6 +150,7 @@ _COLUMNS = {
     "bunit": "bunit",
     "photmjsr": "photmjsr",
     "pixar_sr": "pixar_sr",
+    "dispaxis": "dispaxis",
 }
 
 

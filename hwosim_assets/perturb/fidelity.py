@@ -244,12 +244,14 @@ def noise_ratio(product: Product, kind: str, level: int, seeds: int = 3) -> Row:
 
 
 def striping_ratio(product: Product, level: int) -> Row:
-    """striping_1f on an extracted spectrum of a column-striped detector: rms
-    channel offset over NPIXELS x the pixel's read noise for the groups."""
+    """striping_1f on an extracted spectrum whose detector stripes run across
+    the dispersion (columns for DISPAXIS 1, rows for DISPAXIS 2): rms channel
+    offset over NPIXELS x the pixel's read noise for the groups."""
     p = ELEMENT_KINDS["striping_1f"].at_level(level)
     flux, _, per_electron, npix = _columns(product)
     rn = product.exposure.read_noise_e()
-    if product.exposure.detector.stripes != "columns":
+    across = "rows" if product.exposure.dispersion_axis == 2 else "columns"
+    if product.exposure.detector.stripes != across:
         return Row(
             "striping_1f",
             product.name,
@@ -259,7 +261,7 @@ def striping_ratio(product: Product, level: int) -> Row:
             None,
             0,
             0,
-            f"{product.exposure.detector.name}: no column stripes",
+            f"{product.exposure.detector.name}: no stripes across the dispersion",
         )
     unit = npix * rn * per_electron
     use = np.isfinite(unit) & (unit > 0)

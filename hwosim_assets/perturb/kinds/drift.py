@@ -120,10 +120,11 @@ def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
     not move); a neighbour without flux leaves the channel its own value.
     The noise the interpolation averaged away is restored (:func:`restore_noise`).
 
-    2-D spectra (images with a WAVELENGTH plane) move the same way along x,
-    their WAVELENGTH plane unchanged - x is the dispersion axis of NIRSpec
-    (DISPAXIS = 1) and of the products in the real set; plain images are left
-    alone (no truth bit).
+    2-D spectra (images with a WAVELENGTH plane or a DISPAXIS, see
+    :attr:`Batch.spectral_2d`) move the same way along their dispersion axis,
+    their WAVELENGTH plane unchanged: along x for DISPAXIS = 1 (NIRSpec) and
+    when the product does not say, along y for DISPAXIS = 2 (e.g. MIRI LRS
+    slit); plain images are left alone (no truth bit).
 
     Magnitude: the shift s in pixels."""
     jitter = draws.epochs(batch.epoch).normal(1)[:, 0]
@@ -137,7 +138,8 @@ def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
         for s in np.unique(shift):  # one shift per frame: its tiles move together
             rows = np.flatnonzero(shift == s)
             own = batch.value[rows]
-            moved = _shift_tiles(own, 0.0, float(s))
+            dy, dx = (float(s), 0.0) if batch.dispersion_axis == 2 else (0.0, float(s))
+            moved = _shift_tiles(own, dy, dx)
             usable = np.isfinite(own) & np.isfinite(moved)  # empty pixels stay empty, and get no noise back
             f = s - np.floor(s)
             kept = (1 - f) ** 2 + f**2  # sum of squared interpolation weights

@@ -121,11 +121,17 @@ def striping_1f(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     for NIRCam (fast read along the grism dispersion), columns for NIRSpec and
     NIRISS (across it); MIRI's arrays show no such banding and are left alone.
 
-    * Images: the offset of each tile row (rows) or column (columns).
-    * Extracted spectra: an aperture sums NPIXELS pixels of one column.
-      Column stripes put NPIXELS x that column's offset on its channel - the
-      channels differ; row stripes put the same sum of NPIXELS row offsets on
-      every channel of the integration (a grey offset of the spectrum).
+    * Images: the offset of each tile row (rows) or column (columns). 2-D
+      spectra too, whatever their DISPAXIS: the stripes follow the detector's
+      fast-read lines, which a 2-D spectrum keeps (NIRISS GR150R and GR150C
+      disperse along x and y on the same detector, with the same stripes).
+    * Extracted spectra: an aperture sums NPIXELS pixels across the
+      dispersion. Stripes across the dispersion (the detector's columns when
+      it runs along x, DISPAXIS 1 or not given; its rows when along y,
+      DISPAXIS 2) put NPIXELS x that line's offset on its channel - the
+      channels differ; stripes along the dispersion put the same sum of
+      NPIXELS offsets on every channel of the integration (a grey offset of
+      the spectrum).
 
     VAR_RNOISE and ERR grow by the offset's variance.
 
@@ -147,10 +153,11 @@ def striping_1f(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
         variance = (sigma_pixel * batch.per_electron) ** 2
     else:
         aperture = batch.aperture()
-        if direction == "columns":
+        across = "rows" if batch.exposure.dispersion_axis == 2 else "columns"  # stripes across the dispersion
+        if direction == across:
             offsets = series[which[:, None], batch.cols % DETECTOR_PIXELS] * aperture
             variance_e = aperture**2
-        else:  # the aperture's rows: the first NPIXELS lines of the series
+        else:  # stripes along the dispersion: the aperture's NPIXELS lines, the first of the series
             sums = np.cumsum(series, axis=1)
             rows = np.clip(np.rint(aperture).astype(np.int64), 0, DETECTOR_PIXELS) - 1
             offsets = np.where(rows >= 0, sums[which[:, None], np.maximum(rows, 0)], 0.0)
