@@ -132,7 +132,11 @@ MISSING_VALUES = KindSpec(
     families=BOTH,
     params=(Param("probability", "", "probability", "mean losses per element"),),
     levels={"probability": (0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2)},
-    anchors={1: "assumed: rare isolated losses", 5: "assumed: 5 % of values lost"},
+    anchors={
+        1: "what-if (no record): rare isolated losses (1e-5 per value) - lost single values are not a "
+        "published JWST statistic (the pipeline's DQ marks them DO_NOT_USE / DROPOUT)",
+        5: "what-if (no record): 5 % of values lost",
+    },
     is_off=lambda p: p["probability"] == 0,
     apply=missing_values,
     expect=expect_missing,
@@ -161,9 +165,10 @@ DROPOUTS = KindSpec(
         "partial_fraction": (0.3,),
     },
     anchors={
-        1: "assumed: permanent loss is near zero - the recorder keeps data until a contact delivers it "
-        "and CFDP retransmits what fails (JDox 'JWST Solid State Recorder'; Johns et al. 2008, SPIE 7016)",
-        5: "assumed: a failing recorder partition",
+        1: "permanent loss near zero - the recorder keeps data until a contact delivers it and CFDP "
+        "retransmits what fails (JDox 'JWST Solid State Recorder'; Johns et al. 2008, SPIE 7016); the "
+        "residual rate itself is a what-if",
+        5: "what-if (no record): a failing recorder partition - no such JWST failure is published",
     },
     is_off=lambda p: p["p_enter"] * p["loss_in_burst"] == 0,
     apply=dropouts,

@@ -217,11 +217,16 @@ SHOT_NOISE = KindSpec(
     params=(Param("throughput", "fraction", "fraction", "fraction of the photons kept (1 = unchanged)"),),
     levels={"throughput": (1.0, 0.98, 0.95, 0.9, 0.7, 0.5)},
     anchors={
-        1: "0.98: assumed - the ~2 % scatter of repeated flux calibrations",
+        1: "0.98: 2 % - the relative flux calibration of well-centred NIRSpec fixed-slit sources (~3 % "
+        "absolute; JDox 'NIRSpec Fixed Slit Calibration Status')",
         2: "interpolated",
-        3: "0.9: assumed - a 10 % throughput loss (a mis-centred slit or slitlet)",
+        3: "0.9: a mis-centred source - NIRSpec MOS point sources near the shutter edges are calibrated to "
+        "~10-15 % with the in-flight pathloss files (STScI news, 11 Nov 2025, 'New Pathloss Corrections for "
+        "NIRSpec Multi-Object and Fixed Slit Spectroscopy Are Available'); the low end taken",
         4: "interpolated",
-        5: "0.5: assumed - half the light lost (a failed target acquisition leaving the PSF half off the slit)",
+        5: "what-if figure: 0.5, half the light lost (a source at a shutter corner, or a failed target "
+        "acquisition) - before those files, errors near the shutter edges reached ~70 % (same news item), "
+        "but no measured throughput loss of that size is published",
     },
     is_off=lambda p: p["throughput"] >= 1.0,
     apply=shot_noise,
@@ -249,11 +254,13 @@ STRIPING_1F = KindSpec(
     ),
     levels={"sigma_rn": (0, 0.3, 0.6, 1.0, 1.5, 2.0), "alpha": (1.0,)},
     anchors={
-        1: "0.3: assumed - the residual after the pipeline's reference-pixel correction",
+        1: "what-if figure: 0.3 - the residual after the reference-pixel correction, which 'can partly "
+        "mitigate' 1/f noise but cannot remove it with four reference pixels per edge (JDox 'NIRCam 1/f Noise "
+        "Removal Methods'); the residual's size is not published",
         2: "interpolated",
         3: "1.0: uncorrected 1/f in NIRISS SOSS is 'equivalent to doubling the readout noise' (Albert et al. 2023)",
         4: "interpolated",
-        5: "2.0: assumed - twice the uncorrected level (a noisy ASIC)",
+        5: "what-if (no record): 2.0 - twice the uncorrected level (a noisy ASIC)",
     },
     is_off=lambda p: p["sigma_rn"] == 0,
     apply=striping_1f,
