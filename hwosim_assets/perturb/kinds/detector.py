@@ -437,7 +437,7 @@ HOT_PIXELS = KindSpec(
     summary="fixed hot, warm and dead pixels",
     grounding=(
         "JWST bad-pixel reference files flag DEAD, HOT and WARM pixels (stdatamodels "
-        "dqflags) - ~1.7 % of the NIRCam LW pixels are DO_NOT_USE (grizli pull request #277); "
+        "dqflags) - ~1.7 % of the NIRCam LW pixels are flagged (grizli pull request #277); "
         "the kind adds defects the product's own mask missed: new hot pixels appear in science "
         "data (grizli issue #200) and MIRI's bad pixels change within days (jwst "
         "outlier_detection docs, IFU). Dark charge = rate x the product's integration time."
@@ -462,8 +462,9 @@ HOT_PIXELS = KindSpec(
         "(jwst_1431.pmap) - 'an additional ~0.03% of the LW detector pixels' (grizli pull request #277, "
         "'Update utils.py'); new NIRCam LW hot pixels, ~20 % of them intermittent, are found in science data "
         "(grizli issue #200)",
-        3: "1.7 % bad: the share of NIRCam LW pixels the CRDS bad-pixel masks flag DO_NOT_USE ('~1.7% ... "
-        "already flagged', grizli pull request #277) - a product calibrated with a stale or missing mask",
+        3: "1.7 % bad: the share of NIRCam LW pixels already flagged in grizli's bad-pixel masks (CRDS "
+        "DO_NOT_USE pixels and earlier additions: '~1.7% which were already flagged', grizli pull request "
+        "#277) - a product calibrated with a stale or missing mask",
         5: "12 % bad: the share of FGS2 pixels its early bad-pixel reference mask flagged (FGS1: 6 %; jwst "
         "issue #6366, 'FGS Mask File rarely sets the DO NOT USE bit') - the largest flagged share on record "
         "for a JWST H2RG",
