@@ -4,7 +4,8 @@ Level 0 leaves the data bit-identical; levels 1-5 raise the physical
 parameters monotonically, anchored on records where there are any: 1 = the
 typical observed figure, 3 = a bad day on record, 5 = the worst recorded
 (severe, not destroyed). :func:`anchors_markdown` lists, per kind and level,
-the figure and its source - or says it is assumed or interpolated.
+the figure and its source - or says it is interpolated, or an explicit
+what-if and why no record exists (HWO-era links, residual upsets behind EDAC).
 ``python -m hwosim_assets.perturb.levels`` prints both tables.
 """
 
@@ -62,7 +63,7 @@ def anchors_markdown() -> str:
                 text = (
                     f"interpolated between levels {below} and {above}"
                     if below and above
-                    else "assumed (no record found)"
+                    else "what-if (no record found)"
                 )
             name = f"`{spec.name}`" if level == 1 else ""
             lines.append(f"| {name} | {level} | {text} |")
