@@ -75,3 +75,17 @@ def test_an_injected_perturbation_on_a_pre_existing_value_is_a_positive_not_pre_
     )
     assert key.corrupted[3 * N_CH + 2] and not key.preexisting[3 * N_CH + 2]
     assert key.preexisting.sum() == 1  # the DO_NOT_USE value is still pre-existing
+
+
+def test_packets_with_different_channels_are_laid_out_by_channel():
+    """One integration lacks a channel: the channels are matched by number, not by position."""
+    flux, _ = constructed()
+    keep = np.ones(flux.shape, dtype=bool)
+    keep[1, 0] = False  # integration 1 has no channel 0
+    values = flux[keep]
+    channel = np.tile(np.arange(N_CH), N_INT)[keep.ravel()]
+    starts = np.r_[0, np.cumsum(keep.sum(axis=1))]
+    mask = preexisting_mask(values, np.full(values.size, ERR), None, starts, channel)
+    assert (
+        mask.sum() == 1 and channel[mask][0] == 2 and np.searchsorted(starts, np.flatnonzero(mask)[0], "right") - 1 == 3
+    )

@@ -173,29 +173,49 @@ def preexisting_mask(
     mask = np.zeros(clean.shape, dtype=bool)
     if dq is not None:
         mask |= (np.asarray(dq, dtype=np.uint32) & np.uint32(PREEXISTING_DQ)) != 0
-    if channel is None or len(starts) < 3:
+    if channel is None or len(starts) < 3 or len(clean) == 0:
         return mask
-    names, column = np.unique(np.asarray(channel), return_inverse=True)
-    row = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-    flux = np.full((len(starts) - 1, len(names)), np.nan)
-    sigma = np.full(flux.shape, np.nan)
+    channel = np.asarray(channel)
+    err = np.asarray(err, dtype=np.float64)
     usable = np.isfinite(clean) & np.isfinite(err) & (err > 0)
     if dq is not None:
         usable &= ~mask
-    flux[row[usable], column[usable]] = clean[usable]
-    sigma[row[usable], column[usable]] = np.asarray(err, dtype=np.float64)[usable]
+    sizes = np.diff(starts)
+    if (sizes == sizes[0]).all() and (channel.reshape(len(sizes), -1) == channel[: sizes[0]]).all():
+        # every packet holds the same channels in the same order (as an x1dints does): a reshape
+        def grid(values: np.ndarray) -> np.ndarray:
+            return np.where(usable, values, np.nan).reshape(len(sizes), -1)
+
+        def back(plane: np.ndarray) -> np.ndarray:
+            return plane.ravel()
+    else:
+        row = np.repeat(np.arange(len(sizes)), sizes)
+        column = np.unique(channel, return_inverse=True)[1]
+
+        def grid(values: np.ndarray) -> np.ndarray:
+            plane = np.full((len(sizes), int(column.max()) + 1), np.nan)
+            plane[row[usable], column[usable]] = values[usable]
+            return plane
+
+        def back(plane: np.ndarray) -> np.ndarray:
+            return plane[row, column]
+
+    flux, sigma = grid(clean), grid(err)
     with np.errstate(invalid="ignore", divide="ignore"):
-        level = np.ones((flux.shape[0], 1))
-        for _ in range(2):  # each channel at a common level, then the common level of each integration
-            typical = _running_median(flux / level, window)
+        # each integration's common level against the channels' medians over the whole series, then each
+        # channel's running median at that level, then the common levels against those
+        typical = np.broadcast_to(nanmedian(flux, axis=0), flux.shape)
+        for running in (True, False):
             level = nanmedian(flux / typical, axis=1)[:, None]
             level = np.where(np.isfinite(level) & (level > 0), level, 1.0)
+            if running:
+                typical = _running_median(flux / level, window)
         counted = _running_count(flux, window)
         expected_sigma = sigma * np.sqrt(1.0 + np.pi / (2.0 * np.maximum(counted, 1)))
         z = (flux - level * typical) / expected_sigma
     beyond = np.abs(z) > n_err
     beyond &= counted >= 3  # no expectation from fewer than three values
-    mask[usable] |= beyond[row[usable], column[usable]]
+    mask |= usable & back(beyond)
     return mask
 
 
@@ -210,6 +230,8 @@ def _running_median(array: np.ndarray, window: int, chunk: int = 256) -> np.ndar
     """Each value's running median over time (rows), NaN ignored; in chunks of rows (a window is
     copied per row)."""
     w, starts = _window_starts(len(array), window)
+    if w == len(array):  # one window: the whole series
+        return np.broadcast_to(nanmedian(array, axis=0), array.shape)
     views = np.lib.stride_tricks.sliding_window_view(array, w, axis=0)  # (n - w + 1, columns, w)
     return np.concatenate([nanmedian(views[starts[i : i + chunk]], axis=-1) for i in range(0, len(array), chunk)])
 
