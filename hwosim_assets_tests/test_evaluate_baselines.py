@@ -5,7 +5,7 @@ Level 0 is the clean data, bit for bit: the flagger, the health detector and
 the transit fitter raise no false alarm there, the reconstructor returns the
 sample data unchanged; every error curve of the flagger and the
 reconstructor grows with the level. The real MIRI product has anomalies of
-its own (single-channel dips of 6 to 47 ERR), which the truth cannot know
+its own (mostly single-channel dips of 6 to 47 ERR), which the truth cannot know
 of: the answer key finds them on the clean data, without any model
 (``AnswerKey.preexisting``), and scores them apart.
 """
