@@ -37,6 +37,8 @@ SHOWN = {  # model -> (metric, how it reads)
         ("flags.error", "flags wrong (1 - accuracy)"),
         ("flags.f1", "F1"),
         ("flags.false_alarms", "false alarms"),
+        ("flags.preexisting", "the product's own anomalies (pre-existing)"),
+        ("flags.preexisting_flagged", "pre-existing ones flagged"),
     ],
     "median-filter": [("cleaned.mae_err", "MAE [ERR]"), ("cleaned.passthrough_mae_err", "MAE doing nothing [ERR]")],
     "stream-health": [("health.error", "decisions wrong"), ("health.gaps.true", "packets lost")],

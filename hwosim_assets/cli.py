@@ -126,7 +126,13 @@ def print_changes(results: dict, out=click.echo) -> None:
         for key, result in results.get(asset, []):
             meta = result.get_asset_materialization_events()[0].materialization.metadata
             dims = key.keys_by_dimension
-            out(f"  {dims['profile']:10s} {asset.split('_')[1]:8s} {meta['changed'].value}")
+            out(f"  {dims['profile']:10s} {asset.split('_')[1]:8s} {changed_line(meta['changed_by_kind'].value)}")
+
+
+def changed_line(table: str) -> str:
+    """'kind 1.23%, ...' from the perturbed asset's `changed_by_kind` markdown table (kinds that changed)."""
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:] if line.startswith("|")]
+    return ", ".join(f"{kind} {float(pct):.2f}%" for kind, pct in cells if float(pct) > 0) or "nothing"
 
 
 def demo_stages() -> list[Stage]:

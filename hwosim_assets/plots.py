@@ -104,7 +104,10 @@ def tile_with_truth(before: dict, after: dict, truth: np.ndarray, title: str) ->
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
     for ax, data, label in ((axes[0], sci0, "bronze"), (axes[1], sci1, "perturbed"), (axes[2], sci1, "")):
         # each panel its own 1-99 % stretch: at level 5 the perturbed tile's range is not the bronze one's
-        ax.imshow(data, origin="lower", cmap="gray", **_stretch(data))
+        # clipped to the stretch in float64: a bit flip's 3e38 overflows matplotlib's float32 colour lookup
+        limits = _stretch(data)
+        shown = np.clip(data.astype(np.float64), limits["vmin"], limits["vmax"])
+        ax.imshow(shown, origin="lower", cmap="gray", **limits)
         ax.set_title(label)
     axes[2].imshow(np.ma.masked_equal(truth.reshape(shape), 0), origin="lower", cmap="autumn", alpha=0.7)
     axes[2].set_title("truth mask (any kind)")

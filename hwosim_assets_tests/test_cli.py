@@ -26,6 +26,9 @@ def test_demo_then_readme_consumer_example(tmp_path):
     for prefix in ("catalog", "raw", "bronze", "perturbed", "truth", "plots"):
         assert any((lake / prefix).rglob("*.*")), f"demo left nothing under {prefix}/"
     assert "What each profile changed" in demo.stdout
+    level_5 = [line for line in demo.stdout.splitlines() if line.strip().startswith("level-5")]
+    assert level_5 and all("%" in line for line in level_5), level_5  # read from the changed_by_kind table
+    assert "RuntimeWarning" not in demo.stderr, demo.stderr[-3000:]  # matplotlib's overflow, once
 
     block = README.read_text().split("<!-- consumer-example -->\n```python\n", 1)[1].split("```", 1)[0]
     consumer = subprocess.run(

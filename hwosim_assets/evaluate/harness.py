@@ -218,7 +218,8 @@ class Session:
         if self.flags is not None:
             out.update(self._flag_metrics(received, self.flags))
         if self.scores is not None:
-            out["scores.average_precision"] = m.average_precision(key.corrupted[received], self.scores[received])
+            judged = received & ~key.preexisting
+            out["scores.average_precision"] = m.average_precision(key.corrupted[judged], self.scores[judged])
         if self.cleaned is not None:
             out.update(self._cleaned_metrics(seen_elements, self.cleaned))
         if "events" in self.answered:
@@ -242,8 +243,12 @@ class Session:
             out.update(self._live_metrics(emitted, np.asarray(self.output), cadence_s))
         return out
 
-    def _flag_metrics(self, scored: np.ndarray, all_flags: np.ndarray) -> dict[str, float]:
+    def _flag_metrics(self, received: np.ndarray, all_flags: np.ndarray) -> dict[str, float]:
+        """Flags against the corrupted values; the product's own anomalies (``key.preexisting``) are
+        neither positives nor negatives, and are counted apart."""
         key = self.answers
+        preexisting = received & key.preexisting
+        scored = received & ~preexisting
         truth, flags = key.corrupted[scored], all_flags[scored]
         c = m.counts(truth, flags)
         out = {
@@ -255,6 +260,8 @@ class Session:
             "flags.flagged": c.tp + c.fp,
             "flags.false_alarms": c.fp,
             "flags.false_alarm_rate": c.fp / max(1, c.fp + c.tn),
+            "flags.preexisting": int(preexisting.sum()),
+            "flags.preexisting_flagged": int((all_flags & preexisting).sum()),
         }
         for kind in key.kinds_present:
             of_kind = truth & key.kind_mask(kind)[scored]

@@ -69,7 +69,7 @@ def build_bronze(
             "read_MB_per_s": round(fits_bytes / 1e6 / seconds, 1) if seconds else 0.0,
             "simulated": bool(products["simulated"].any()),
             "table": dg.MetadataValue.path(lake.uri(stored.key)),
-            "products": md_table(facts.select(shown)),
+            "products": md_table(facts.select(shown).rename({"effinttm": "effinttm [s]"})),
             "preview": md_table(table.select(pl.exclude(pl.Binary)), 5),
         },
         check_results=[

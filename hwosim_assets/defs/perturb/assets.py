@@ -117,7 +117,7 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
     plot = figure(lake, plot_key(f"perturbed_{family}", f"{name}--{obs_id}"), png)
 
     changed = pl.DataFrame(
-        {"kind": list(result.fractions), "fraction": [round(v, 6) for v in result.fractions.values()]}
+        {"kind": list(result.fractions), "changed [%]": [round(100 * v, 4) for v in result.fractions.values()]}
     )
     context.log.info(
         f"{obs_id} x {name}: {result.rows} rows perturbed -> {lake.uri(perturbed_key(family, name, obs_id))}"
@@ -128,13 +128,12 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
             "rows": result.rows,
             "profile_hash": profile.config_hash,
             "stage": result.stage,
-            "electron_scale": ", ".join(f"{k} {v}" for k, v in sorted(result.scale_sources.items())) or "-",
+            "electron_scale_from": electron_scale_from(result.scale_sources),
             "seed": hwosim.seed,
             "parquet_bytes": stored.size,
             "table": dg.MetadataValue.path(lake.uri(perturbed_key(family, name, obs_id))),
             "truth": dg.MetadataValue.path(lake.uri(truth_key(family, name, obs_id))),
-            "changed_fraction_by_kind": md_table(changed, 30),
-            "changed": ", ".join(f"{k} {v:.2%}" for k, v in result.fractions.items() if v > 0) or "nothing",
+            "changed_by_kind": md_table(changed, 30),
             **plot,
         },
         check_results=[
@@ -142,6 +141,19 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
             checks.truth_coverage(asset, uncovered, len(before), result.rows),
         ],
     )
+
+
+SCALE_SOURCES = {  # batch.py's scale_source -> how the UI names it
+    "poisson": "F^2 / VAR_POISSON",
+    "header": "gain x EFFINTTM (header)",
+    "err": "ERR^2 / F (shot-noise limited)",
+    "err16": "ERR = 16 e- (synthetic table)",
+}
+
+
+def electron_scale_from(sources: dict[str, int]) -> str:
+    """Where the electron scale came from, e.g. 'F^2 / VAR_POISSON: 131,072 elements'."""
+    return "; ".join(f"{SCALE_SOURCES.get(k, k)}: {n:,} elements" for k, n in sorted(sources.items())) or "-"
 
 
 def perturbed_asset(family: Family) -> dg.AssetsDefinition:

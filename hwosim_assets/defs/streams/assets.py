@@ -180,7 +180,11 @@ def replay(
     return dg.MaterializeResult(
         metadata={
             **{k: _metadata_value(v) for k, v in meta.items()},
-            "next_start_time": _metadata_value(last.next_start_time if last else None),
+            "next_start_time": (  # shown as a date in the UI; the sensor chains the next window on its value
+                dg.MetadataValue.timestamp(last.next_start_time)
+                if last and last.next_start_time is not None
+                else dg.MetadataValue.null()
+            ),
             "profile_hash": profile.config_hash,
             "truth": dg.MetadataValue.path(lake.uri(stream_truth_key(spec.name, config.first_window))),
         },

@@ -1,14 +1,19 @@
 """Baseline outlier flagger: sigma clipping against a robust local reference.
 
 Spectra (one packet = one integration): each channel is compared with its
-own median over the previous ``history`` integrations, scaled by the
-packet's common-mode ratio (the median over channels of value / reference),
-so that a transit or a gain drift moving every channel together is not an
-outlier. The residual is taken in units of the packet's ERR and clipped at
-``threshold`` times its robust scatter (1.4826 x MAD over the channels, never
-below 1): extra noise that ERR does not know of raises the bar rather than
-flagging everything. Causal: no flags until ``min_history`` integrations
-have been seen.
+own median over the previous ``history`` integrations, each brought to a
+common level first (the median over channels of its ratio to the others), and
+scaled by the packet's common-mode ratio (the median over channels of value /
+reference), so that a transit, a gain drift or a first integration that
+settles low, moving every channel together, is not an outlier. The residual
+is taken in units of its noise - the packet's ERR and the reference's own (a
+median of n values: sqrt(pi / 2n) of the ERR), in quadrature, or the
+channel's scatter over the history if larger - and clipped at ``threshold``
+times its robust scatter (1.4826 x MAD over the channels, never below 1):
+extra noise that ERR does not know of raises the bar rather than flagging
+everything. Causal: no flags until ``min_history`` integrations have been
+seen; a reference that is itself an anomaly (a channel low in most of its
+history) makes the next normal value look like one.
 
 Image tiles: each pixel is compared with the median of its 3 x 3
 neighbourhood, in units of ERR, clipped the same way, and, as in
@@ -68,13 +73,18 @@ class SigmaClipFlagger:
         if len(self.history) < self.min_history or self.history.values[-1].shape != values.shape:
             return np.zeros(values.shape, dtype=bool), np.full(values.shape, np.nan)
         past = np.stack(self.history.values)
-        reference = nanmedian(past, axis=0)
         good = (np.asarray(dq, dtype=np.uint32) & KNOWN_BAD_DQ) == 0
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            # each past packet brought to the reference's level, then each channel's own scatter over time
-            levels = nanmedian(past / reference, axis=1)[:, None]
+            # each past packet brought to a common level (a transit, a drift, a first integration
+            # that settles), the reference taken at that level, then each channel's scatter over time
+            levels = nanmedian(past / nanmedian(past, axis=0), axis=1)[:, None]
+            levels = np.where(np.isfinite(levels) & (levels > 0), levels, 1.0)
+            reference = nanmedian(past / levels, axis=0)
             spread = MAD_TO_SIGMA * nanmedian(np.abs(past / levels - reference), axis=0)
-            scale = np.fmax(errors, spread)
+            # the residual's noise: the value's ERR and the reference's own, a median of n values
+            # with that ERR (sqrt(pi / 2n) of it), in quadrature
+            n = np.maximum(np.sum(np.isfinite(past), axis=0), 1)
+            scale = np.fmax(errors * np.sqrt(1.0 + np.pi / (2.0 * n)), spread)
             ratio = nanmedian(np.where(good, values / reference, np.nan), axis=None)
             expected = reference * (ratio if np.isfinite(ratio) else 1.0)
             residual = (values - expected) / scale
