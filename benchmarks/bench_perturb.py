@@ -28,7 +28,12 @@ and numpy's field of the same size - where a speed regression comes from.
 
 Memory: a bronze image Parquet file of more than 2 GB is generated batch by
 batch (never held in memory), then perturbed with ``perturb_parquet`` in a
-fresh child process, whose peak RSS is its VmHWM (/proc/self/status).
+fresh child process, whose peak RSS is its VmHWM (/proc/self/status). With
+``--memory-profiles all`` every profile of profiles.yaml runs in turn on the
+same file, each in its own fresh process; ``--bronze PATH`` keeps the file
+for later runs:
+
+    python benchmarks/bench_perturb.py --skip-speed --memory-profiles all --bronze /tmp/bronze-2g.parquet
 """
 
 from __future__ import annotations
@@ -306,39 +311,74 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def child_perturb(src: str, dst: str, truth: str) -> None:
+def child_perturb(src: str, dst: str, truth: str, profile: str = "nominal") -> None:
     """Run in a fresh process: perturb the file, print peak RSS and timing."""
     t0 = time.perf_counter()
-    result = perturb_parquet(src, dst, truth, "images", load_profiles()["nominal"], "bench-big", SEED, batch_rows=256)
+    result = perturb_parquet(src, dst, truth, "images", load_profiles()[profile], "bench-big", SEED, batch_rows=256)
     seconds = time.perf_counter() - t0
     print(f"{peak_rss_kb()} {seconds:.3f} {result.rows}")
 
 
-def memory(target_gb: float) -> bool:
+def memory_profiles(choice: str) -> list[str]:
+    """``all`` (every profile of the packaged profiles.yaml, file order) or a
+    comma-separated list of names."""
+    known = list(load_profiles())
+    if choice == "all":
+        return known
+    names = [name.strip() for name in choice.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown profile(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return names
+
+
+def memory(target_gb: float, profiles: list[str], bronze: Path | None = None) -> bool:
+    """Perturb one >= ``target_gb`` bronze file with each profile in turn, each
+    in a fresh child process, and report each child's peak RSS. ``bronze``:
+    reuse (or, if absent, generate and keep) the file there."""
     tmp = Path(tempfile.mkdtemp(prefix="hwosim-bench-perturb-"))
     try:
-        src, dst, truth = tmp / "bronze.parquet", tmp / "perturbed.parquet", tmp / "truth.parquet"
+        src = bronze if bronze is not None else tmp / "bronze.parquet"
         t0 = time.perf_counter()
-        frames, size = write_bronze(src, int(target_gb * 1e9))
+        if src.exists():
+            size = src.stat().st_size
+            frames = pq.ParquetFile(src).metadata.num_rows // (FRAME // TILE) ** 2
+            made = f"reused {src}"
+        else:
+            frames, size = write_bronze(src, int(target_gb * 1e9))
+            made = f"generated in {time.perf_counter() - t0:.0f} s"
         print(
             f"== memory: perturb_parquet on a {size / 1e9:.2f} GB bronze file ({frames} frames, "
-            f"{frames * (FRAME // TILE) ** 2} tiles; generated in {time.perf_counter() - t0:.0f} s) =="
+            f"{frames * (FRAME // TILE) ** 2} tiles; {made}), {len(profiles)} profile(s), "
+            f"each in a fresh process =="
         )
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", str(src), str(dst), str(truth)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        peak_mb, seconds, rows = int(out[0]) / 1024, float(out[1]), int(out[2])
         print(
-            f"  rows {rows}, {seconds:.1f} s ({size / 1e6 / seconds:.0f} MB/s), perturbed {dst.stat().st_size / 1e9:.2f} GB, "
-            f"truth {truth.stat().st_size / 1e6:.0f} MB"
+            f"  {'profile':22s} {'rows':>7s} {'time':>8s} {'MB/s':>6s} {'out GB':>7s} {'truth MB':>9s} {'peak RSS':>9s}"
         )
-        ok = peak_mb < 1024
-        print(
-            f"  peak RSS of the perturbing process: {peak_mb:.0f} MB   (target < 1024 MB)   {'PASS' if ok else 'MISS'}"
-        )
+        ok = True
+        for name in profiles:
+            dst, truth = tmp / "perturbed.parquet", tmp / "truth.parquet"
+            run = subprocess.run(
+                [sys.executable, __file__, "--child", str(src), str(dst), str(truth), "--child-profile", name],
+                capture_output=True,
+                text=True,
+            )
+            if run.returncode != 0:
+                tail = (run.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"  {name:22s} FAILED (exit {run.returncode}): {tail}")
+                ok = False
+                continue
+            out = run.stdout.split()
+            peak_mb, seconds, rows = int(out[0]) / 1024, float(out[1]), int(out[2])
+            passed = peak_mb < 1024
+            ok = ok and passed
+            print(
+                f"  {name:22s} {rows:7d} {seconds:7.1f}s {size / 1e6 / seconds:6.0f} {dst.stat().st_size / 1e9:7.2f} "
+                f"{truth.stat().st_size / 1e6:9.0f} {peak_mb:6.0f} MB   (target < 1024 MB)  {'PASS' if passed else 'MISS'}",
+                flush=True,
+            )
+            dst.unlink(missing_ok=True)
+            truth.unlink(missing_ok=True)
         return ok
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -349,16 +389,34 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 frames and a 0.3 GB product")
     parser.add_argument("--skip-memory", action="store_true", help="speed only")
     parser.add_argument("--kinds", action="store_true", help="also time each kind on one frame")
+    parser.add_argument("--skip-speed", action="store_true", help="memory only (with --kinds: kinds and memory)")
+    parser.add_argument(
+        "--memory-profiles",
+        default="nominal",
+        metavar="NAMES",
+        help="profiles for the memory run: 'all' (every profile of profiles.yaml) or a comma-separated list "
+        "(default nominal)",
+    )
+    parser.add_argument(
+        "--bronze",
+        type=Path,
+        metavar="PATH",
+        help="bronze file for the memory run: reused if it exists, else generated there and kept",
+    )
     parser.add_argument("--child", nargs=3, metavar=("SRC", "DST", "TRUTH"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-profile", default="nominal", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_perturb(*args.child)
+        child_perturb(*args.child, profile=args.child_profile)
         return 0
+    profiles = memory_profiles(args.memory_profiles)
     if args.kinds:
         per_kind(9)
-    ok = speed(2 if args.quick else 8, 5 if args.quick else 6)
+    ok = True
+    if not args.skip_speed:
+        ok = speed(2 if args.quick else 8, 5 if args.quick else 6)
     if not args.skip_memory:
-        ok = memory(0.3 if args.quick else 2.2) and ok
+        ok = memory(0.3 if args.quick else 2.2, profiles, args.bronze) and ok
     return 0 if ok else 1
 
 
