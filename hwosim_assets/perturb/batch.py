@@ -42,6 +42,7 @@ grid; image coordinates beyond it wrap around it.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -119,6 +120,28 @@ class Batch:
     def detector(self) -> Detector:
         return self.exposure.detector
 
+    def packets(self, part: slice) -> Batch:
+        """The packets ``part`` of this batch as a batch of their own: views of
+        its arrays (a kind writing into it writes into this batch), with the
+        electron scale and read noise already computed - nothing is
+        recomputed. Kinds never let one packet influence another, so a kind
+        applied part by part gives what it gives on the whole batch; a kind
+        whose temporaries grow with the number of events (cosmic rays at
+        particle-event rates) works this way in bounded memory."""
+        sub = copy.copy(self)
+        n = self.n
+        for name in ("value", "error", "wavelength", "var_poisson", "var_rnoise", "npixels", "dq", "cols", "rows"):
+            array = getattr(self, name)
+            if array is not None:
+                setattr(sub, name, array[part])
+        for name in ("seq", "epoch", "time_mjd"):
+            setattr(sub, name, getattr(self, name)[part])
+        for name in ("per_electron", "read_noise_e"):  # broadcastable: (n, ...) or (1, ...)
+            array = getattr(self, name)
+            if np.ndim(array) and array.shape[0] == n and n > 1:
+                setattr(sub, name, array[part])
+        return sub
+
     def aperture(self) -> np.ndarray:
         """Pixels behind each element: NPIXELS for an extracted channel (0 where
         nothing was extracted), 1 for an image pixel."""
@@ -127,6 +150,15 @@ class Batch:
                 return np.full(self.value.shape, DEFAULT_APERTURE_PX)
             return np.where(np.isfinite(self.npixels) & (self.npixels > 0), self.npixels, 0.0)
         return np.ones(self.value.shape)
+
+    def per_electron_rows(self) -> np.ndarray:
+        """``per_electron`` as rows of the flattened packets: (n, 1) when it is
+        one figure per packet (images), else (n, elements) - a copy only for
+        per-column scales (2-D spectra), which cannot be flattened as a view."""
+        scale = np.asarray(self.per_electron)
+        if scale.ndim == 0 or all(d == 1 for d in scale.shape[1:]):
+            return np.broadcast_to(scale.reshape(-1, 1), (self.n, 1))
+        return np.broadcast_to(scale, self.value.shape).reshape(self.n, -1)
 
     def per_packet(self, values: np.ndarray) -> np.ndarray:
         """Reshape a (n,) vector to broadcast against ``value``."""

@@ -84,17 +84,43 @@ def shot_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     variance; the Poisson skew matters only below ~10 e-). Only elements with
     positive signal change.
 
+    The sigma, ERR and VAR_POISSON are worked out piece by piece as the field
+    is drawn (each piece from its values before the noise lands), so no
+    full-size float64 temporary is made.
+
     Magnitude: mean added sigma over the packet's lit elements (e-)."""
-    lit = batch.value > 0
-    electrons = batch.electrons()
-    added_e2 = electrons * (1.0 / p["throughput"] - 1.0)
-    sigma = np.sqrt(added_e2) * batch.per_electron
+    n, size = batch.n, batch.elements
+    factor = 1.0 / p["throughput"] - 1.0
+    values = batch.value.reshape(n, size)
+    errors = batch.error.reshape(n, size)
+    poisson = batch.var_poisson.reshape(n, size) if batch.var_poisson is not None else None
+    scale = batch.per_electron_rows()
+    per_row = scale.shape[1] == 1
+    lit = np.empty((n, size), dtype=bool)
+    sigma_sum = np.zeros(n)
+
+    def sigma(rows: slice, first: int, last: int, out: np.ndarray) -> np.ndarray:
+        value = values[rows, first:last]
+        c = scale[rows] if per_row else scale[rows, first:last]
+        positive = np.greater(value, 0, out=lit[rows, first:last])
+        with np.errstate(invalid="ignore"):
+            electrons = np.where(positive, value / c, 0.0)  # Batch.electrons, piece by piece
+        sigma_e = np.sqrt(electrons * factor)
+        sigma_sum[rows] += sigma_e.sum(axis=1)
+        sigma64 = sigma_e * c
+        added = sigma64**2
+        with np.errstate(invalid="ignore"):  # Batch.add_variance (float64), piece by piece
+            error = np.square(errors[rows, first:last], dtype=np.float64)
+            error += added
+            np.sqrt(error, out=errors[rows, first:last], casting="same_kind")
+        if poisson is not None:
+            poisson[rows, first:last] += added.astype(poisson.dtype)
+        np.copyto(out, sigma64, casting="same_kind")
+        return out
+
     add_normal(batch, draws.packets(batch.seq), sigma)
-    batch.add_variance(sigma**2, "poisson")
-    per_packet = np.sqrt(added_e2).reshape(batch.n, -1).sum(axis=1) / np.maximum(
-        lit.reshape(batch.n, -1).sum(axis=1), 1
-    )
-    return Effect(lit, per_packet)
+    per_packet = sigma_sum / np.maximum(lit.sum(axis=1), 1)
+    return Effect(lit.reshape(batch.value.shape), per_packet)
 
 
 @lru_cache(maxsize=1024)
