@@ -280,3 +280,50 @@ def test_dense_noise_and_saturation_make_no_full_size_float64_temporaries():
             tracemalloc.stop()
             assert effect.counts(batch).sum() > 0
             assert peak < 16e6, (kind, stage, peak)
+
+
+def test_jitter_noise_folded_into_read_noise_keeps_each_kinds_trace(monkeypatch):
+    """With read noise in the run, the jitter's noise-restoring Gaussian is drawn
+    in read_noise's field (summed variance): the same output with or without
+    trace, the same truth and ERR as two separate fields, and each kind's
+    traced change with the scatter it has when drawn apart."""
+    from hwosim_assets.perturb import engine
+    from hwosim_assets.perturb.engine import perturb_tile_stack
+
+    profile = parse_profiles("profiles:\n  p: {kinds: {pointing_jitter: 5, read_noise: 5}}\n")["p"]
+    rng = np.random.default_rng(3)
+    n = 8
+    sci = (1000 + 10 * rng.standard_normal((n, 128, 128))).astype(np.float32)
+    err = np.full(sci.shape, 10.0, np.float32)
+    meta = {
+        "seq": np.arange(n),
+        "frame": np.arange(n),  # one tile per frame: eight offsets
+        "y0": np.zeros(n, int),
+        "x0": np.zeros(n, int),
+        "event_time": 60000.0 + np.arange(n) / 864,
+    }
+
+    def run(trace: bool):
+        s, e = sci.copy(), err.copy()
+        truth, result = perturb_tile_stack(s, e, **meta, profile=profile, observation=OBS, seed=1, trace=trace)
+        return s, e, truth, result
+
+    folded, traced = run(False), run(True)
+    assert np.array_equal(folded[0], traced[0]) and np.array_equal(folded[1], traced[1])
+    original = engine._Run.batch
+
+    def unfolded_batch(self, **kwargs):
+        batch = original(self, **kwargs)
+        batch.fold_noise = False
+        return batch
+
+    monkeypatch.setattr(engine._Run, "batch", unfolded_batch)
+    apart = run(True)
+    assert not np.array_equal(apart[0], traced[0])  # another realisation...
+    assert np.array_equal(apart[1], traced[1]) and np.array_equal(apart[2], traced[2])  # ...same ERR and truth
+    inner = np.s_[:, 2:-2, 2:-2]  # away from the clamped tile edges
+    for kind in ("pointing_jitter", "read_noise"):
+        ours, theirs = traced[3].deltas[kind][inner], apart[3].deltas[kind][inner]
+        assert np.std(ours) == pytest.approx(np.std(theirs), rel=0.03), kind
+    total = sum(traced[3].deltas.values())
+    assert np.allclose(total, traced[0].astype(np.float64) - sci, atol=1e-3)
