@@ -422,7 +422,8 @@ def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
         tile, column = _scale_medians(batch, name, grid)
         if not np.isfinite(tile).any():
             continue
-        tile = np.where(np.isfinite(tile), tile, np.nanmedian(tile))
+        if not np.isfinite(tile).all():  # tiles without a bright sample: the batch's median
+            tile = np.where(np.isfinite(tile), tile, np.nanmedian(tile))
         if batch.spectral_2d:
             column = cast(np.ndarray, column)  # _scale_medians gives the columns of a 2-D spectrum
             column = np.where(np.isfinite(column), column, tile[:, None])
