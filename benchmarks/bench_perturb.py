@@ -23,8 +23,12 @@ machine is shared, so the best run is the one least disturbed).
 
 Per kind (``--kinds``): each kind of ``nominal`` applied alone to a fresh
 batch of one frame's 256 tiles (the engine's unit of work, one thread), best
-of several runs, next to the electron-scale estimate every batch starts with
-and numpy's field of the same size - where a speed regression comes from.
+of several runs, next to the input copies and the electron-scale estimate
+every batch starts with (once per batch, shared by all its kinds) and numpy's
+field of the same size - where a speed regression comes from. Where the
+profile has both, pointing_jitter is timed as the engine runs it (its
+noise-restoring Gaussian left to read_noise's field) and read_noise with
+the jitter's variance to fold in.
 
 Memory: a bronze image Parquet file of more than 2 GB is generated batch by
 batch (never held in memory), then perturbed with ``perturb_parquet`` in a
@@ -238,11 +242,12 @@ def per_kind(repeats: int) -> None:
     applied = {setting.kind for setting in profile.element_kinds}
     fold = {"pointing_jitter", "read_noise"} <= applied  # as the engine runs them (_Run.fold_noise)
 
-    def batch() -> Batch:
+    def batch(planes: tuple[np.ndarray, np.ndarray] | None = None) -> Batch:
+        value, error = planes if planes is not None else (sci.copy(), e.copy())
         fresh = Batch(
             family="images",
-            value=sci.copy(),
-            error=e.copy(),
+            value=value,
+            error=error,
             wavelength=None,
             seq=meta["seq"],
             epoch=meta["frame"],
@@ -276,7 +281,10 @@ def per_kind(repeats: int) -> None:
     print(f"== per kind: 'nominal' on one {FRAME}x{FRAME} frame of {TILE}-px tiles, one thread, best of {repeats} ==")
     if fold:
         print("  (pointing_jitter's noise-restoring Gaussian is drawn in read_noise's field, as the engine runs them)")
-    rows = [("electron scale (every batch)", best(lambda _: batch()))]
+    rows = [
+        ("input copies (sci, err)", best(lambda _: (sci.copy(), e.copy()))),
+        ("electron scale (every batch)", best(batch, lambda: (sci.copy(), e.copy()))),
+    ]
     for setting in profile.element_kinds:
         spec = ELEMENT_KINDS[setting.kind]
         if "images" not in spec.families:
