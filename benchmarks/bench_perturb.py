@@ -23,12 +23,21 @@ machine is shared, so the best run is the one least disturbed).
 
 Per kind (``--kinds``): each kind of ``nominal`` applied alone to a fresh
 batch of one frame's 256 tiles (the engine's unit of work, one thread), best
-of several runs, next to the electron-scale estimate every batch starts with
-and numpy's field of the same size - where a speed regression comes from.
+of several runs, next to the input copies and the electron-scale estimate
+every batch starts with (once per batch, shared by all its kinds) and numpy's
+field of the same size - where a speed regression comes from. Where the
+profile has both, pointing_jitter is timed as the engine runs it (its
+noise-restoring Gaussian left to read_noise's field) and read_noise with
+the jitter's variance to fold in.
 
 Memory: a bronze image Parquet file of more than 2 GB is generated batch by
 batch (never held in memory), then perturbed with ``perturb_parquet`` in a
-fresh child process, whose peak RSS is its VmHWM (/proc/self/status).
+fresh child process, whose peak RSS is its VmHWM (/proc/self/status). With
+``--memory-profiles all`` every profile of profiles.yaml runs in turn on the
+same file, each in its own fresh process; ``--bronze PATH`` keeps the file
+for later runs:
+
+    python benchmarks/bench_perturb.py --skip-speed --memory-profiles all --bronze /tmp/bronze-2g.parquet
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hwosim_assets.perturb import load_profiles, perturb_images, perturb_parquet  # noqa: E402
 from hwosim_assets.perturb.batch import Batch  # noqa: E402
 from hwosim_assets.perturb.draws import Draws  # noqa: E402
-from hwosim_assets.perturb.engine import perturb_tile_stack  # noqa: E402
+from hwosim_assets.perturb.engine import CHUNK_ELEMENTS, _workers, perturb_tile_stack  # noqa: E402
 from hwosim_assets.perturb.kinds import ELEMENT_KINDS  # noqa: E402
 from hwosim_assets.perturb.synthetic import tile_rows  # noqa: E402
 from hwosim_assets.records import IMAGE_TILE_SCHEMA  # noqa: E402
@@ -160,6 +169,10 @@ def speed(n_frames: int, repeats: int) -> bool:
         f"== speed: 'nominal' on {n_frames} x {FRAME}x{FRAME} float32 frames ({n_frames * FRAME * FRAME / 1e6:.1f} Mpx), "
         f"{os.cpu_count()} cores, best of {repeats} rounds =="
     )
+    print(
+        f"  threads: ours {_workers()} (the engine's worker threads over units of {CHUNK_ELEMENTS / 1e6:.1f} Mpx, "
+        "as it runs in production), (a) and (b) 1 (as written; numpy's generator is single-threaded)"
+    )
     frames, err = make_frames(n_frames)
     tiles_sci, tiles_err, meta = as_tiles(frames, TILE), as_tiles(err, TILE), tile_meta(n_frames, TILE)
     frame_meta = tile_meta(n_frames, FRAME)
@@ -226,11 +239,15 @@ def per_kind(repeats: int) -> None:
     sci, e, meta = as_tiles(frames, TILE), as_tiles(err, TILE), tile_meta(1, TILE)
     columns = np.arange(TILE)[None, :]
 
-    def batch() -> Batch:
-        return Batch(
+    applied = {setting.kind for setting in profile.element_kinds}
+    fold = {"pointing_jitter", "read_noise"} <= applied  # as the engine runs them (_Run.fold_noise)
+
+    def batch(planes: tuple[np.ndarray, np.ndarray] | None = None) -> Batch:
+        value, error = planes if planes is not None else (sci.copy(), e.copy())
+        fresh = Batch(
             family="images",
-            value=sci.copy(),
-            error=e.copy(),
+            value=value,
+            error=error,
             wavelength=None,
             seq=meta["seq"],
             epoch=meta["frame"],
@@ -240,6 +257,17 @@ def per_kind(repeats: int) -> None:
             t_ref=MJD0,
             stage=profile.stage,
         )
+        fresh.fold_noise = fold
+        return fresh
+
+    def before(kind: str) -> Batch:
+        """A fresh batch as ``kind`` finds it: with the jitter's folded sigma for read_noise."""
+        fresh = batch()
+        if fold and kind == "read_noise":
+            jitter = next(s for s in profile.element_kinds if s.kind == "pointing_jitter")
+            draws = Draws(SEED, profile.config_hash, "bench", "pointing_jitter")
+            ELEMENT_KINDS["pointing_jitter"].apply(fresh, jitter.params, draws)  # type: ignore[misc]
+        return fresh
 
     def best(fn, setup=lambda: None) -> float:
         times = []
@@ -251,13 +279,19 @@ def per_kind(repeats: int) -> None:
         return min(times)
 
     print(f"== per kind: 'nominal' on one {FRAME}x{FRAME} frame of {TILE}-px tiles, one thread, best of {repeats} ==")
-    rows = [("electron scale (every batch)", best(lambda _: batch()))]
+    if fold:
+        print("  (pointing_jitter's noise-restoring Gaussian is drawn in read_noise's field, as the engine runs them)")
+    rows = [
+        ("input copies (sci, err)", best(lambda _: (sci.copy(), e.copy()))),
+        ("electron scale (every batch)", best(batch, lambda: (sci.copy(), e.copy()))),
+    ]
     for setting in profile.element_kinds:
         spec = ELEMENT_KINDS[setting.kind]
         if "images" not in spec.families:
             continue
         draws = Draws(SEED, profile.config_hash, "bench", setting.kind)
-        rows.append((setting.kind, best(lambda b, spec=spec, s=setting, d=draws: spec.apply(b, s.params, d), batch)))
+        setup = lambda kind=setting.kind: before(kind)  # noqa: E731
+        rows.append((setting.kind, best(lambda b, spec=spec, s=setting, d=draws: spec.apply(b, s.params, d), setup)))
     field = best(lambda _: np.random.default_rng().standard_normal((FRAME, FRAME)))
     for name, seconds in rows:
         print(f"  {name:30s} {seconds * 1e3:7.1f} ms   {seconds / field:5.2f} x numpy's field")
@@ -306,39 +340,74 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def child_perturb(src: str, dst: str, truth: str) -> None:
+def child_perturb(src: str, dst: str, truth: str, profile: str = "nominal") -> None:
     """Run in a fresh process: perturb the file, print peak RSS and timing."""
     t0 = time.perf_counter()
-    result = perturb_parquet(src, dst, truth, "images", load_profiles()["nominal"], "bench-big", SEED, batch_rows=256)
+    result = perturb_parquet(src, dst, truth, "images", load_profiles()[profile], "bench-big", SEED, batch_rows=256)
     seconds = time.perf_counter() - t0
     print(f"{peak_rss_kb()} {seconds:.3f} {result.rows}")
 
 
-def memory(target_gb: float) -> bool:
+def memory_profiles(choice: str) -> list[str]:
+    """``all`` (every profile of the packaged profiles.yaml, file order) or a
+    comma-separated list of names."""
+    known = list(load_profiles())
+    if choice == "all":
+        return known
+    names = [name.strip() for name in choice.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown profile(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return names
+
+
+def memory(target_gb: float, profiles: list[str], bronze: Path | None = None) -> bool:
+    """Perturb one >= ``target_gb`` bronze file with each profile in turn, each
+    in a fresh child process, and report each child's peak RSS. ``bronze``:
+    reuse (or, if absent, generate and keep) the file there."""
     tmp = Path(tempfile.mkdtemp(prefix="hwosim-bench-perturb-"))
     try:
-        src, dst, truth = tmp / "bronze.parquet", tmp / "perturbed.parquet", tmp / "truth.parquet"
+        src = bronze if bronze is not None else tmp / "bronze.parquet"
         t0 = time.perf_counter()
-        frames, size = write_bronze(src, int(target_gb * 1e9))
+        if src.exists():
+            size = src.stat().st_size
+            frames = pq.ParquetFile(src).metadata.num_rows // (FRAME // TILE) ** 2
+            made = f"reused {src}"
+        else:
+            frames, size = write_bronze(src, int(target_gb * 1e9))
+            made = f"generated in {time.perf_counter() - t0:.0f} s"
         print(
             f"== memory: perturb_parquet on a {size / 1e9:.2f} GB bronze file ({frames} frames, "
-            f"{frames * (FRAME // TILE) ** 2} tiles; generated in {time.perf_counter() - t0:.0f} s) =="
+            f"{frames * (FRAME // TILE) ** 2} tiles; {made}), {len(profiles)} profile(s), "
+            f"each in a fresh process =="
         )
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", str(src), str(dst), str(truth)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        peak_mb, seconds, rows = int(out[0]) / 1024, float(out[1]), int(out[2])
         print(
-            f"  rows {rows}, {seconds:.1f} s ({size / 1e6 / seconds:.0f} MB/s), perturbed {dst.stat().st_size / 1e9:.2f} GB, "
-            f"truth {truth.stat().st_size / 1e6:.0f} MB"
+            f"  {'profile':22s} {'rows':>7s} {'time':>8s} {'MB/s':>6s} {'out GB':>7s} {'truth MB':>9s} {'peak RSS':>9s}"
         )
-        ok = peak_mb < 1024
-        print(
-            f"  peak RSS of the perturbing process: {peak_mb:.0f} MB   (target < 1024 MB)   {'PASS' if ok else 'MISS'}"
-        )
+        ok = True
+        for name in profiles:
+            dst, truth = tmp / "perturbed.parquet", tmp / "truth.parquet"
+            run = subprocess.run(
+                [sys.executable, __file__, "--child", str(src), str(dst), str(truth), "--child-profile", name],
+                capture_output=True,
+                text=True,
+            )
+            if run.returncode != 0:
+                tail = (run.stderr.strip().splitlines() or ["?"])[-1]
+                print(f"  {name:22s} FAILED (exit {run.returncode}): {tail}")
+                ok = False
+                continue
+            out = run.stdout.split()
+            peak_mb, seconds, rows = int(out[0]) / 1024, float(out[1]), int(out[2])
+            passed = peak_mb < 1024
+            ok = ok and passed
+            print(
+                f"  {name:22s} {rows:7d} {seconds:7.1f}s {size / 1e6 / seconds:6.0f} {dst.stat().st_size / 1e9:7.2f} "
+                f"{truth.stat().st_size / 1e6:9.0f} {peak_mb:6.0f} MB   (target < 1024 MB)  {'PASS' if passed else 'MISS'}",
+                flush=True,
+            )
+            dst.unlink(missing_ok=True)
+            truth.unlink(missing_ok=True)
         return ok
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -349,16 +418,34 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 frames and a 0.3 GB product")
     parser.add_argument("--skip-memory", action="store_true", help="speed only")
     parser.add_argument("--kinds", action="store_true", help="also time each kind on one frame")
+    parser.add_argument("--skip-speed", action="store_true", help="memory only (with --kinds: kinds and memory)")
+    parser.add_argument(
+        "--memory-profiles",
+        default="nominal",
+        metavar="NAMES",
+        help="profiles for the memory run: 'all' (every profile of profiles.yaml) or a comma-separated list "
+        "(default nominal)",
+    )
+    parser.add_argument(
+        "--bronze",
+        type=Path,
+        metavar="PATH",
+        help="bronze file for the memory run: reused if it exists, else generated there and kept",
+    )
     parser.add_argument("--child", nargs=3, metavar=("SRC", "DST", "TRUTH"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-profile", default="nominal", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_perturb(*args.child)
+        child_perturb(*args.child, profile=args.child_profile)
         return 0
+    profiles = memory_profiles(args.memory_profiles)
     if args.kinds:
         per_kind(9)
-    ok = speed(2 if args.quick else 8, 5 if args.quick else 6)
+    ok = True
+    if not args.skip_speed:
+        ok = speed(2 if args.quick else 8, 5 if args.quick else 6)
     if not args.skip_memory:
-        ok = memory(0.3 if args.quick else 2.2) and ok
+        ok = memory(0.3 if args.quick else 2.2, profiles, args.bronze) and ok
     return 0 if ok else 1
 
 

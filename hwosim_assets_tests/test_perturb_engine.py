@@ -202,3 +202,144 @@ def test_bronze_read_from_sample_fits_products(tmp_path: Path):
         result = perturb_images(images, profile, observation=OBS, seed=9)
         assert result.data.schema == images.schema
         assert uncovered_changes(images, result.data, result.truth, "images") == 0
+
+
+def _storm_batch(tiles: int, stage: str = "archive"):
+    from hwosim_assets.perturb.batch import Batch
+
+    rng = np.random.default_rng(5)
+    sci = (1000 + 10 * rng.standard_normal((tiles, 128, 128))).astype(np.float32)
+    sci[:, 60:64, 60:64] = 3e6  # a saturating star per tile
+    err = np.sqrt(np.abs(sci)).astype(np.float32)
+    k = np.arange(tiles)
+    cols = np.arange(128)[None, :]
+    return Batch(
+        family="images",
+        value=sci,
+        error=err,
+        wavelength=None,
+        seq=k,
+        epoch=k // 256,
+        time_mjd=np.full(tiles, 60000.0),
+        cols=(k % 16 * 128)[:, None] + cols,
+        rows=(k // 16 % 16 * 128)[:, None] + cols,
+        t_ref=60000.0,
+        stage=stage,
+        dq=np.zeros(sci.shape, np.uint32),
+    )
+
+
+def test_cosmic_rays_at_flare_rates_land_in_bounded_memory(monkeypatch):
+    """At particle-event rates (storm: ~0.16 hits per pixel per frame) the hit
+    arrays are built a few packets at a time: the same bytes as all at once,
+    at a bounded peak (it grew with the rate: 730 MB for one 2048^2 frame)."""
+    import tracemalloc
+
+    from hwosim_assets.perturb.draws import Draws
+    from hwosim_assets.perturb.kinds import cosmic
+
+    params = {"rate_cm2_s": 490.0, "deposit_e": 5200.0, "large_per_s": 0.1}
+    draws = Draws(1, "ab", "obs", "cosmic_rays")
+    runs = []
+    for budget in (cosmic.EVENT_BUDGET, 1 << 40):
+        monkeypatch.setattr(cosmic, "EVENT_BUDGET", budget)
+        batch = _storm_batch(128)
+        tracemalloc.start()
+        effect = cosmic.cosmic_rays(batch, params, draws)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        runs.append((batch, effect, peak))
+    (parted, effect, peak), (whole, whole_effect, whole_peak) = runs
+    for name in ("value", "error", "dq"):
+        assert np.array_equal(getattr(parted, name), getattr(whole, name), equal_nan=True)
+    assert np.array_equal(effect.counts(parted), whole_effect.counts(whole))
+    truth, whole_truth = np.zeros(parted.value.shape, np.uint32), np.zeros(parted.value.shape, np.uint32)
+    effect.mark(truth, 3)
+    whole_effect.mark(whole_truth, 3)
+    assert np.array_equal(truth, whole_truth) and truth.any()
+    assert peak < 120e6 < whole_peak, (peak, whole_peak)
+
+
+def test_dense_noise_and_saturation_make_no_full_size_float64_temporaries():
+    """shot_noise and saturation work piece by piece: a 2048^2 frame's peak
+    stays well under one float64 copy of it (32 MB; it was 139 MB each)."""
+    import tracemalloc
+
+    from hwosim_assets.perturb.draws import Draws
+    from hwosim_assets.perturb.kinds import ELEMENT_KINDS
+
+    for kind, params in (
+        ("shot_noise", {"throughput": 0.5}),
+        ("saturation", {"well_fraction": 0.5, "core_fraction": 0.3}),
+    ):
+        for stage in ("archive", "live"):
+            batch = _storm_batch(256, stage)
+            tracemalloc.start()
+            effect = ELEMENT_KINDS[kind].apply(batch, params, Draws(1, "ab", "obs", kind))  # type: ignore[misc]
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert effect.counts(batch).sum() > 0
+            assert peak < 16e6, (kind, stage, peak)
+
+
+def test_jitter_noise_folded_into_read_noise_keeps_each_kinds_trace(monkeypatch):
+    """With read noise in the run, the jitter's noise-restoring Gaussian is drawn
+    in read_noise's field (summed variance): the same output with or without
+    trace, the same truth and ERR as two separate fields, and each kind's
+    traced change with the scatter it has when drawn apart."""
+    from hwosim_assets.perturb import engine
+    from hwosim_assets.perturb.engine import perturb_tile_stack
+
+    profile = parse_profiles("profiles:\n  p: {kinds: {pointing_jitter: 5, read_noise: 5}}\n")["p"]
+    rng = np.random.default_rng(3)
+    n = 8
+    sci = (1000 + 10 * rng.standard_normal((n, 128, 128))).astype(np.float32)
+    err = np.full(sci.shape, 10.0, np.float32)
+    meta = {
+        "seq": np.arange(n),
+        "frame": np.arange(n),  # one tile per frame: eight offsets
+        "y0": np.zeros(n, int),
+        "x0": np.zeros(n, int),
+        "event_time": 60000.0 + np.arange(n) / 864,
+    }
+
+    def run(trace: bool):
+        s, e = sci.copy(), err.copy()
+        truth, result = perturb_tile_stack(s, e, **meta, profile=profile, observation=OBS, seed=1, trace=trace)
+        return s, e, truth, result
+
+    folded, traced = run(False), run(True)
+    assert np.array_equal(folded[0], traced[0]) and np.array_equal(folded[1], traced[1])
+    original = engine._Run.batch
+
+    def unfolded_batch(self, **kwargs):
+        batch = original(self, **kwargs)
+        batch.fold_noise = False
+        return batch
+
+    monkeypatch.setattr(engine._Run, "batch", unfolded_batch)
+    apart = run(True)
+    assert not np.array_equal(apart[0], traced[0])  # another realisation...
+    assert np.array_equal(apart[1], traced[1]) and np.array_equal(apart[2], traced[2])  # ...same ERR and truth
+    inner = np.s_[:, 2:-2, 2:-2]  # away from the clamped tile edges
+    for kind in ("pointing_jitter", "read_noise"):
+        ours, theirs = traced[3].deltas[kind][inner], apart[3].deltas[kind][inner]
+        assert np.std(ours) == pytest.approx(np.std(theirs), rel=0.03), kind
+    total = sum(traced[3].deltas.values())
+    assert np.allclose(total, traced[0].astype(np.float64) - sci, atol=1e-3)
+
+
+def test_cosmic_rays_in_parts_give_the_same_spectra(monkeypatch):
+    """Spectra too: hits landed part by part (a tiny budget) are the same bytes."""
+    from hwosim_assets.perturb.kinds import cosmic
+
+    table = spectra_table(60, 100)
+    profile = load_profiles()["storm"]
+    results = []
+    for budget in (1 << 40, 256):
+        monkeypatch.setattr(cosmic, "EVENT_BUDGET", budget)
+        results.append(perturb_spectra(table, profile, observation=OBS, seed=2))
+    whole, parted = results
+    assert whole.fractions["cosmic_rays"] > 0.1
+    assert parted.data.equals(whole.data) and parted.truth.equals(whole.truth)
+    assert parted.summary.equals(whole.summary)

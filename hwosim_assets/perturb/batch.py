@@ -44,6 +44,7 @@ grid; image coordinates beyond it wrap around it.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -97,6 +98,14 @@ class Batch:
     scale_source: str = field(init=False)
     read_noise_e: np.ndarray = field(init=False)  # e- per element over one integration, broadcastable
     trace: dict = field(init=False, default_factory=dict)  # kind -> change of value (engine trace mode)
+    # Folded white noise (set by the engine when ``read_noise`` follows ``pointing_jitter`` in the run):
+    # ``fold_noise`` lets the jitter leave its noise-restoring variance (n, elements) in
+    # ``deferred_variance`` instead of drawing a field of its own; ``read_noise`` draws one field of
+    # the summed variance. ``trace_shares``: in trace mode, kind -> its share of a later kind's
+    # change (the engine moves it).
+    fold_noise: bool = field(init=False, default=False)
+    deferred_variance: np.ndarray | None = field(init=False, default=None)
+    trace_shares: dict | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.family == "images" and self.exposure.dispaxis in (1, 2):
@@ -132,6 +141,28 @@ class Batch:
         (:attr:`Exposure.dispersion_axis`)."""
         return self.exposure.dispersion_axis
 
+    def packets(self, part: slice) -> Batch:
+        """The packets ``part`` of this batch as a batch of their own: views of
+        its arrays (a kind writing into it writes into this batch), with the
+        electron scale and read noise already computed - nothing is
+        recomputed. Kinds never let one packet influence another, so a kind
+        applied part by part gives what it gives on the whole batch; a kind
+        whose temporaries grow with the number of events (cosmic rays at
+        particle-event rates) works this way in bounded memory."""
+        sub = copy.copy(self)
+        n = self.n
+        for name in ("value", "error", "wavelength", "var_poisson", "var_rnoise", "npixels", "dq", "cols", "rows"):
+            array = getattr(self, name)
+            if array is not None:
+                setattr(sub, name, array[part])
+        for name in ("seq", "epoch", "time_mjd"):
+            setattr(sub, name, getattr(self, name)[part])
+        for name in ("per_electron", "read_noise_e"):  # broadcastable: (n, ...) or (1, ...)
+            array = getattr(self, name)
+            if np.ndim(array) and array.shape[0] == n and n > 1:
+                setattr(sub, name, array[part])
+        return sub
+
     def aperture(self) -> np.ndarray:
         """Pixels behind each element: NPIXELS for an extracted channel (0 where
         nothing was extracted), 1 for an image pixel."""
@@ -140,6 +171,15 @@ class Batch:
                 return np.full(self.value.shape, DEFAULT_APERTURE_PX)
             return np.where(np.isfinite(self.npixels) & (self.npixels > 0), self.npixels, 0.0)
         return np.ones(self.value.shape)
+
+    def per_electron_rows(self) -> np.ndarray:
+        """``per_electron`` as rows of the flattened packets: (n, 1) when it is
+        one figure per packet (images), else (n, elements) - a copy only for
+        per-column scales (2-D spectra), which cannot be flattened as a view."""
+        scale = np.asarray(self.per_electron)
+        if scale.ndim == 0 or all(d == 1 for d in scale.shape[1:]):
+            return np.broadcast_to(scale.reshape(-1, 1), (self.n, 1))
+        return np.broadcast_to(scale, self.value.shape).reshape(self.n, -1)
 
     def per_packet(self, values: np.ndarray) -> np.ndarray:
         """Reshape a (n,) vector to broadcast against ``value``."""
@@ -187,37 +227,42 @@ class Batch:
         ``added`` is computed in float32 when nothing can overflow or lose
         precision (:meth:`_float32_safe`; within 2 ulp of the float64 figure,
         at a third of its cost - the dense noise kinds run this over every
-        pixel); otherwise in float64."""
+        pixel); otherwise in float64. The ERR test is made piece by piece, on
+        the piece about to be worked (in cache), not in two passes of its own
+        over the whole batch."""
         added = np.asarray(added, dtype=np.float64)
         if where is not None:
             added = np.where(where, added, 0.0)
         column = self.var_rnoise if component == "rnoise" else self.var_poisson
         pieces = self._pieces()
-        dtype = np.float32 if self._float32_safe(added) else np.float64
-        added = np.broadcast_to(added.astype(dtype, copy=False), self.value.shape)
-        scratch = np.empty(self.error[pieces[0]].shape, dtype=dtype)  # reused: stays in cache
+        packet_safe = self._float32_safe(added)
+        added64 = np.broadcast_to(added, self.value.shape)
+        added32 = np.broadcast_to(added.astype(np.float32), self.value.shape) if packet_safe else None
+        shape = self.error[pieces[0]].shape
+        scratch64 = np.empty(shape, dtype=np.float64)  # reused: stays in cache
+        scratch32 = np.empty(shape, dtype=np.float32) if packet_safe else None
         with np.errstate(invalid="ignore"):
             for part in pieces:
-                error = scratch[: len(self.error[part])]
-                np.square(self.error[part], out=error, dtype=dtype)
-                error += added[part]
-                np.sqrt(error, out=self.error[part], casting="same_kind")  # rounded once, as astype would
+                own = self.error[part]
+                if packet_safe and _small_enough(own):
+                    error, extra = cast(np.ndarray, scratch32)[: len(own)], cast(np.ndarray, added32)[part]
+                else:
+                    error, extra = scratch64[: len(own)], added64[part]
+                np.square(own, out=error, dtype=error.dtype)
+                error += extra
+                np.sqrt(error, out=own, casting="same_kind")  # rounded once, as astype would
                 if column is not None:
-                    column[part] += added[part].astype(column.dtype)
+                    column[part] += extra.astype(column.dtype)
 
     def _float32_safe(self, added: np.ndarray) -> bool:
-        """Whether sqrt(ERR^2 + added) may be taken in float32: ERR is float32,
-        ``added`` is one figure per packet within [1e-30, 1e36] (so a tiny
-        ERR^2 rounding to a subnormal is negligible next to it) and every
-        finite ERR is below 1e18 in size (so ERR^2 + added stays below the
-        float32 maximum, 3.4e38). Two reductions over ERR decide it."""
+        """Whether sqrt(ERR^2 + added) may be taken in float32 as far as
+        ``added`` goes: ERR is float32 and ``added`` is one figure per packet
+        within [1e-30, 1e36] (so a tiny ERR^2 rounding to a subnormal is
+        negligible next to it). Each piece of ERR is then tested by
+        :func:`_small_enough`."""
         if self.error.dtype != np.float32 or any(d != 1 for d in added.shape[1:]):
             return False
-        if added.size == 0 or not (added.min() >= 1e-30 and added.max() <= 1e36):
-            return False
-        flat = self.error.reshape(-1)
-        high, low = np.fmax.reduce(flat), np.fmin.reduce(flat)  # NaN ignored; all-NaN gives NaN: not safe
-        return bool(-1e18 < low and high < 1e18)
+        return bool(added.size and added.min() >= 1e-30 and added.max() <= 1e36)
 
     def add_variance_at(self, flat: np.ndarray, added: np.ndarray, component: str) -> None:
         """Sparse :meth:`add_variance`: ``added`` (data units^2) at flat element
@@ -270,6 +315,15 @@ class Batch:
                 else:
                     array.reshape(-1)[where] = np.nan
         self.flag(where, flags)
+
+
+def _small_enough(error: np.ndarray) -> bool:
+    """Every finite ERR of the piece is below 1e18 in size, so ERR^2 + added
+    stays below the float32 maximum (3.4e38); NaN is ignored, an all-NaN piece
+    gives NaN: not safe (float64, as before)."""
+    flat = error.reshape(-1)
+    high, low = np.fmax.reduce(flat), np.fmin.reduce(flat)
+    return bool(-1e18 < low and high < 1e18)
 
 
 def _lower_median(rows: np.ndarray, good: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
@@ -382,7 +436,8 @@ def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
         tile, column = _scale_medians(batch, name, grid)
         if not np.isfinite(tile).any():
             continue
-        tile = np.where(np.isfinite(tile), tile, np.nanmedian(tile))
+        if not np.isfinite(tile).all():  # tiles without a bright sample: the batch's median
+            tile = np.where(np.isfinite(tile), tile, np.nanmedian(tile))
         if batch.spectral_2d:
             column = cast(np.ndarray, column)  # _scale_medians gives the wavelength lines of a 2-D spectrum
             column = np.where(np.isfinite(column), column, tile[:, None])

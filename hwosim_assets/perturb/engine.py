@@ -108,6 +108,10 @@ class _Run:
         self.stage = self.profile.stage
         self.scale_sources: dict[str, int] = {}
         self.deltas: dict[str, list] = {s.kind: [] for s in self.settings} if self.trace else {}
+        # pointing_jitter's noise-restoring Gaussian is drawn in read_noise's field when both run
+        # (one field of the summed variance; kinds/noise.py read_noise)
+        applied = {ELEMENT_KINDS[s.kind].alias_of or s.kind for s in self.settings}
+        self.fold_noise = {"pointing_jitter", "read_noise"} <= applied
         # bits of the kinds that touch every element, preset in every truth mask
         self.dense_bits = np.uint32(
             # element kinds all have a bit (kinds/__init__.py)
@@ -127,12 +131,18 @@ class _Run:
         :meth:`new_truth`, shaped like the batch); return per kind (name,
         affected per packet, magnitude per packet, expected touched elements). Thread-safe."""
         records = []
+        if self.trace:
+            batch.trace_shares = {}
         for setting in self.settings:
             spec = ELEMENT_KINDS[setting.kind]
             before = batch.value.astype(np.float64) if self.trace else None
             effect = spec.apply(batch, setting.params, self.draws[setting.kind])  # type: ignore[misc]  # element kinds all have apply (kinds/__init__.py)
             if self.trace:
                 records_delta = batch.value.astype(np.float64) - before  # type: ignore[operator]  # before is set when tracing
+                for other, share in cast(dict, batch.trace_shares).items():  # a folded kind's part of this change
+                    records_delta -= share
+                    batch.trace[other] = batch.trace[other] + share
+                cast(dict, batch.trace_shares).clear()
                 batch.trace[setting.kind] = records_delta
             if not spec.marks_all:  # every-element kinds are preset by new_truth
                 effect.mark(truth, spec.bit)  # type: ignore[arg-type]  # element kinds all have a bit (kinds/__init__.py)
@@ -145,6 +155,7 @@ class _Run:
         """A Batch of this run: its stage and the exposure of the product."""
         batch = Batch(stage=self.stage, exposure=pick(self.exposures, kwargs.pop("source", None)), **kwargs)
         batch.trace = {}
+        batch.fold_noise = self.fold_noise
         return batch
 
     def keep_trace(self, batch: Batch, rows: np.ndarray) -> None:
@@ -405,6 +416,14 @@ def _apply_tiles(
         return batch, run.apply(batch, truth[part])
 
     units = [slice(i, i + per_unit) for i in range(0, len(sci), per_unit)]
+    if len(units) == 1 or _workers() == 1:
+        # one unit (a streamed batch of one frame): no pool - a fresh worker thread per batch
+        # would also take its own malloc arena, and the freed temporaries of both stay resident
+        for part in units:
+            batch, records = work(part)
+            run.record(batch, records)
+            run.keep_trace(batch, np.arange(len(sci))[part])
+        return
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         for (batch, records), part in zip(pool.map(work, units), units, strict=False):
             run.record(batch, records)

@@ -198,11 +198,59 @@ def _disc(radius: int) -> tuple[np.ndarray, np.ndarray]:
     return dy[keep], dx[keep]
 
 
+EVENT_BUDGET = 1 << 19  # footprint elements (events x pixels each) landed together: ~4 MB per temporary
+
+
+def _parts(batch: Batch, single: np.ndarray | float, large: np.ndarray | float) -> list[slice]:
+    """Packet ranges whose expected footprint elements stay near EVENT_BUDGET:
+    the event arrays grow with the rate (a particle event puts ~0.2 hits on
+    every pixel of a 100 s frame, the flare rate ~1), so they are built part
+    by part. One part for the usual galactic rates."""
+    footprint = 9.0 if batch.family == "images" else 1.0
+    per_packet = _per_packet_sum(single, batch) * footprint + _per_packet_sum(large, batch) * _large_area(batch)
+    total = float(per_packet.sum())
+    if total <= EVENT_BUDGET or batch.n <= 1:
+        return [slice(0, batch.n)]
+    step = max(1, int(batch.n * EVENT_BUDGET / total))
+    return [slice(i, min(i + step, batch.n)) for i in range(0, batch.n, step)]
+
+
 def cosmic_rays(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     """Cosmic-ray hits in the product's own units, live or after the jump step
-    (module docstring). Magnitude: number of hits (single and large) on the packet."""
-    stream = draws.packets(batch.seq)
+    (module docstring). Magnitude: number of hits (single and large) on the packet.
+
+    Packets are independent (each has its own draws), so at high rates the
+    batch is taken a few packets at a time (:func:`_parts`) - the same hits,
+    in bounded memory; the touched elements are then kept as a mask."""
     single, large = _rates(batch, p)
+    parts = _parts(batch, single, large)
+    if len(parts) == 1:
+        where, counts = _cosmic_part(batch, p, draws, single, large)
+    else:
+        mask = np.zeros(batch.value.shape, dtype=bool)
+        counts = np.zeros(batch.n)
+        for part in parts:
+            sub = batch.packets(part)
+            sub_single = single if np.ndim(single) == 0 else np.asarray(single)[part]
+            sub_large = large if np.ndim(large) == 0 else np.asarray(large)[part]
+            touched, counts[part] = _cosmic_part(sub, p, draws, sub_single, sub_large)
+            mask[part].reshape(-1)[touched] = True
+        where = mask
+    images = batch.family == "images"
+    footprint = 9.0 if images else 1.0
+    area = _large_area(batch)
+    expected = _per_packet_sum(-np.expm1(-(single * footprint + large * area)), batch)
+    variance = _per_packet_sum(single * footprint**2, batch)  # Poisson hits x footprint^2
+    # large events are rare (a few per detector-hour): their count gets a Poisson bound, not a Gaussian one
+    events = _per_packet_sum(large, batch)
+    return Effect(where, counts, expected=(expected, variance, events))
+
+
+def _cosmic_part(
+    batch: Batch, p: Mapping[str, float], draws: Draws, single: np.ndarray | float, large: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Land the hits of the batch's packets: (flat indices touched, hits per packet)."""
+    stream = draws.packets(batch.seq)
     touched, flagged = [], []
     images = batch.family == "images"
     ngroups = batch.exposure.groups
@@ -238,13 +286,7 @@ def cosmic_rays(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
         flagged.append(f)
         counts += np.bincount(owner_l, minlength=batch.n)
     where = np.concatenate(touched) if touched else np.empty(0, dtype=np.int64)
-    footprint = 9.0 if images else 1.0
-    area = _large_area(batch)
-    expected = _per_packet_sum(-np.expm1(-(single * footprint + large * area)), batch)
-    variance = _per_packet_sum(single * footprint**2, batch)  # Poisson hits x footprint^2
-    # large events are rare (a few per detector-hour): their count gets a Poisson bound, not a Gaussian one
-    events = _per_packet_sum(large, batch)
-    return Effect(where, counts, expected=(expected, variance, events))
+    return where, counts
 
 
 def _large_area(batch: Batch) -> float:

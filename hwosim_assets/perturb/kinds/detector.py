@@ -300,35 +300,51 @@ def saturation(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
       ERR). Fewer than two good groups leave no slope: NaN, SATURATED +
       DO_NOT_USE.
 
-    Magnitude: number of saturated elements."""
+    Magnitude: number of saturated elements.
+
+    The test runs a few packets at a time and the rest only on the saturated
+    elements (flat indices), so no full-size float64 temporary is made."""
     well = p["well_fraction"] * batch.detector.full_well_e
-    electrons = batch.electrons()
-    peak = electrons * (p["core_fraction"] if batch.family == "spectra" else 1.0)
-    saturated = np.isfinite(peak) & (peak > well)
-    if not saturated.any():
+    factor = p["core_fraction"] if batch.family == "spectra" else 1.0
+    n, size = batch.n, batch.elements
+    values = batch.value.reshape(n, size)
+    scale = batch.per_electron_rows()
+    rows_saturated = np.empty((n, size), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for part in batch._pieces():
+            value = values[part]
+            electrons = np.where(value > 0, value / scale[part], 0.0)  # Batch.electrons, piece by piece
+            peak_part = electrons * factor
+            np.logical_and(np.isfinite(peak_part), peak_part > well, out=rows_saturated[part])
+    counts = rows_saturated.sum(axis=1).astype(float)
+    saturated = rows_saturated.reshape(batch.value.shape)
+    flat = np.flatnonzero(saturated)
+    if len(flat) == 0:
         return Effect(saturated, np.zeros(batch.n))
+    value_flat = batch.value.reshape(-1)
+    scale_flat = batch.scale_at(flat)
     if batch.stage == "live":
-        limit = well / (p["core_fraction"] if batch.family == "spectra" else 1.0) * batch.per_electron
-        clipped = np.minimum(batch.value, np.broadcast_to(limit, batch.value.shape).astype(batch.value.dtype))
-        batch.value[saturated] = clipped[saturated]
-        return Effect(saturated, saturated.reshape(batch.n, -1).sum(axis=1).astype(float))
+        limit = (well / factor * scale_flat).astype(batch.value.dtype)
+        value_flat[flat] = np.minimum(value_flat[flat], limit)
+        return Effect(saturated, counts)
+    peak = value_flat[flat] / scale_flat * factor  # positive: the saturated are above the well
     ngroups = batch.exposure.groups
-    good = np.floor(ngroups * well / np.where(saturated, peak, 1.0))
-    lost = saturated & (good < 2)
-    kept = saturated & ~lost
+    good = np.floor(ngroups * well / peak)
+    lost = good < 2
+    kept = ~lost
     if kept.any():
         n_good = good[kept]
-        rn = np.broadcast_to(batch.exposure.read_noise_e(), batch.value.shape)[kept]
+        rn = np.broadcast_to(batch.exposure.read_noise_e(), (len(flat),))[kept]
         extra_e2 = rn**2 * ((ngroups / n_good) ** 3 - 1.0) + peak[kept] * (ngroups / n_good - 1.0)
-        flat = np.flatnonzero(kept)
-        z = _keyed_normals(draws.key("packet"), batch.seq[flat // batch.elements], flat % batch.elements)
-        scale = batch.scale_at(flat)
-        batch.value.reshape(-1)[flat] += (z * np.sqrt(extra_e2) * scale).astype(batch.value.dtype)
-        batch.add_variance_at(flat, extra_e2 * scale**2, "rnoise")
-        batch.flag(kept, SATURATED)
+        flat_kept = flat[kept]
+        z = _keyed_normals(draws.key("packet"), batch.seq[flat_kept // batch.elements], flat_kept % batch.elements)
+        scale = scale_flat[kept]
+        value_flat[flat_kept] += (z * np.sqrt(extra_e2) * scale).astype(batch.value.dtype)
+        batch.add_variance_at(flat_kept, extra_e2 * scale**2, "rnoise")
+        batch.flag(flat_kept, SATURATED)
     if lost.any():
-        batch.blank(lost, SATURATED | DO_NOT_USE)
-    return Effect(saturated, saturated.reshape(batch.n, -1).sum(axis=1).astype(float))
+        batch.blank(flat[lost], SATURATED | DO_NOT_USE)
+    return Effect(saturated, counts)
 
 
 # --- persistence -------------------------------------------------------------

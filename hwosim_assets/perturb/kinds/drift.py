@@ -274,7 +274,10 @@ def pointing_jitter(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effec
     :mod:`hwosim_assets.perturb.detectors`); every tile of the frame moves
     together. The noise bilinear resampling averages away is restored: a
     fresh Gaussian of sigma ERR x sqrt(1 - kept) (:func:`_kept_variance`;
-    NaN ERR: none) - ERR stays right.
+    NaN ERR: none) - ERR stays right. Where the run also adds read noise,
+    that Gaussian is drawn in read_noise's field, whose variance is then the
+    sum of both (one field, not two: a sum of independent Gaussians is
+    Gaussian; :func:`hwosim_assets.perturb.kinds.noise.read_noise`).
 
     Magnitude: the offset length in pixels."""
     offsets = draws.epochs(batch.epoch).normal(2) * (p["sigma_mas"] / batch.detector.pixel_scale_mas)
@@ -284,6 +287,15 @@ def pointing_jitter(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effec
     lost = np.sqrt(np.clip(1.0 - _kept_variance(offsets[:, 0], offsets[:, 1]), 0.0, None))
     lost = lost.astype(batch.value.dtype)[:, None]
     error = batch.error.reshape(batch.n, -1)
+    if batch.fold_noise:  # read_noise follows: it draws this noise in its own field (summed variance)
+        deferred = np.empty(error.shape, dtype=batch.value.dtype)
+        lost_var = lost**2
+        for part in batch._pieces():  # in cache: one pass over memory
+            piece = np.square(error[part], out=deferred[part], dtype=deferred.dtype)
+            piece *= lost_var[part]
+            np.fmax(piece, 0, out=piece)  # fmax drops NaN: no noise where ERR is NaN
+        batch.deferred_variance = deferred
+        return Effect(ALL, np.hypot(offsets[:, 0], offsets[:, 1]))
 
     def sigma(rows: slice, first: int, last: int, out: np.ndarray) -> np.ndarray:
         np.abs(error[rows, first:last], out=out)

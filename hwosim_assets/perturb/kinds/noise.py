@@ -29,14 +29,21 @@ def _everything(params: Mapping[str, float], coverage: Coverage) -> Expectation:
 BLOCK = 1 << 17  # elements per block of a dense noise field: stays in cache
 
 
-def add_normal(batch: Batch, stream: Stream, sigma: np.ndarray | SigmaFn, lane: int = 0) -> None:
+def add_normal(
+    batch: Batch,
+    stream: Stream,
+    sigma: np.ndarray | SigmaFn,
+    lane: int = 0,
+    keep: Callable[[slice, int, int, np.ndarray], None] | None = None,
+) -> None:
     """value += sigma x N(0, 1), with packet i's field drawn from ``stream``
     row i. Drawn and added piece by piece into reused buffers, so no
     field-sized temporary is made. ``sigma`` (data units) is either an array
     that broadcasts against value (one per packet, or per element) or a
     function (rows, first, last, out) -> the sigmas of that piece,
     (len(rows), last - first), written into the scratch ``out`` - for a sigma
-    the caller derives from the data piece by piece, in cache."""
+    the caller derives from the data piece by piece, in cache. ``keep``: called
+    with (rows, first, last, noise) for every piece added (trace mode)."""
     n, size = batch.n, batch.elements
     values = batch.value.reshape(n, size)
     piece = sigma if callable(sigma) else _sigma_pieces(np.asarray(sigma), batch)
@@ -46,6 +53,8 @@ def add_normal(batch: Batch, stream: Stream, sigma: np.ndarray | SigmaFn, lane: 
         out = scratch[: noise.size].reshape(noise.shape)
         noise *= piece(rows, first, last, out)
         values[rows, first:last] += noise
+        if keep is not None:
+            keep(rows, first, last, noise)
 
 
 def _sigma_pieces(sigma: np.ndarray, batch: Batch) -> SigmaFn:
@@ -67,12 +76,68 @@ def read_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     channel (:mod:`hwosim_assets.perturb.batch`). VAR_RNOISE and ERR grow by
     the added variance.
 
+    Where the pointing jitter left its noise-restoring variance s_j^2
+    (``batch.deferred_variance``, :func:`~hwosim_assets.perturb.kinds.drift.pointing_jitter`),
+    one field of sigma sqrt(s_j^2 + s_r^2) carries both - a sum of two
+    independent Gaussians is one Gaussian of the summed variance, and one
+    field costs half of two. ERR still grows by s_r^2 only (the jitter's
+    noise restores what resampling removed). In trace mode the field is split
+    back into the two kinds' changes by drawing the jitter's part given the
+    total (:func:`_split_share`), so each kind's trace has its own variance.
+
     Magnitude: the added sigma in electrons (median over the packet)."""
     sigma_e = p["excess"] * batch.read_noise_e
     sigma = sigma_e * batch.per_electron
-    add_normal(batch, draws.packets(batch.seq), sigma)
+    deferred = batch.deferred_variance
+    if deferred is None:
+        add_normal(batch, draws.packets(batch.seq), sigma)
+    else:
+        batch.deferred_variance = None
+        _add_folded(batch, draws, np.asarray(sigma), deferred)
     batch.add_variance(np.asarray(sigma, dtype=np.float64) ** 2, "rnoise")
     return Effect(ALL, batch.packet_median(sigma_e))
+
+
+def _add_folded(batch: Batch, draws: Draws, sigma: np.ndarray, deferred: np.ndarray) -> None:
+    """value += sqrt(deferred + sigma^2) x N(0, 1): read noise (``sigma``,
+    broadcastable) and the jitter's restoring noise (variance ``deferred``,
+    (n, elements)) in one field, piece by piece in cache."""
+    n, size = batch.n, batch.elements
+    own = _sigma_pieces(sigma, batch)
+
+    def combined(rows: slice, first: int, last: int, out: np.ndarray) -> np.ndarray:
+        read = own(rows, first, last, out)  # a view of the read-noise sigmas (out untouched)
+        np.square(read, out=out)  # broadcast over the piece
+        out += deferred[rows, first:last]
+        return np.sqrt(out, out=out)
+
+    if batch.trace_shares is None:
+        add_normal(batch, draws.packets(batch.seq), combined)
+        return
+    total = np.zeros((n, size))
+
+    def keep(rows: slice, first: int, last: int, noise: np.ndarray) -> None:
+        total[rows, first:last] = noise
+
+    add_normal(batch, draws.packets(batch.seq), combined, keep=keep)
+    read = np.broadcast_to(np.asarray(sigma, dtype=np.float64), batch.value.shape).reshape(n, size)
+    extra = draws.packets(batch.seq).normal_f32(size, lane=9).astype(np.float64)
+    share = _split_share(total, np.sqrt(deferred.astype(np.float64)), read, extra)
+    batch.trace_shares["pointing_jitter"] = share.reshape(batch.value.shape)
+
+
+def _split_share(total: np.ndarray, first: np.ndarray, second: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The part of ``total`` = a + b (a ~ N(0, first^2), b ~ N(0, second^2),
+    independent) that is a, drawn given the total: a | total ~ N(total x
+    first^2 / s^2, (first x second / s)^2), s^2 = first^2 + second^2, with
+    ``z`` standard normals. a and total - a then have exactly the joint law
+    of two independent draws - what each kind's trace would have shown had
+    they been drawn apart."""
+    s2 = first**2 + second**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(s2 > 0, total * first**2 / s2, 0.0)
+        spread = np.where(s2 > 0, first * second / np.sqrt(s2), 0.0)
+    return mean + spread * z
 
 
 def shot_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
@@ -84,17 +149,43 @@ def shot_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     variance; the Poisson skew matters only below ~10 e-). Only elements with
     positive signal change.
 
+    The sigma, ERR and VAR_POISSON are worked out piece by piece as the field
+    is drawn (each piece from its values before the noise lands), so no
+    full-size float64 temporary is made.
+
     Magnitude: mean added sigma over the packet's lit elements (e-)."""
-    lit = batch.value > 0
-    electrons = batch.electrons()
-    added_e2 = electrons * (1.0 / p["throughput"] - 1.0)
-    sigma = np.sqrt(added_e2) * batch.per_electron
+    n, size = batch.n, batch.elements
+    factor = 1.0 / p["throughput"] - 1.0
+    values = batch.value.reshape(n, size)
+    errors = batch.error.reshape(n, size)
+    poisson = batch.var_poisson.reshape(n, size) if batch.var_poisson is not None else None
+    scale = batch.per_electron_rows()
+    per_row = scale.shape[1] == 1
+    lit = np.empty((n, size), dtype=bool)
+    sigma_sum = np.zeros(n)
+
+    def sigma(rows: slice, first: int, last: int, out: np.ndarray) -> np.ndarray:
+        value = values[rows, first:last]
+        c = scale[rows] if per_row else scale[rows, first:last]
+        positive = np.greater(value, 0, out=lit[rows, first:last])
+        with np.errstate(invalid="ignore"):
+            electrons = np.where(positive, value / c, 0.0)  # Batch.electrons, piece by piece
+        sigma_e = np.sqrt(electrons * factor)
+        sigma_sum[rows] += sigma_e.sum(axis=1)
+        sigma64 = sigma_e * c
+        added = sigma64**2
+        with np.errstate(invalid="ignore"):  # Batch.add_variance (float64), piece by piece
+            error = np.square(errors[rows, first:last], dtype=np.float64)
+            error += added
+            np.sqrt(error, out=errors[rows, first:last], casting="same_kind")
+        if poisson is not None:
+            poisson[rows, first:last] += added.astype(poisson.dtype)
+        np.copyto(out, sigma64, casting="same_kind")
+        return out
+
     add_normal(batch, draws.packets(batch.seq), sigma)
-    batch.add_variance(sigma**2, "poisson")
-    per_packet = np.sqrt(added_e2).reshape(batch.n, -1).sum(axis=1) / np.maximum(
-        lit.reshape(batch.n, -1).sum(axis=1), 1
-    )
-    return Effect(lit, per_packet)
+    per_packet = sigma_sum / np.maximum(lit.sum(axis=1), 1)
+    return Effect(lit.reshape(batch.value.shape), per_packet)
 
 
 @lru_cache(maxsize=1024)
