@@ -270,7 +270,9 @@ def test_slow_commits_at_window_and_run_boundaries_do_not_delay_the_schedule(eng
         return real_open(self, **kw)
 
     monkeypatch.setattr(StreamWriter, "open_window", slow_open)
-    start, reports = time.time() + 0.5, {}
+    # a second's lead: the threads plan their windows before the first is due (in CI, right after the
+    # parallel pass, half a second once left the first run's packets 70 ms late from the start)
+    start, reports = time.time() + 1.0, {}
 
     def run(first: int, last: int) -> None:
         reports[first] = replay_run(

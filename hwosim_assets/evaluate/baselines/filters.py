@@ -38,7 +38,8 @@ def nanmedian(stack: np.ndarray, axis: int | None) -> np.ndarray | np.floating:
     count = np.expand_dims(np.sum(~np.isnan(stack), axis=axis), axis)
     low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=axis)
     high = np.take_along_axis(ordered, count // 2 - (count == 0), axis=axis)
-    return np.squeeze(np.where(count > 0, (low + high) / 2, np.nan), axis=axis)
+    # halves first: a flipped exponent bit of a float64 value (~1e308) would overflow the sum
+    return np.squeeze(np.where(count > 0, low / 2 + high / 2, np.nan), axis=axis)
 
 
 def median_filter(image: np.ndarray, size: int) -> np.ndarray:

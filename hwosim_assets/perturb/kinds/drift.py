@@ -290,10 +290,13 @@ def pointing_jitter(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effec
     if batch.fold_noise:  # read_noise follows: it draws this noise in its own field (summed variance)
         deferred = np.empty(error.shape, dtype=batch.value.dtype)
         lost_var = lost**2
+        largest = np.finfo(deferred.dtype).max
         for part in batch._pieces():  # in cache: one pass over memory
-            piece = np.square(error[part], out=deferred[part], dtype=deferred.dtype)
-            piece *= lost_var[part]
+            with np.errstate(over="ignore"):  # an ERR beyond 1.8e19 (real products' bad pixels) squares to inf
+                piece = np.square(error[part], out=deferred[part], dtype=deferred.dtype)
+                piece *= lost_var[part]
             np.fmax(piece, 0, out=piece)  # fmax drops NaN: no noise where ERR is NaN
+            np.fmin(piece, largest, out=piece)  # ...and inf is kept finite: a huge noise, as unfolded, never inf
         batch.deferred_variance = deferred
         return Effect(ALL, np.hypot(offsets[:, 0], offsets[:, 1]))
 
