@@ -137,13 +137,14 @@ def test_the_real_miri_product_at_level_0(miri, miri_bronze):
     rule = [preexisting_mask(k.clean, k.clean_err, k.clean_dq, k.starts, k.channel) for k in (key, level_5)]
     assert np.array_equal(*rule)  # from the clean data: one set for every level
     assert not (level_5.preexisting & ~key.preexisting).any()  # less what a perturbation hit or made missing
-    # most of the flagger's flags at level 0 are those anomalies ...
-    assert flagger["flags.preexisting_flagged"] >= 20
-    # ... and two are false alarms: normal values judged against a reference that is itself one of
+    # every flag of the flagger at level 0 is one of those anomalies (19 of the 89: a channel's repeated
+    # dip is not new to it once an earlier dip is among what it saw unflagged) ...
+    assert flagger["flags.preexisting_flagged"] >= 15
+    # ... and none is a false alarm: a normal value judged against a reference that is itself one of
     # the product's dips (channel 247 at integration 4: two of its three earlier integrations are
-    # dips of 21 ERR; channel 183 at integration 7: four of its six are). A causal median cannot
-    # know better; the acceptance's "no false alarm at level 0" is not met by these two values.
-    assert flagger["flags.false_alarms"] <= 2
+    # dips; channel 183 at integration 7: four of its six are) is within what the channel did
+    # before, and the flagger flags only what is new (these two were its false alarms before it did)
+    assert flagger["flags.false_alarms"] == 0
     # the reconstructor replaces the anomalies it finds: its own error, small
     assert clean["median-filter"]["cleaned.mae_err"] < 0.5
 

@@ -11,9 +11,12 @@ median of n values: sqrt(pi / 2n) of the ERR), in quadrature, or the
 channel's scatter over the history if larger - and clipped at ``threshold``
 times its robust scatter (1.4826 x MAD over the channels, never below 1):
 extra noise that ERR does not know of raises the bar rather than flagging
-everything. Causal: no flags until ``min_history`` integrations have been
-seen; a reference that is itself an anomaly (a channel low in most of its
-history) makes the next normal value look like one.
+everything. Only what is new is flagged: a value within ``threshold`` noise
+sigmas of the range of the channel's recent unflagged values is not (a
+channel low in most of its history has a median at its dip, against which
+its next normal value would look like an outlier: on the real MIRI LRS
+x1dints, two false alarms at level 0 before this rule). Causal: no flags
+until ``min_history`` integrations have been seen.
 
 Image tiles: each pixel is compared with the median of its 3 x 3
 neighbourhood, in units of ERR, clipped the same way, and, as in
@@ -54,6 +57,8 @@ class SigmaClipFlagger:
     def __init__(self, threshold: float = 6.0, history: int = 9, min_history: int = 3, contrast: float = 2.0):
         self.threshold, self.min_history, self.contrast = threshold, min_history, contrast
         self.history = History(history)
+        self.seen = History(history)  # the same packets, with the values this model flagged left out
+        self._flags: np.ndarray | None = None  # the last spectrum's flags, for learn_one
 
     def outliers(self, packet: Packet) -> tuple[np.ndarray, np.ndarray]:
         """(flags, reference) of one packet: the reference is what the value should have been."""
@@ -88,9 +93,20 @@ class SigmaClipFlagger:
             ratio = nanmedian(np.where(good, values / reference, np.nan), axis=None)
             expected = reference * (ratio if np.isfinite(ratio) else 1.0)
             residual = (values - expected) / scale
+            # what the channel has done before (its unflagged values, at this packet's level): a value
+            # within ``threshold`` noise sigmas of that range is nothing new, however far from the
+            # reference - when most of a channel's history is its own dips, the median is a dip and a
+            # normal value would look like an outlier
+            seen = np.stack(self.seen.values) / levels * (ratio if np.isfinite(ratio) else 1.0)
+            enough = np.sum(np.isfinite(seen), axis=0) >= self.min_history
+            margin = self.threshold * scale
+            within = enough & (values >= np.nanmin(np.where(enough, seen, 0.0), axis=0) - margin)
+            within &= values <= np.nanmax(np.where(enough, seen, 0.0), axis=0) + margin
         usable = good & ~np.isnan(residual)  # an infinite residual (a flipped exponent bit) is an outlier too
         went_missing = good & np.isnan(values) & np.isfinite(expected)
-        return self._clip(residual, usable) | went_missing, expected
+        flags = (self._clip(residual, usable) & ~within) | went_missing
+        self._flags = flags
+        return flags, expected
 
     def _tile(self, values: np.ndarray, errors: np.ndarray, dq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         good = (np.asarray(dq, dtype=np.uint32) & KNOWN_BAD_DQ) == 0
@@ -118,4 +134,8 @@ class SigmaClipFlagger:
 
     def learn_one(self, packet: Packet) -> None:
         if packet.family == "spectra":
-            self.history.add(packet.values)
+            values = np.asarray(packet.values, dtype=np.float64)
+            self.history.add(values)
+            flagged = self._flags if self._flags is not None and self._flags.shape == values.shape else False
+            self.seen.add(np.where(flagged, np.nan, values))
+            self._flags = None
