@@ -126,13 +126,9 @@ def print_changes(results: dict, out=click.echo) -> None:
         for key, result in results.get(asset, []):
             meta = result.get_asset_materialization_events()[0].materialization.metadata
             dims = key.keys_by_dimension
-            out(f"  {dims['profile']:10s} {asset.split('_')[1]:8s} {changed_line(meta['changed_by_kind'].value)}")
-
-
-def changed_line(table: str) -> str:
-    """'kind 1.23%, ...' from the perturbed asset's `changed_by_kind` markdown table (kinds that changed)."""
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:] if line.startswith("|")]
-    return ", ".join(f"{kind} {float(pct):.2f}%" for kind, pct in cells if float(pct) > 0) or "nothing"
+            rows = [r.data for r in meta["changed_by_kind"].value.records]  # the asset's table: kind, changed [%]
+            line = ", ".join(f"{r['kind']} {r['changed [%]']:.2f}%" for r in rows if r["changed [%]"] > 0)
+            out(f"  {dims['profile']:10s} {asset.split('_')[1]:8s} {line or 'nothing'}")
 
 
 def demo_stages() -> list[Stage]:

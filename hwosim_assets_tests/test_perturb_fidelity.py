@@ -79,7 +79,8 @@ def test_the_shift_fit_recovers_a_whole_pixel_shift_of_sharp_lines():
     """The spectral_shift statistic: a 1.6-px move of a spectrum with narrow lines
     is read as 1.6 px (a first-order estimate, delta = -s dF/dc, exact only for
     whole pixels, reads it well under that)."""
-    from hwosim_assets.perturb.fidelity import _fit_shift, _shifted_flux
+    from hwosim_assets.perturb.fidelity import _fit_shift
+    from hwosim_assets.perturb.kinds.drift import shifted_channels
 
     rng = np.random.default_rng(3)
     c = np.arange(300.0)
@@ -87,7 +88,7 @@ def test_the_shift_fit_recovers_a_whole_pixel_shift_of_sharp_lines():
     flux = np.tile(100.0 + 50.0 * lines, (40, 1))
     flux[:, 150] = np.nan  # a channel without flux gives no weight, as in the kind
     for true in (1.6, 0.3, -0.75):
-        after = _shifted_flux(flux, true) + rng.normal(0, 0.01, flux.shape)
+        after = shifted_channels(flux, np.full(len(flux), true))[0] + rng.normal(0, 0.01, flux.shape)
         assert abs(_fit_shift(flux, after) - true) < 0.01 * max(abs(true), 0.1)
         slope = flux[:, 1:] - flux[:, :-1]
         delta = (after - flux)[:, 1:]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -416,18 +416,19 @@ def _apply_tiles(
         return batch, run.apply(batch, truth[part])
 
     units = [slice(i, i + per_unit) for i in range(0, len(sci), per_unit)]
+
+    def collect(done: Iterable[tuple[Batch, list[KindRecord]]]) -> None:
+        for (batch, records), part in zip(done, units, strict=False):
+            run.record(batch, records)
+            run.keep_trace(batch, np.arange(len(sci))[part])
+
     if len(units) == 1 or _workers() == 1:
         # one unit (a streamed batch of one frame): no pool - a fresh worker thread per batch
         # would also take its own malloc arena, and the freed temporaries of both stay resident
-        for part in units:
-            batch, records = work(part)
-            run.record(batch, records)
-            run.keep_trace(batch, np.arange(len(sci))[part])
+        collect(map(work, units))
         return
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for (batch, records), part in zip(pool.map(work, units), units, strict=False):
-            run.record(batch, records)
-            run.keep_trace(batch, np.arange(len(sci))[part])
+        collect(pool.map(work, units))
 
 
 def perturb_tile_stack(

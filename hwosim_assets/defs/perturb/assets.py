@@ -16,7 +16,7 @@ import polars as pl
 from hwosim_assets.defs.bronze.assets import BRONZE
 from hwosim_assets.defs.lake.layout import bronze_key, bronze_meta_key, perturbed_key, plot_key, truth_key
 from hwosim_assets.defs.lake.resources import LakeKeyError, LakeResource
-from hwosim_assets.defs.metadata import figure, md_table
+from hwosim_assets.defs.metadata import figure
 from hwosim_assets.defs.perturb import checks
 from hwosim_assets.defs.perturb.partitions import BY_PROFILE, PROFILES
 from hwosim_assets.defs.priority import at_batch_priority
@@ -116,8 +116,9 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
         stored = lake.put_file(perturbed_key(family, name, obs_id), data)
     plot = figure(lake, plot_key(f"perturbed_{family}", f"{name}--{obs_id}"), png)
 
-    changed = pl.DataFrame(
-        {"kind": list(result.fractions), "changed [%]": [round(100 * v, 4) for v in result.fractions.values()]}
+    changed = dg.MetadataValue.table(  # a table the UI shows and the demo's closing table reads
+        records=[dg.TableRecord({"kind": k, "changed [%]": round(100 * v, 4)}) for k, v in result.fractions.items()],
+        schema=dg.TableSchema(columns=[dg.TableColumn("kind", "string"), dg.TableColumn("changed [%]", "float")]),
     )
     context.log.info(
         f"{obs_id} x {name}: {result.rows} rows perturbed -> {lake.uri(perturbed_key(family, name, obs_id))}"
@@ -133,7 +134,7 @@ def _perturb(context: dg.AssetExecutionContext, lake: LakeResource, hwosim: Hwos
             "parquet_bytes": stored.size,
             "table": dg.MetadataValue.path(lake.uri(perturbed_key(family, name, obs_id))),
             "truth": dg.MetadataValue.path(lake.uri(truth_key(family, name, obs_id))),
-            "changed_by_kind": md_table(changed, 30),
+            "changed_by_kind": changed,
             **plot,
         },
         check_results=[

@@ -147,26 +147,35 @@ def spectral_shift(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect
             batch.value[rows] = np.where(usable, moved, own)
         restore_noise(batch, draws, lost)
         return Effect(ALL, shift, expected=(np.full(batch.n, float(batch.elements)), np.zeros(batch.n)))
-    n, m = batch.value.shape
-    x = np.arange(m)[None, :] - shift[:, None]
-    j = np.floor(x).astype(np.int64)
-    f = x - j
-    rows = np.arange(n)[:, None]
-    j0, j1 = np.clip(j, 0, m - 1), np.clip(j + 1, 0, m - 1)
     flux, err = batch.value, batch.error
-    v0, v1 = flux[rows, j0], flux[rows, j1]
-    w0 = np.where(np.isfinite(v0), 1.0 - f, 0.0)
-    w1 = np.where(np.isfinite(v1), f, 0.0)
-    total = w0 + w1
+    moved, (rows, j0, j1, w0, w1, total) = shifted_channels(flux, shift)
     own = np.isfinite(flux)
     with np.errstate(invalid="ignore", divide="ignore"):
-        moved = (w0 * np.nan_to_num(v0) + w1 * np.nan_to_num(v1)) / total
         kept_var = (w0**2 * np.nan_to_num(err[rows, j0]) ** 2 + w1**2 * np.nan_to_num(err[rows, j1]) ** 2) / total**2
     usable = own & (total > 0)
     lost = np.where(usable, np.nan_to_num(err) ** 2 - kept_var, 0.0)
     batch.value[...] = np.where(usable, moved, flux)
     restore_noise(batch, draws, lost)
     return Effect(ALL, shift)
+
+
+def shifted_channels(flux: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Each row of ``flux`` (packets x channels) read at channel - ``shift[row]`` by linear
+    interpolation, a neighbour without flux giving no weight (NaN where neither has flux); with
+    the taps (rows, j0, j1) and weights (w0, w1, their total) for the caller's error propagation."""
+    n, m = flux.shape
+    x = np.arange(m)[None, :] - shift[:, None]
+    j = np.floor(x).astype(np.int64)
+    f = x - j
+    rows = np.arange(n)[:, None]
+    j0, j1 = np.clip(j, 0, m - 1), np.clip(j + 1, 0, m - 1)
+    v0, v1 = flux[rows, j0], flux[rows, j1]
+    w0 = np.where(np.isfinite(v0), 1.0 - f, 0.0)
+    w1 = np.where(np.isfinite(v1), f, 0.0)
+    total = w0 + w1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moved = (w0 * np.nan_to_num(v0) + w1 * np.nan_to_num(v1)) / total
+    return moved, (rows, j0, j1, w0, w1, total)
 
 
 SHIFT_PACKETS = 4  # packets resampled together: 4 tiles of 128^2 float32 and two scratch copies stay in cache
