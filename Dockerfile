@@ -19,10 +19,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DAGSTER_HOME=/opt/dagster/home \
-    HWOSIM_HOME=/var/lib/hwosim
+    HWOSIM_HOME=/var/lib/hwosim \
+    NUMBA_CACHE_DIR=/var/lib/hwosim/numba-cache
 
 # An unprivileged user owns only what it must write: Dagster's home (compute
-# logs, local artifacts) and HWOsim's working folder.
+# logs, local artifacts) and HWOsim's working folder (with numba's cache of
+# the compiled perturbation kernels: site-packages is not writable).
 RUN useradd --create-home --uid 10001 --user-group hwosim \
     && mkdir -p "$DAGSTER_HOME" "$HWOSIM_HOME" \
     && chown hwosim:hwosim "$DAGSTER_HOME" "$HWOSIM_HOME"

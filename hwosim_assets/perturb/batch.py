@@ -54,6 +54,7 @@ import numpy as np
 
 from hwosim_assets.perturb.detectors import Detector
 from hwosim_assets.perturb.exposure import GENERIC, Exposure
+from hwosim_assets.perturb.kernels import bright_medians, grow_error
 
 DETECTOR_PIXELS = 2048
 PIXEL_PITCH_UM = 18.0
@@ -64,6 +65,7 @@ STAGES = ("archive", "live")
 # Pixels behind a channel of a product that carries no NPIXELS at all (older
 # or synthetic x1d): an assumed extraction box of 10 rows.
 DEFAULT_APERTURE_PX = 10.0
+_NO_PLANE = np.empty((0, 0, 0), np.float32)  # grow_error's "no VAR_* plane"
 MIN_SNR = 5.0  # elements bright enough for a ratio of variances to be a scale
 
 ALL = "all"  # Effect.where: every element of the batch
@@ -123,7 +125,7 @@ class Batch:
     @property
     def elements(self) -> int:
         """Elements (pixels or channels) per packet."""
-        return int(np.prod(self.value.shape[1:]))
+        return math.prod(self.value.shape[1:])
 
     @property
     def seconds(self) -> float:
@@ -221,48 +223,32 @@ class Batch:
         the product's VAR_RNOISE (``component`` "rnoise") or VAR_POISSON
         ("poisson") where it carries them; ``where`` restricts to a mask.
 
-        ERR = sqrt(ERR^2 + added), a few packets at a time (:meth:`_pieces`) in
-        reused buffers, so the temporaries stay in cache and a per-packet
-        ``added`` is never made full-size. A float32 ERR with a per-packet
-        ``added`` is computed in float32 when nothing can overflow or lose
-        precision (:meth:`_float32_safe`; within 2 ulp of the float64 figure,
-        at a third of its cost - the dense noise kinds run this over every
-        pixel); otherwise in float64. The ERR test is made piece by piece, on
-        the piece about to be worked (in cache), not in two passes of its own
-        over the whole batch."""
+        ERR = sqrt(ERR^2 + added). A float32 ERR (images) is updated by the
+        compiled :func:`~hwosim_assets.perturb.kernels.grow_error`, one pass,
+        in float32 where nothing can overflow or lose precision (within 2 ulp
+        of the float64 figure, at a third of its cost - the dense noise kinds
+        run this over every pixel); a float64 ERR (spectra) in float64, a few
+        packets at a time (:meth:`_pieces`), so a per-packet ``added`` is
+        never made full-size."""
         added = np.asarray(added, dtype=np.float64)
         if where is not None:
             added = np.where(where, added, 0.0)
         column = self.var_rnoise if component == "rnoise" else self.var_poisson
-        pieces = self._pieces()
-        packet_safe = self._float32_safe(added)
-        added64 = np.broadcast_to(added, self.value.shape)
-        added32 = np.broadcast_to(added.astype(np.float32), self.value.shape) if packet_safe else None
-        shape = self.error[pieces[0]].shape
-        scratch64 = np.empty(shape, dtype=np.float64)  # reused: stays in cache
-        scratch32 = np.empty(shape, dtype=np.float32) if packet_safe else None
+        extra = np.broadcast_to(added, self.value.shape)
+        if self.error.dtype == np.float32 and (column is None or column.dtype == np.float32):
+            plane = _stack(column) if column is not None else _NO_PLANE
+            grow_error(
+                _stack(self.error), _stack(added.reshape((1,) * (self.value.ndim - added.ndim) + added.shape)), plane
+            )
+            return
         with np.errstate(invalid="ignore"):
-            for part in pieces:
+            for part in self._pieces():
                 own = self.error[part]
-                if packet_safe and _small_enough(own):
-                    error, extra = cast(np.ndarray, scratch32)[: len(own)], cast(np.ndarray, added32)[part]
-                else:
-                    error, extra = scratch64[: len(own)], added64[part]
-                np.square(own, out=error, dtype=error.dtype)
-                error += extra
+                error = np.square(own, dtype=np.float64)
+                error += extra[part]
                 np.sqrt(error, out=own, casting="same_kind")  # rounded once, as astype would
                 if column is not None:
-                    column[part] += extra.astype(column.dtype)
-
-    def _float32_safe(self, added: np.ndarray) -> bool:
-        """Whether sqrt(ERR^2 + added) may be taken in float32 as far as
-        ``added`` goes: ERR is float32 and ``added`` is one figure per packet
-        within [1e-30, 1e36] (so a tiny ERR^2 rounding to a subnormal is
-        negligible next to it). Each piece of ERR is then tested by
-        :func:`_small_enough`."""
-        if self.error.dtype != np.float32 or any(d != 1 for d in added.shape[1:]):
-            return False
-        return bool(added.size and added.min() >= 1e-30 and added.max() <= 1e36)
+                    column[part] += extra[part].astype(column.dtype)
 
     def add_variance_at(self, flat: np.ndarray, added: np.ndarray, component: str) -> None:
         """Sparse :meth:`add_variance`: ``added`` (data units^2) at flat element
@@ -317,13 +303,10 @@ class Batch:
         self.flag(where, flags)
 
 
-def _small_enough(error: np.ndarray) -> bool:
-    """Every finite ERR of the piece is below 1e18 in size, so ERR^2 + added
-    stays below the float32 maximum (3.4e38); NaN is ignored, an all-NaN piece
-    gives NaN: not safe (float64, as before)."""
-    flat = error.reshape(-1)
-    high, low = np.fmax.reduce(flat), np.fmin.reduce(flat)
-    return bool(-1e18 < low and high < 1e18)
+def _stack(array: np.ndarray) -> np.ndarray:
+    """A (n, m) plane as an (n, m, 1) view, an (n, ny, nx) one as it is: the
+    compiled kernels take stacks of tiles."""
+    return array[..., None] if array.ndim == 2 else array
 
 
 def _lower_median(rows: np.ndarray, good: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
@@ -364,54 +347,7 @@ def _ratio(numerator: np.ndarray, value: np.ndarray, error: np.ndarray) -> np.nd
         return ratio
 
 
-SCALE_SAMPLES = 1 << 16  # sub-grid samples handled together by _tile_scale: its temporaries stay in cache
-
-
-def _bright_medians(batch: Batch, grid: tuple, step: int, name: str) -> np.ndarray:
-    """The per-tile figure of :func:`_scale_medians` for a plain image batch:
-    the lower median of VAR_POISSON / F ("poisson") or ERR^2 / F ("err") over
-    the bright sub-grid samples - the same numbers :func:`_ratio` and
-    :func:`_lower_median` give, in buffers reused from one group of ``step``
-    tiles to the next (a fresh half-megabyte temporary per group costs more
-    than its arithmetic) and with fewer tests: value > MIN_SNR |ERR| already
-    rules out a NaN ERR and a NaN or negative value, leaving value < inf and
-    0 < numerator < inf (for ERR^2: ERR != 0, the S/N test having ruled out
-    an infinite ERR). A ratio that passes is finite (a float32 numerator over
-    a float32 value cannot overflow float64), one that fails is NaN."""
-    n = batch.n
-    shape = batch.value[:step][grid].shape
-    value_buf, error_buf = np.empty(shape, batch.value.dtype), np.empty(shape, batch.error.dtype)
-    size_buf, limit_buf = np.empty(shape, batch.error.dtype), np.empty(shape, batch.error.dtype)
-    ok_buf, test_buf = np.empty(shape, bool), np.empty(shape, bool)
-    ratio_buf = np.empty(shape, np.float64)
-    # "poisson" is asked for only where the batch carries VAR_POISSON (_tile_scale)
-    numerator_buf = np.empty(shape, cast(np.ndarray, batch.var_poisson).dtype) if name == "poisson" else None
-    tile = np.empty(n)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        for first in range(0, n, step):
-            part = slice(first, min(first + step, n))
-            k = part.stop - part.start
-            value, error, ratio, test = value_buf[:k], error_buf[:k], ratio_buf[:k], test_buf[:k]
-            np.copyto(value, batch.value[part][grid])  # contiguous: every later pass reads at full speed
-            np.copyto(error, batch.error[part][grid])
-            size = np.abs(error, out=size_buf[:k])
-            ok = np.greater(value, np.multiply(size, MIN_SNR, out=limit_buf[:k]), out=ok_buf[:k])
-            ok &= np.less(value, np.inf, out=test)
-            if numerator_buf is None:
-                ok &= np.greater(size, 0, out=test)
-                np.square(error, out=ratio, dtype=np.float64)
-            else:
-                numerator = numerator_buf[:k]
-                np.copyto(numerator, batch.var_poisson[part][grid])  # type: ignore[index]  # not None: see numerator_buf
-                ok &= np.greater(numerator, 0, out=test)
-                ok &= np.less(numerator, np.inf, out=test)
-                np.copyto(ratio, numerator)
-            np.divide(ratio, value, out=ratio, dtype=np.float64)
-            np.copyto(ratio, np.nan, where=np.logical_not(ok, out=test))
-            rows = ok.reshape(k, -1)
-            good = np.full(k, rows.shape[1]) if rows.all() else np.count_nonzero(rows, axis=1)  # all: the usual case
-            tile[part] = _lower_median(ratio.reshape(k, -1), good=good, in_place=True)
-    return tile
+SCALE_SAMPLES = 1 << 16  # sub-grid samples of a 2-D spectrum handled together: the temporaries stay in cache
 
 
 def _tile_scale(batch: Batch) -> tuple[np.ndarray, str]:
@@ -462,10 +398,14 @@ def _scale_medians(batch: Batch, name: str, grid: tuple) -> tuple[np.ndarray, np
     SCALE_SAMPLES samples): a tile's figure never depends on the others, and
     the temporaries stay small and in cache."""
     n = batch.n
+    if not batch.spectral_2d:  # one pass per tile, compiled: the same numbers as _ratio and _lower_median
+        # "poisson" is asked for only where the batch carries VAR_POISSON (_tile_scale)
+        numerator = cast(np.ndarray, batch.var_poisson) if name == "poisson" else batch.error
+        sample = grid[1].step or 1
+        medians = bright_medians(batch.value, batch.error, numerator, name == "err", sample, np.float32(MIN_SNR))
+        return medians, None
     samples = max(1, batch.value[:1][grid].size)
     step = max(1, SCALE_SAMPLES // samples)
-    if not batch.spectral_2d:
-        return _bright_medians(batch, grid, step, name), None
     tile = np.empty(n)
     along_y = batch.dispersion_axis == 2  # a line of constant wavelength is a row, else a column
     column = np.empty((n, batch.value[:1][grid].shape[1 if along_y else 2])) if batch.spectral_2d else None

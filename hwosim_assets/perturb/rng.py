@@ -18,7 +18,8 @@ vectorised numpy pass, with no per-packet generator objects.
 
 Dense noise fields (millions of values per packet) are the one exception to
 "one word per number": four such words seed an SFC64 generator per packet,
-whose raw stream (numpy's C loop) is drawn in order - still a pure function
+whose raw stream (numpy's SFC64, drawn by a compiled loop that reproduces it
+word for word: :mod:`hwosim_assets.perturb.kernels`) is drawn in order - still a pure function
 of the packet's address, several times cheaper per value.
 
 The distributions are built here from raw words, not taken from
@@ -35,6 +36,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from hwosim_assets.perturb.kernels import normal_piece
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Weyl increment of SplitMix64
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -49,10 +52,11 @@ def text_id(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
+@lru_cache(maxsize=4096)
 def stream_key(seed: int, profile_hash: str, observation: str, kind: str, scope: str) -> int:
     """The 64-bit key of one kind's randomness in one scope, mixed by numpy's
     SeedSequence from the global seed, the profile's config hash and the
-    observation id."""
+    observation id (kept: a replay perturbs packet after packet with the same keys)."""
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     entropy = [int(seed), int(profile_hash, 16), text_id(observation)]
@@ -136,20 +140,10 @@ def exact_tail(u: np.ndarray) -> np.ndarray:
     return out
 
 
-RAW_CHUNK = 1 << 13  # raw words per random_raw call: 64 kB, served from the heap, not mapped afresh
-
-
-def _raw_indices_into(generator: np.random.SFC64, out: np.ndarray) -> None:
-    """Fill the intp array ``out`` (a multiple of 4 long) with the 16-bit
-    table indices of the generator's next len(out) / 4 raw words, in order:
-    word w gives indices 4w..4w+3 (its 16-bit quarters in memory order). Drawn
-    in small calls (random_raw has no ``out``; big results are slow to
-    allocate) and widened straight into ``out``, the int index numpy's take
-    needs - one copy, not two."""
-    span = 4 * RAW_CHUNK
-    for first in range(0, len(out), span):
-        chunk = out[first : first + span]
-        np.copyto(chunk, generator.random_raw(len(chunk) // 4).view(np.uint16), casting="unsafe")
+def normal_constants() -> tuple[np.ndarray, np.float32, float]:
+    """What the compiled field kernels need besides the states: the table,
+    the tail-marker level and the tail start."""
+    return normal_table(), tail_threshold(), tail_start()
 
 
 class Stream:
@@ -194,7 +188,8 @@ class Stream:
         in cache-sized pieces as (rows, first, last, values[len(rows), last-first]).
 
         Each index's field comes from its own SFC64 generator (numpy's raw bit
-        stream, fast and stable across numpy releases) whose 256-bit state is
+        stream, stable across numpy releases, drawn by the compiled
+        :func:`~hwosim_assets.perturb.kernels.normal_piece`) whose 256-bit state is
         four SplitMix64 words of (key, index, lane); every raw word gives four
         normals through the 16-bit table, tails drawn exactly (:func:`normal_table`).
         Values never depend on ``block``.
@@ -204,64 +199,42 @@ class Stream:
         A fresh half-megabyte array per piece costs about as much as the
         look-up itself (measured: the allocator hands such blocks back to the
         system, and new pages are faulted in), so the engine's own loops reuse."""
-        table = normal_table()
+        table, marker, tail_a = normal_constants()
+        per_block = max(1, block // count)
+        cells = min(per_block, len(self)) * count if per_block > 1 else block
+        values_buf = np.empty(cells, dtype=np.float32) if reuse else None
+        for rows, first, last, states, tail_keys in self.field_pieces(count, lane, block):
+            shape = (len(states), last - first)
+            values = (
+                np.empty(shape, np.float32) if values_buf is None else values_buf[: shape[0] * shape[1]].reshape(shape)
+            )
+            normal_piece(states, tail_keys, first, table, marker, tail_a, values)
+            yield rows, first, last, values
+
+    def field_pieces(
+        self, count: int, lane: int = 0, block: int = 1 << 17
+    ) -> Iterator[tuple[slice, int, int, np.ndarray, np.ndarray]]:
+        """How :meth:`normal_fields` cuts the fields into pieces of ~``block``
+        values, for the compiled kernels that draw them
+        (:func:`~hwosim_assets.perturb.kernels.normal_piece`): (rows, first,
+        last, states, tail_keys) - the SFC64 states of the rows (k, 4), to be
+        advanced in place by the kernel (one field in several pieces carries
+        its state from piece to piece), and their tail keys (k,). Several
+        whole fields per piece when they are short, else one field in pieces
+        that start on a word."""
         states = self.words(4, lane)
-        generator = np.random.SFC64(0)
-        nwords = -(-count // 4)
-
-        def restart(row: int) -> None:
-            generator.state = {
-                "bit_generator": "SFC64",
-                "state": {"state": states[row]},
-                "has_uint32": 0,
-                "uinteger": 0,
-            }
-
         tail_keys = states[:, 0] ^ np.uint64(0xD1B54A32D192ED03)
         per_block = max(1, block // count)
-        span = block - block % 4
-        # scratch reused piece after piece (it stays in cache): the int index
-        # numpy's take needs, |value| and the tail test of the values
-        rows_per_piece = min(per_block, len(states))
-        cells = rows_per_piece * 4 * nwords if per_block > 1 else span
-        index_buf = np.empty(cells, dtype=np.intp)
-        size_buf = np.empty(cells, dtype=np.float32)
-        tail_buf = np.empty(cells, dtype=bool)
-        values_buf = np.empty(cells, dtype=np.float32) if reuse else None
-        marker = tail_threshold()
-
-        def lookup(index: np.ndarray, r0: int, first: int) -> np.ndarray:
-            size = index.size
-            values = np.empty(index.shape, np.float32) if values_buf is None else values_buf[:size].reshape(index.shape)
-            np.take(table, index, out=values, mode="wrap")  # every index is in range; "wrap" skips the checks
-            # the tail markers are exactly the values of |x| >= the innermost marker level (:func:`tail_threshold`)
-            magnitude = np.abs(values, out=size_buf[:size].reshape(index.shape))
-            tail = np.greater_equal(magnitude, marker, out=tail_buf[:size].reshape(index.shape))
-            rows, cols = np.divmod(np.flatnonzero(tail), index.shape[1])  # 1-D: faster than a 2-D nonzero
-            if len(rows):  # redraw the tail markers exactly, keyed by (packet, position in its field)
-                where = (cols + first).astype(np.uint64)
-                base = _mix(tail_keys[r0 + rows] ^ (where * _GOLDEN))
-                u = unit_interval(_mix(base[:, None] + np.arange(1, 9, dtype=np.uint64)[None, :] * _GOLDEN))
-                sign = np.where(values[rows, cols] < 0, -1.0, 1.0)  # low markers are the negative levels
-                values[rows, cols] = (sign * exact_tail(u)).astype(np.float32)
-            return values
-
-        if per_block > 1:  # several whole fields per piece
+        if per_block > 1:
             for r0 in range(0, len(states), per_block):
                 r1 = min(r0 + per_block, len(states))
-                index = index_buf[: (r1 - r0) * 4 * nwords].reshape(r1 - r0, 4 * nwords)
-                for row in range(r0, r1):
-                    restart(row)
-                    _raw_indices_into(generator, index[row - r0])
-                yield slice(r0, r1), 0, count, lookup(index, r0, 0)[:, :count]
-        else:  # one field in several pieces, drawn in order
-            for row in range(len(states)):
-                restart(row)
-                for first in range(0, count, span):
-                    last = min(first + span, count)
-                    index = index_buf[: 4 * -(-(last - first) // 4)]
-                    _raw_indices_into(generator, index)
-                    yield slice(row, row + 1), first, last, lookup(index[None, :], row, first)[:, : last - first]
+                yield slice(r0, r1), 0, count, states[r0:r1].copy(), tail_keys[r0:r1]
+            return
+        span = block - block % 4
+        for row in range(len(states)):
+            state = states[row : row + 1].copy()
+            for first in range(0, count, span):
+                yield slice(row, row + 1), first, min(first + span, count), state, tail_keys[row : row + 1]
 
     def normal_f32(self, count: int, lane: int = 0) -> np.ndarray:
         """(n, count) float32 standard normals: the whole fields of

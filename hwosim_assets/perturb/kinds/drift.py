@@ -18,6 +18,7 @@ import numpy as np
 
 from hwosim_assets.perturb.batch import ALL, Batch, Coverage, Effect
 from hwosim_assets.perturb.draws import Draws
+from hwosim_assets.perturb.kernels import restoring_variance, shift_bilinear
 from hwosim_assets.perturb.kinds.noise import add_normal
 from hwosim_assets.perturb.rng import Stream
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
@@ -178,9 +179,6 @@ def shifted_channels(flux: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, t
     return moved, (rows, j0, j1, w0, w1, total)
 
 
-SHIFT_PACKETS = 4  # packets resampled together: 4 tiles of 128^2 float32 and two scratch copies stay in cache
-
-
 def _shift_tiles(planes: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """Resample (k, ny, nx) tiles as if the scene moved by (dy, dx) pixels:
     bilinear interpolation, edges clamped (a tile has no neighbours). A new
@@ -191,76 +189,18 @@ def _shift_tiles(planes: np.ndarray, dy: float, dx: float) -> np.ndarray:
 
 
 def _shift_in_place(planes: np.ndarray, dy: float, dx: float) -> None:
-    """Bilinear resampling of (k, ny, nx) tiles in place, one axis after the
-    other: a bilinear weight is the product of a weight along y and one along
-    x, so two 2-tap blends (y, then x) give the four-tap result with half the
-    arithmetic, and each blend is whole-slice numpy (a copy shifted by whole
-    pixels, two scalings, one sum) - no index arrays. Packets are done
-    SHIFT_PACKETS at a time with two reused scratch buffers, so the blend's
-    temporaries stay in cache."""
-    if len(planes) == 0:
-        return
-    step = min(SHIFT_PACKETS, len(planes))
-    scratch = (np.empty_like(planes[:step]), np.empty_like(planes[:step]))
-    for first in range(0, len(planes), step):
-        part = planes[first : first + step]
-        spare = tuple(buffer[: len(part)] for buffer in scratch)
-        _blend(part, dy, 1, spare)
-        _blend(part, dx, 2, spare)
-
-
-def _blend(planes: np.ndarray, shift: float, axis: int, scratch: tuple[np.ndarray, ...]) -> None:
-    """out[i] = (1 - f) x[clip(i + b)] + f x[clip(i + b + 1)] along ``axis``
-    in place, with b = floor(-shift), f = -shift - b (float32 weights): the
-    scene moved by ``shift``. A zero weight is skipped, so a whole-pixel
-    shift does not pull a NaN neighbour in. ``scratch``: two arrays shaped
-    like ``planes``. For a sub-pixel shift one tap is ``planes`` itself:
-    three passes (the other tap, weighted on the way; a scaling; a sum)."""
-    base = math.floor(-shift)
-    frac = np.float32(-shift - base)
-    near, far = scratch
-    if frac == 0:
-        if base != 0:
-            _shifted(planes, base, axis, near)
-            planes[...] = near
-        return
-    keep = np.float32(1) - frac
-    if base == 0:  # taps: planes itself (1 - f) and its neighbour at +1 (f)
-        _shifted(planes, 1, axis, far, frac)
-        planes *= keep
-        planes += far
-    elif base == -1:  # taps: the neighbour at -1 (1 - f) and planes itself (f)
-        _shifted(planes, -1, axis, near, keep)
-        planes *= frac
-        planes += near
-    else:  # a shift of a pixel or more: both taps moved
-        _shifted(planes, base, axis, near, keep)
-        _shifted(planes, base + 1, axis, far, frac)
-        np.add(near, far, out=planes)
-
-
-def _shifted(planes: np.ndarray, k: int, axis: int, out: np.ndarray, weight: np.float32 | None = None) -> np.ndarray:
-    """``planes`` moved by ``k`` whole pixels along ``axis`` (times ``weight``
-    when given), into ``out``: out[i] = weight x planes[clip(i + k, 0, size -
-    1)] (edges repeated), by slices."""
-    size = planes.shape[axis]
-    k = max(-size, min(size, int(k)))
-
-    def at(part: slice) -> tuple[slice, ...]:
-        index = [slice(None)] * planes.ndim
-        index[axis] = part
-        return tuple(index)
-
-    if k >= 0:
-        pairs = ((slice(0, size - k), slice(k, size)), (slice(size - k, size), slice(size - 1, size)))
-    else:
-        pairs = ((slice(-k, size), slice(0, size + k)), (slice(0, -k), slice(0, 1)))
-    for dst, src in pairs:
-        if weight is None:
-            out[at(dst)] = planes[at(src)]
-        else:
-            np.multiply(planes[at(src)], weight, out=out[at(dst)])
-    return out
+    """Bilinear resampling of (k, ny, nx) tiles in place: the scene moved by
+    (dy, dx) pixels, edges clamped. A bilinear weight is the product of a
+    weight along y and one along x, so two 2-tap blends (y, then x) give
+    the four-tap result with half the arithmetic: out[i] = (1 - f)
+    x[clip(i + b)] + f x[clip(i + b + 1)] along each axis, b = floor(-shift),
+    f = -shift - b (float32 weights); a whole-pixel shift (f = 0) copies, so
+    no NaN neighbour is pulled in. One compiled pass per tile
+    (:func:`~hwosim_assets.perturb.kernels.shift_bilinear`)."""
+    base_y, base_x = math.floor(-dy), math.floor(-dx)
+    frac_y, frac_x = np.float32(-dy - base_y), np.float32(-dx - base_x)
+    if len(planes):
+        shift_bilinear(planes, base_y, frac_y, base_x, frac_x)
 
 
 def _kept_variance(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
@@ -297,15 +237,10 @@ def pointing_jitter(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effec
     lost = lost.astype(batch.value.dtype)[:, None]
     error = batch.error.reshape(batch.n, -1)
     if batch.fold_noise:  # read_noise follows: it draws this noise in its own field (summed variance)
-        deferred = np.empty(error.shape, dtype=batch.value.dtype)
-        lost_var = lost**2
-        largest = np.finfo(deferred.dtype).max
-        for part in batch._pieces():  # in cache: one pass over memory
-            with np.errstate(over="ignore"):  # an ERR beyond 1.8e19 (real products' bad pixels) squares to inf
-                piece = np.square(error[part], out=deferred[part], dtype=deferred.dtype)
-                piece *= lost_var[part]
-            np.fmax(piece, 0, out=piece)  # fmax drops NaN: no noise where ERR is NaN
-            np.fmin(piece, largest, out=piece)  # ...and inf is kept finite: a huge noise, as unfolded, never inf
+        deferred = np.empty(error.shape, dtype=np.float32)
+        # one compiled pass; NaN ERR: no noise, an ERR beyond 1.8e19 (real products' bad pixels): a huge
+        # noise, as unfolded, never inf
+        restoring_variance(error, (lost**2).astype(np.float32).reshape(-1), deferred)
         batch.deferred_variance = deferred
         return Effect(ALL, np.hypot(offsets[:, 0], offsets[:, 1]))
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from hwosim_assets.perturb.batch import ALL, DETECTOR_PIXELS, Batch, Coverage, Effect
 from hwosim_assets.perturb.draws import Draws
-from hwosim_assets.perturb.rng import Stream
+from hwosim_assets.perturb.kernels import add_normal_piece
+from hwosim_assets.perturb.rng import Stream, normal_constants
 from hwosim_assets.perturb.spec import Expectation, KindSpec, Param
 
 BOTH = frozenset({"spectra", "images"})
@@ -27,6 +28,7 @@ def _everything(params: Mapping[str, float], coverage: Coverage) -> Expectation:
 
 
 BLOCK = 1 << 17  # elements per block of a dense noise field: stays in cache
+_NO_VARIANCE = np.empty((0, 0), np.float32)  # add_normal_piece's "no deferred variance"
 
 
 def add_normal(
@@ -35,6 +37,7 @@ def add_normal(
     sigma: np.ndarray | SigmaFn,
     lane: int = 0,
     keep: Callable[[slice, int, int, np.ndarray], None] | None = None,
+    deferred: np.ndarray | None = None,
 ) -> None:
     """value += sigma x N(0, 1), with packet i's field drawn from ``stream``
     row i. Drawn and added piece by piece into reused buffers, so no
@@ -43,18 +46,29 @@ def add_normal(
     function (rows, first, last, out) -> the sigmas of that piece,
     (len(rows), last - first), written into the scratch ``out`` - for a sigma
     the caller derives from the data piece by piece, in cache. ``keep``: called
-    with (rows, first, last, noise) for every piece added (trace mode)."""
+    with (rows, first, last, noise) for every piece added (trace mode).
+    ``deferred`` (n, elements): a second variance drawn in the same field,
+    sigma sqrt(sigma^2 + deferred) (:func:`_add_folded`).
+
+    The field is drawn and added by one compiled pass per piece
+    (:func:`~hwosim_assets.perturb.kernels.add_normal_piece`)."""
     n, size = batch.n, batch.elements
     values = batch.value.reshape(n, size)
     piece = sigma if callable(sigma) else _sigma_pieces(np.asarray(sigma), batch)
     scratch = np.empty(min(BLOCK, n * size) + 4 * n, dtype=values.dtype)
-    for rows, first, last, noise in stream.normal_fields(size, lane=lane, block=BLOCK, reuse=True):
-        noise = noise.astype(values.dtype, copy=False)
-        out = scratch[: noise.size].reshape(noise.shape)
-        noise *= piece(rows, first, last, out)
-        values[rows, first:last] += noise
+    noise = np.empty(scratch.shape, dtype=values.dtype) if keep is not None else scratch[:0]
+    constants = normal_constants()
+    for rows, first, last, states, tail_keys in stream.field_pieces(size, lane=lane, block=BLOCK):
+        shape = (len(states), last - first)
+        cells = shape[0] * shape[1]
+        sigmas = piece(rows, first, last, scratch[:cells].reshape(shape))
+        if sigmas.ndim != 2 or sigmas.shape[0] != shape[0] or sigmas.shape[1] not in (1, shape[1]):
+            sigmas = np.broadcast_to(sigmas, shape)  # a (k, 1) column is the kernel's own case
+        added = noise[:cells].reshape(shape) if keep is not None else noise.reshape(0, 0)
+        second = deferred[rows, first:last] if deferred is not None else _NO_VARIANCE
+        add_normal_piece(states, tail_keys, first, *constants, sigmas, second, values[rows, first:last], added)
         if keep is not None:
-            keep(rows, first, last, noise)
+            keep(rows, first, last, added)
 
 
 def _sigma_pieces(sigma: np.ndarray, batch: Batch) -> SigmaFn:
@@ -103,23 +117,15 @@ def _add_folded(batch: Batch, draws: Draws, sigma: np.ndarray, deferred: np.ndar
     broadcastable) and the jitter's restoring noise (variance ``deferred``,
     (n, elements)) in one field, piece by piece in cache."""
     n, size = batch.n, batch.elements
-    own = _sigma_pieces(sigma, batch)
-
-    def combined(rows: slice, first: int, last: int, out: np.ndarray) -> np.ndarray:
-        read = own(rows, first, last, out)  # a view of the read-noise sigmas (out untouched)
-        np.square(read, out=out)  # broadcast over the piece
-        out += deferred[rows, first:last]
-        return np.sqrt(out, out=out)
-
     if batch.trace_shares is None:
-        add_normal(batch, draws.packets(batch.seq), combined)
+        add_normal(batch, draws.packets(batch.seq), sigma, deferred=deferred)
         return
     total = np.zeros((n, size))
 
     def keep(rows: slice, first: int, last: int, noise: np.ndarray) -> None:
         total[rows, first:last] = noise
 
-    add_normal(batch, draws.packets(batch.seq), combined, keep=keep)
+    add_normal(batch, draws.packets(batch.seq), sigma, keep=keep, deferred=deferred)
     read = np.broadcast_to(np.asarray(sigma, dtype=np.float64), batch.value.shape).reshape(n, size)
     extra = draws.packets(batch.seq).normal_f32(size, lane=9).astype(np.float64)
     share = _split_share(total, np.sqrt(deferred.astype(np.float64)), read, extra)
