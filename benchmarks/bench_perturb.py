@@ -241,6 +241,8 @@ def per_kind(repeats: int) -> None:
 
     applied = {setting.kind for setting in profile.element_kinds}
     fold = {"pointing_jitter", "read_noise"} <= applied  # as the engine runs them (_Run.fold_noise)
+    chain = [setting.kind for setting in profile.element_kinds]
+    defer = ("striping_1f", "read_noise") in set(zip(chain, chain[1:], strict=False))  # _Run.defer_rnoise
 
     def batch(planes: tuple[np.ndarray, np.ndarray] | None = None) -> Batch:
         value, error = planes if planes is not None else (sci.copy(), e.copy())
@@ -258,15 +260,18 @@ def per_kind(repeats: int) -> None:
             stage=profile.stage,
         )
         fresh.fold_noise = fold
+        fresh.defer_rnoise = defer
         return fresh
 
     def before(kind: str) -> Batch:
-        """A fresh batch as ``kind`` finds it: with the jitter's folded sigma for read_noise."""
+        """A fresh batch as ``kind`` finds it: for read_noise, with the jitter's folded sigma and
+        the striping's variance left to its pass."""
         fresh = batch()
-        if fold and kind == "read_noise":
-            jitter = next(s for s in profile.element_kinds if s.kind == "pointing_jitter")
-            draws = Draws(SEED, profile.config_hash, "bench", "pointing_jitter")
-            ELEMENT_KINDS["pointing_jitter"].apply(fresh, jitter.params, draws)  # type: ignore[misc]
+        for earlier, left in (("pointing_jitter", fold), ("striping_1f", defer)):
+            if left and kind == "read_noise":
+                setting = next(s for s in profile.element_kinds if s.kind == earlier)
+                draws = Draws(SEED, profile.config_hash, "bench", earlier)
+                ELEMENT_KINDS[earlier].apply(fresh, setting.params, draws)  # type: ignore[misc]
         return fresh
 
     def best(fn, setup=lambda: None) -> float:
@@ -281,6 +286,8 @@ def per_kind(repeats: int) -> None:
     print(f"== per kind: 'nominal' on one {FRAME}x{FRAME} frame of {TILE}-px tiles, one thread, best of {repeats} ==")
     if fold:
         print("  (pointing_jitter's noise-restoring Gaussian is drawn in read_noise's field, as the engine runs them)")
+    if defer:
+        print("  (striping_1f's ERR growth is done in read_noise's pass, as the engine runs them)")
     rows = [
         ("input copies (sci, err)", best(lambda _: (sci.copy(), e.copy()))),
         ("electron scale (every batch)", best(batch, lambda: (sci.copy(), e.copy()))),

@@ -107,6 +107,11 @@ class Batch:
     # change (the engine moves it).
     fold_noise: bool = field(init=False, default=False)
     deferred_variance: np.ndarray | None = field(init=False, default=None)
+    # Folded ERR growth (set by the engine when ``read_noise`` runs right after ``striping_1f``):
+    # striping leaves its added read-noise variance in ``pending_rnoise`` and read_noise grows ERR and
+    # VAR_RNOISE by both at once - one pass over them, not two.
+    defer_rnoise: bool = field(init=False, default=False)
+    pending_rnoise: np.ndarray | None = field(init=False, default=None)
     trace_shares: dict | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:

@@ -112,6 +112,9 @@ class _Run:
         # (one field of the summed variance; kinds/noise.py read_noise)
         applied = {ELEMENT_KINDS[s.kind].alias_of or s.kind for s in self.settings}
         self.fold_noise = {"pointing_jitter", "read_noise"} <= applied
+        # striping_1f's ERR growth is done by read_noise's when it runs right after (Batch.defer_rnoise)
+        chain = [ELEMENT_KINDS[s.kind].alias_of or s.kind for s in self.settings]
+        self.defer_rnoise = ("striping_1f", "read_noise") in set(zip(chain, chain[1:], strict=False))
         # bits of the kinds that touch every element, preset in every truth mask
         self.dense_bits = np.uint32(
             # element kinds all have a bit (kinds/__init__.py)
@@ -156,6 +159,7 @@ class _Run:
         batch = Batch(stage=self.stage, exposure=pick(self.exposures, kwargs.pop("source", None)), **kwargs)
         batch.trace = {}
         batch.fold_noise = self.fold_noise
+        batch.defer_rnoise = self.defer_rnoise
         return batch
 
     def keep_trace(self, batch: Batch, rows: np.ndarray) -> None:

@@ -180,12 +180,14 @@ def _blend_line(source: np.ndarray, base: int, frac: np.float32, keep: np.float3
     high = max(min(size - base - 1, size), low)  # i from here: clipped at the last
     for i in range(low):
         _blend_at(source, i, base, frac, keep, out)
+    # the interior, branch-free, through views indexed from 0 (an index that might be negative is
+    # checked for wrap-around at every access, which keeps the loop from being vectorised)
+    target, near, far = out[low:high], source[low + base : high + base], source[low + base + 1 : high + base + 1]
     if frac == 0:
-        for i in range(low, high):
-            out[i] = source[i + base]
-    else:  # the interior, branch-free: vectorised
-        for i in range(low, high):
-            out[i] = source[i + base] * keep + source[i + base + 1] * frac
+        target[:] = near
+    else:
+        for i in range(len(target)):
+            target[i] = near[i] * keep + far[i] * frac
     for i in range(high, size):
         _blend_at(source, i, base, frac, keep, out)
 
@@ -353,8 +355,9 @@ def _select_bracketed(values: np.ndarray, k: int, scratch: np.ndarray) -> float:
     s = len(sample)
     near = k * s // n
     spread = int(math.sqrt(s)) + 2  # ~2 sigma of the sample rank of the k-th value
-    low = _select(sample, max(near - spread, 0))
-    high = _select(sample, min(near + spread, s - 1))
+    first = max(near - spread, 0)
+    low = _select(sample, first)
+    high = _select(sample[first:], min(near + spread, s - 1) - first)  # the selection left the rest >= low
     below = 0
     inside = 0
     for i in range(n):

@@ -108,7 +108,11 @@ def read_noise(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     else:
         batch.deferred_variance = None
         _add_folded(batch, draws, np.asarray(sigma), deferred)
-    batch.add_variance(np.asarray(sigma, dtype=np.float64) ** 2, "rnoise")
+    added = np.asarray(sigma, dtype=np.float64) ** 2
+    if batch.pending_rnoise is not None:  # striping_1f's variance, left to this pass (Batch.defer_rnoise)
+        added = added + batch.pending_rnoise
+        batch.pending_rnoise = None
+    batch.add_variance(added, "rnoise")
     return Effect(ALL, batch.packet_median(sigma_e))
 
 
@@ -230,7 +234,8 @@ def striping_1f(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
       NPIXELS offsets on every channel of the integration (a grey offset of
       the spectrum).
 
-    VAR_RNOISE and ERR grow by the offset's variance.
+    VAR_RNOISE and ERR grow by the offset's variance (by read_noise's pass
+    when it runs next: ``Batch.defer_rnoise``).
 
     Magnitude: the rms offset per pixel in electrons."""
     direction = batch.detector.stripes
@@ -262,7 +267,10 @@ def striping_1f(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
         added = offsets * sigma_pixel * batch.per_electron
         variance = variance_e * (sigma_pixel * batch.per_electron) ** 2
     batch.value += added.astype(batch.value.dtype)
-    batch.add_variance(variance, "rnoise")
+    if batch.defer_rnoise:  # read_noise follows: it grows ERR by both variances in one pass
+        batch.pending_rnoise = np.asarray(variance, dtype=np.float64)
+    else:
+        batch.add_variance(variance, "rnoise")
     return Effect(ALL, np.full(batch.n, sigma_pixel))
 
 
