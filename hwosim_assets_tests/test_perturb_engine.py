@@ -260,6 +260,38 @@ def test_cosmic_rays_at_flare_rates_land_in_bounded_memory(monkeypatch):
     assert peak < 120e6 < whole_peak, (peak, whole_peak)
 
 
+def test_hot_pixels_at_level_5_fractions_land_in_bounded_memory(monkeypatch):
+    """12 % of the pixels defective (hot_pixels level 5): the per-defect arrays
+    are built a few packets at a time - the same bytes as all at once, at a
+    bounded peak (~300 MB for one 2048^2 frame all at once)."""
+    import tracemalloc
+
+    from hwosim_assets.perturb.draws import Draws
+    from hwosim_assets.perturb.kinds import detector
+
+    params = {"hot_fraction": 0.06, "warm_fraction": 0.05, "dead_fraction": 0.01, "hot_e_s": 1.0, "warm_e_s": 0.1}
+    draws = Draws(1, "ab", "obs", "hot_pixels")
+    detector.defect_map(draws.key("observation"), tuple(sorted(params.items())))  # cached: not in the peak
+    runs = []
+    for budget in (1 << 15, 1 << 40):  # parts of ~16 tiles, and all at once
+        monkeypatch.setattr(detector, "DEFECT_BUDGET", budget)
+        batch = _storm_batch(128)
+        tracemalloc.start()
+        effect = detector.hot_pixels(batch, params, draws)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        runs.append((batch, effect, peak))
+    (parted, effect, peak), (whole, whole_effect, whole_peak) = runs
+    for name in ("value", "error", "dq"):
+        assert np.array_equal(getattr(parted, name), getattr(whole, name), equal_nan=True)
+    assert np.array_equal(effect.counts(parted), whole_effect.counts(whole))
+    truth, whole_truth = np.zeros(parted.value.shape, np.uint32), np.zeros(parted.value.shape, np.uint32)
+    effect.mark(truth, 3)
+    whole_effect.mark(whole_truth, 3)
+    assert np.array_equal(truth, whole_truth) and truth.any()
+    assert peak < whole_peak / 2, (peak, whole_peak)
+
+
 def test_dense_noise_and_saturation_make_no_full_size_float64_temporaries():
     """shot_noise and saturation work piece by piece: a 2048^2 frame's peak
     stays well under one float64 copy of it (32 MB; it was 139 MB each)."""

@@ -202,6 +202,31 @@ def hot_pixels(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
             -(p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]) * np.minimum(aperture, APERTURE_ROWS)
         )
         return Effect(bad, bad.sum(axis=1).astype(float), expected=(expected.sum(axis=1), np.zeros(batch.n)))
+    fraction = -math.expm1(-(p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]))
+    # the per-defect arrays grow with the defect fraction (12 % of the pixels at level 5): a few
+    # packets at a time, in bounded memory (packets are independent: the same result)
+    step = max(1, int(DEFECT_BUDGET / max(fraction * batch.elements, 1.0)))
+    parts = [slice(i, min(i + step, batch.n)) for i in range(0, batch.n, step)]
+    flat = np.concatenate(
+        [
+            _defects_part(batch.packets(part) if len(parts) > 1 else batch, key, items, draws, archive, seconds)
+            + part.start * batch.elements
+            for part in parts
+        ]
+    )
+    return Effect(
+        flat,
+        np.bincount(flat // batch.elements, minlength=batch.n).astype(float),
+        expected=(np.full(batch.n, fraction * batch.elements), np.zeros(batch.n)),
+    )
+
+
+DEFECT_BUDGET = 1 << 18  # defect pixels handled together in hot_pixels: a few MB per temporary
+
+
+def _defects_part(batch: Batch, key: int, items: tuple, draws: Draws, archive: bool, seconds: float) -> np.ndarray:
+    """:func:`hot_pixels` on the packets of an image batch: the defects of the
+    map that fall in them; returns their flat indices."""
     rate, kind, positions = defect_map(key, items)
     pick, flat = _defects_in_tiles(batch, positions)
     det = positions[pick]
@@ -220,12 +245,7 @@ def hot_pixels(batch: Batch, p: Mapping[str, float], draws: Draws) -> Effect:
     else:
         values[flat[live_pixels]] += (charge * scale)[live_pixels].astype(values.dtype)
         values[flat[~live_pixels]] = 0
-    fraction = -math.expm1(-(p["hot_fraction"] + p["warm_fraction"] + p["dead_fraction"]))
-    return Effect(
-        flat,
-        np.bincount(flat // batch.elements, minlength=batch.n).astype(float),
-        expected=(np.full(batch.n, fraction * batch.elements), np.zeros(batch.n)),
-    )
+    return flat
 
 
 def expect_hot_pixels(p: Mapping[str, float], coverage: Coverage) -> Expectation:
