@@ -233,19 +233,34 @@ def test_cosmic_rays_at_flare_rates_land_in_bounded_memory(monkeypatch):
     """At particle-event rates (storm: ~0.16 hits per pixel per frame) the hit
     arrays are built a few packets at a time: the same bytes as all at once,
     at a bounded peak (it grew with the rate: 730 MB for one 2048^2 frame)."""
-    import tracemalloc
 
     from hwosim_assets.perturb.draws import Draws
     from hwosim_assets.perturb.kinds import cosmic
 
     params = {"rate_cm2_s": 490.0, "deposit_e": 5200.0, "large_per_s": 0.1}
     draws = Draws(1, "ab", "obs", "cosmic_rays")
+    peak, whole_peak = _parted_as_whole(
+        monkeypatch,
+        cosmic,
+        "EVENT_BUDGET",
+        (cosmic.EVENT_BUDGET, 1 << 40),
+        lambda batch: cosmic.cosmic_rays(batch, params, draws),
+    )
+    assert peak < 120e6 < whole_peak, (peak, whole_peak)
+
+
+def _parted_as_whole(monkeypatch, module, budget_name, budgets, apply):
+    """Apply a kind to the same batch under a small and a huge ``budget``
+    (parts of a few packets, and all at once): the same values, ERR, DQ,
+    counts and truth either way; returns the two peaks of traced memory."""
+    import tracemalloc
+
     runs = []
-    for budget in (cosmic.EVENT_BUDGET, 1 << 40):
-        monkeypatch.setattr(cosmic, "EVENT_BUDGET", budget)
+    for budget in budgets:
+        monkeypatch.setattr(module, budget_name, budget)
         batch = _storm_batch(128)
         tracemalloc.start()
-        effect = cosmic.cosmic_rays(batch, params, draws)
+        effect = apply(batch)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         runs.append((batch, effect, peak))
@@ -257,14 +272,13 @@ def test_cosmic_rays_at_flare_rates_land_in_bounded_memory(monkeypatch):
     effect.mark(truth, 3)
     whole_effect.mark(whole_truth, 3)
     assert np.array_equal(truth, whole_truth) and truth.any()
-    assert peak < 120e6 < whole_peak, (peak, whole_peak)
+    return peak, whole_peak
 
 
 def test_hot_pixels_at_level_5_fractions_land_in_bounded_memory(monkeypatch):
     """12 % of the pixels defective (hot_pixels level 5): the per-defect arrays
     are built a few packets at a time - the same bytes as all at once, at a
     bounded peak (~300 MB for one 2048^2 frame all at once)."""
-    import tracemalloc
 
     from hwosim_assets.perturb.draws import Draws
     from hwosim_assets.perturb.kinds import detector
@@ -272,23 +286,13 @@ def test_hot_pixels_at_level_5_fractions_land_in_bounded_memory(monkeypatch):
     params = {"hot_fraction": 0.06, "warm_fraction": 0.05, "dead_fraction": 0.01, "hot_e_s": 1.0, "warm_e_s": 0.1}
     draws = Draws(1, "ab", "obs", "hot_pixels")
     detector.defect_map(draws.key("observation"), tuple(sorted(params.items())))  # cached: not in the peak
-    runs = []
-    for budget in (1 << 15, 1 << 40):  # parts of ~16 tiles, and all at once
-        monkeypatch.setattr(detector, "DEFECT_BUDGET", budget)
-        batch = _storm_batch(128)
-        tracemalloc.start()
-        effect = detector.hot_pixels(batch, params, draws)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        runs.append((batch, effect, peak))
-    (parted, effect, peak), (whole, whole_effect, whole_peak) = runs
-    for name in ("value", "error", "dq"):
-        assert np.array_equal(getattr(parted, name), getattr(whole, name), equal_nan=True)
-    assert np.array_equal(effect.counts(parted), whole_effect.counts(whole))
-    truth, whole_truth = np.zeros(parted.value.shape, np.uint32), np.zeros(parted.value.shape, np.uint32)
-    effect.mark(truth, 3)
-    whole_effect.mark(whole_truth, 3)
-    assert np.array_equal(truth, whole_truth) and truth.any()
+    peak, whole_peak = _parted_as_whole(
+        monkeypatch,
+        detector,
+        "DEFECT_BUDGET",
+        (1 << 15, 1 << 40),  # ~16 tiles a part
+        lambda batch: detector.hot_pixels(batch, params, draws),
+    )
     assert peak < whole_peak / 2, (peak, whole_peak)
 
 

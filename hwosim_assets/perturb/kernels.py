@@ -91,17 +91,12 @@ def normal_piece(
     if k % 2:  # the last row alone: drawn with a scratch copy of its own state as the second
         spare = states[k - 1].copy()
         _draw_two(states[k - 1], spare, table, out[k - 1], np.empty(whole, np.float32), whole)
-    quarter = np.uint64(0xFFFF)
     for i in range(k):
         row = out[i]
         if whole < m:  # a last word, partly used
             state = states[i]
-            a, b, c, w = state[0], state[1], state[2], state[3]
-            word = a + b + w
-            state[0], state[1] = b ^ (b >> np.uint64(11)), c + (c << np.uint64(3))
-            state[2], state[3] = ((c << np.uint64(24)) | (c >> np.uint64(40))) + word, w + np.uint64(1)
-            for q in range(m - whole):
-                row[whole + q] = table[(word >> np.uint64(16 * q)) & quarter]
+            word, state[0], state[1], state[2], state[3] = _sfc64(state[0], state[1], state[2], state[3])
+            _quarters(word, table, row, whole, m - whole)
         # the tail markers (2.4e-4 of the values): counted 64 at a time without a branch (vectorised),
         # a block with one looked at value by value
         for j0 in range(0, m, 64):
@@ -118,34 +113,39 @@ def normal_piece(
                     block[j] = np.float32(size if value > 0 else -size)
 
 
+@numba.njit(inline="always")
+def _sfc64(a: np.uint64, b: np.uint64, c: np.uint64, w: np.uint64) -> tuple:
+    """One step of SFC64: (word, a, b, c, counter) from the state (a, b, c, counter)."""
+    word = a + b + w
+    return (
+        word,
+        b ^ (b >> np.uint64(11)),
+        c + (c << np.uint64(3)),
+        ((c << np.uint64(24)) | (c >> np.uint64(40))) + word,
+        w + np.uint64(1),
+    )
+
+
+@numba.njit(inline="always")
+def _quarters(word: np.uint64, table: np.ndarray, out: np.ndarray, j0: int, count: int) -> None:
+    """out[j0 + q] = table[16-bit quarter q of word], quarters low first."""
+    for q in range(count):
+        out[j0 + q] = table[(word >> np.uint64(16 * q)) & np.uint64(0xFFFF)]
+
+
 @numba.njit(nogil=True, cache=True)
 def _draw_two(
     first: np.ndarray, second: np.ndarray, table: np.ndarray, out1: np.ndarray, out2: np.ndarray, whole: int
 ) -> None:
     """``whole`` / 4 SFC64 words of two generators (states advanced in place),
     four table values each, into out1 and out2."""
-    quarter = np.uint64(0xFFFF)
     a, b, c, w = first[0], first[1], first[2], first[3]
     a2, b2, c2, w2 = second[0], second[1], second[2], second[3]
     for j0 in range(0, whole, 4):
-        word = a + b + w
-        w += np.uint64(1)
-        a = b ^ (b >> np.uint64(11))
-        b = c + (c << np.uint64(3))
-        c = ((c << np.uint64(24)) | (c >> np.uint64(40))) + word
-        out1[j0] = table[word & quarter]
-        out1[j0 + 1] = table[(word >> np.uint64(16)) & quarter]
-        out1[j0 + 2] = table[(word >> np.uint64(32)) & quarter]
-        out1[j0 + 3] = table[word >> np.uint64(48)]
-        word2 = a2 + b2 + w2
-        w2 += np.uint64(1)
-        a2 = b2 ^ (b2 >> np.uint64(11))
-        b2 = c2 + (c2 << np.uint64(3))
-        c2 = ((c2 << np.uint64(24)) | (c2 >> np.uint64(40))) + word2
-        out2[j0] = table[word2 & quarter]
-        out2[j0 + 1] = table[(word2 >> np.uint64(16)) & quarter]
-        out2[j0 + 2] = table[(word2 >> np.uint64(32)) & quarter]
-        out2[j0 + 3] = table[word2 >> np.uint64(48)]
+        word, a, b, c, w = _sfc64(a, b, c, w)
+        word2, a2, b2, c2, w2 = _sfc64(a2, b2, c2, w2)
+        _quarters(word, table, out1, j0, 4)
+        _quarters(word2, table, out2, j0, 4)
     first[0], first[1], first[2], first[3] = a, b, c, w
     second[0], second[1], second[2], second[3] = a2, b2, c2, w2
 
