@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hwosim_assets.perturb import load_profiles, perturb_images, perturb_parquet  # noqa: E402
 from hwosim_assets.perturb.batch import Batch  # noqa: E402
 from hwosim_assets.perturb.draws import Draws  # noqa: E402
-from hwosim_assets.perturb.engine import CHUNK_ELEMENTS, _workers, perturb_tile_stack  # noqa: E402
+from hwosim_assets.perturb.engine import CHUNK_ELEMENTS, _Run, _workers, perturb_tile_stack  # noqa: E402
 from hwosim_assets.perturb.kinds import ELEMENT_KINDS  # noqa: E402
 from hwosim_assets.perturb.synthetic import tile_rows  # noqa: E402
 from hwosim_assets.records import IMAGE_TILE_SCHEMA  # noqa: E402
@@ -239,10 +239,8 @@ def per_kind(repeats: int) -> None:
     sci, e, meta = as_tiles(frames, TILE), as_tiles(err, TILE), tile_meta(1, TILE)
     columns = np.arange(TILE)[None, :]
 
-    applied = {setting.kind for setting in profile.element_kinds}
-    fold = {"pointing_jitter", "read_noise"} <= applied  # as the engine runs them (_Run.fold_noise)
-    chain = [setting.kind for setting in profile.element_kinds]
-    defer = ("striping_1f", "read_noise") in set(zip(chain, chain[1:], strict=False))  # _Run.defer_rnoise
+    run = _Run(profile, "bench", SEED, "images", MJD0)  # what the engine folds for this profile
+    fold, defer = run.fold_noise, run.defer_rnoise
 
     def batch(planes: tuple[np.ndarray, np.ndarray] | None = None) -> Batch:
         value, error = planes if planes is not None else (sci.copy(), e.copy())

@@ -239,13 +239,13 @@ class Batch:
         if where is not None:
             added = np.where(where, added, 0.0)
         column = self.var_rnoise if component == "rnoise" else self.var_poisson
-        extra = np.broadcast_to(added, self.value.shape)
         if self.error.dtype == np.float32 and (column is None or column.dtype == np.float32):
             plane = _stack(column) if column is not None else _NO_PLANE
             grow_error(
                 _stack(self.error), _stack(added.reshape((1,) * (self.value.ndim - added.ndim) + added.shape)), plane
             )
             return
+        extra = np.broadcast_to(added, self.value.shape)
         with np.errstate(invalid="ignore"):
             for part in self._pieces():
                 own = self.error[part]
@@ -314,22 +314,14 @@ def _stack(array: np.ndarray) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
-def _lower_median(rows: np.ndarray, good: np.ndarray | None = None, in_place: bool = False) -> np.ndarray:
-    """Median of the finite values of each row (lower middle; NaN if none).
-    ``good``: the count of finite values per row when the caller knows it;
-    ``in_place``: ``rows`` may be reordered (no copy)."""
-    good = np.isfinite(rows).sum(axis=1) if good is None else good
+def _lower_median(rows: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (lower middle; NaN if none)."""
+    good = np.isfinite(rows).sum(axis=1)
     width = rows.shape[1]
     if width and (good == width).all():  # the usual case: one partition, no sort
         middle = (width - 1) // 2
-        if in_place:
-            rows.partition(middle, axis=1)
-            return rows[:, middle].copy()
         return np.partition(rows, middle, axis=1)[:, middle]
-    if in_place:
-        rows.sort(axis=1)  # NaN sort last
-    else:
-        rows = np.sort(rows, axis=1)
+    rows = np.sort(rows, axis=1)  # NaN sort last
     picked = rows[np.arange(len(rows)), np.maximum(good - 1, 0) // 2]
     return np.where(good > 0, picked, np.nan)
 

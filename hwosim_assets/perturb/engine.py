@@ -110,10 +110,9 @@ class _Run:
         self.deltas: dict[str, list] = {s.kind: [] for s in self.settings} if self.trace else {}
         # pointing_jitter's noise-restoring Gaussian is drawn in read_noise's field when both run
         # (one field of the summed variance; kinds/noise.py read_noise)
-        applied = {ELEMENT_KINDS[s.kind].alias_of or s.kind for s in self.settings}
-        self.fold_noise = {"pointing_jitter", "read_noise"} <= applied
+        chain = [ELEMENT_KINDS[s.kind].alias_of or s.kind for s in self.settings]  # in chain order
+        self.fold_noise = {"pointing_jitter", "read_noise"} <= set(chain)
         # striping_1f's ERR growth is done by read_noise's when it runs right after (Batch.defer_rnoise)
-        chain = [ELEMENT_KINDS[s.kind].alias_of or s.kind for s in self.settings]
         self.defer_rnoise = ("striping_1f", "read_noise") in set(zip(chain, chain[1:], strict=False))
         # bits of the kinds that touch every element, preset in every truth mask
         self.dense_bits = np.uint32(

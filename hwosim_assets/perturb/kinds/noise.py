@@ -55,7 +55,7 @@ def add_normal(
     n, size = batch.n, batch.elements
     values = batch.value.reshape(n, size)
     piece = sigma if callable(sigma) else _sigma_pieces(np.asarray(sigma), batch)
-    scratch = np.empty(min(BLOCK, n * size) + 4 * n, dtype=values.dtype)
+    scratch = np.empty(min(BLOCK, n * size), dtype=values.dtype)  # no piece is larger (Stream.field_pieces)
     noise = np.empty(scratch.shape, dtype=values.dtype) if keep is not None else scratch[:0]
     constants = normal_constants()
     for rows, first, last, states, tail_keys in stream.field_pieces(size, lane=lane, block=BLOCK):
